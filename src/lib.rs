@@ -1,0 +1,16 @@
+//! vnvme: an NVMe controller emulator served over vfio-user, built for testing Simple Copy.
+//!
+//! Layers, each importing only downward:
+//! - [`storage`]: byte-addressed stores (files, block devices, memfd); knows nothing of NVMe.
+//! - [`nvme`]: the NVMe controller model; knows nothing of vfio-user.
+//! - [`pci`]: a PCI function (config space, capabilities) any transport can present.
+//! - [`vfio_user`]: the vfio-user transport; knows the wire, not NVMe.
+//! - [`server`]: wires one transport to one controller and its namespaces.
+
+pub mod cli;
+pub mod config;
+pub mod nvme;
+pub mod pci;
+pub mod server;
+pub mod storage;
+pub mod vfio_user;

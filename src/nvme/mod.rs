@@ -1,0 +1,41 @@
+//! The NVMe controller model: registers, queues, admin and I/O commands, copy.
+//!
+//! It knows NVMe, not the transport. A transport (vfio-user today) drives it through the
+//! small surface below and nothing else:
+//!
+//! ```text
+//! Controller::new(&ControllerConfig, Vec<Namespace>) -> Arc<Controller>
+//! Controller::bar0_size(&self) -> u64              // registers + doorbells, a power of two
+//! Controller::msix_vectors(&self) -> u16           // admin queue + every I/O queue
+//! Controller::connect(&self, GuestMemory, Arc<dyn InterruptSink>)   // a client arrived
+//! Controller::disconnect(&self)                    // client gone: stop queues, reset state
+//! Controller::reset(&self)                         // function-level reset (DEVICE_RESET)
+//! Controller::mmio_read(&self, offset, &mut [u8])  // BAR0 read
+//! Controller::mmio_write(&self, offset, &[u8])     // BAR0 write; doorbells wake one queue
+//! ```
+//!
+//! Guest memory is a `GuestMemoryAtomic` the transport updates on every DMA map change;
+//! interrupts leave through an [`InterruptSink`], which the transport maps to eventfds.
+
+pub mod admin;
+pub mod controller;
+pub mod identify;
+pub mod io;
+pub mod namespace;
+pub mod prp;
+pub mod queue;
+pub mod regs;
+pub mod spec;
+
+pub use controller::Controller;
+pub use namespace::Namespace;
+
+/// Guest memory as the model sees it: the current set of DMA mappings, swapped atomically
+/// by the transport when the client maps or unmaps.
+pub type GuestMemory = vm_memory::GuestMemoryAtomic<vm_memory::GuestMemoryMmap<()>>;
+
+/// Where the model sends interrupts. `vector` is an MSI-X vector number; a transport
+/// without MSI-X enabled falls back to INTx.
+pub trait InterruptSink: Send + Sync {
+    fn raise(&self, vector: u16);
+}

@@ -1,0 +1,1 @@
+//! Wires one transport to one controller and its namespaces. (to be written)

@@ -1,0 +1,1 @@
+//! The vfio-user transport: knows the wire, not NVMe. (to be written)
