@@ -13,6 +13,7 @@ for t in /tests/[0-9]*.sh; do
     rc=$?
     end=$(cut -d' ' -f1 /proc/uptime)
     sed 's/^/    /' /tmp/out.$name | tail -n 40
+    grep '^KNOWN-DEVIATION ' /tmp/out.$name >>/tmp/deviations
     if [ $rc -eq 0 ]; then
         passed=$((passed + 1))
         echo "PASS $name ($(awk "BEGIN{print $end-$start}") s)"
@@ -23,5 +24,6 @@ for t in /tests/[0-9]*.sh; do
     fi
 done
 [ -n "$failed_names" ] && echo "failed:$failed_names"
+[ -s /tmp/deviations ] && cat /tmp/deviations
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
