@@ -141,7 +141,11 @@ fn parse_int<T: TryFrom<u64>>(opt: &str, key: &str, v: &str) -> Result<T, Config
 
 /// A size with an optional binary suffix: 4096, 64K, 1M, 2G, 1T (KiB/MiB/... also accepted).
 pub fn parse_size(opt: &str, key: &str, v: &str) -> Result<u64, ConfigError> {
-    let bad = || ConfigError(format!("{opt} {key}: '{v}' is not a size (use e.g. 4096, 64K, 1G)"));
+    let bad = || {
+        ConfigError(format!(
+            "{opt} {key}: '{v}' is not a size (use e.g. 4096, 64K, 1G)"
+        ))
+    };
     let t = v.trim();
     let t = t
         .strip_suffix("iB")
@@ -175,12 +179,7 @@ fn parse_hex<const N: usize>(opt: &str, key: &str, v: &str) -> Result<[u8; N], C
         .chars()
         .filter(|c| !matches!(c, '-' | ':'))
         .collect::<String>();
-    let bad = || {
-        ConfigError(format!(
-            "{opt} {key}: '{v}' is not {} hex digits",
-            N * 2
-        ))
-    };
+    let bad = || ConfigError(format!("{opt} {key}: '{v}' is not {} hex digits", N * 2));
     if digits.len() != N * 2 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(bad());
     }
@@ -340,7 +339,10 @@ mod tests {
         let a = &c.namespaces[0];
         assert_eq!(a.backing, Backing::File("/tmp/a,b.img".into()));
         assert_eq!((a.size, a.nsid), (Some(1 << 20), Some(2)));
-        assert_eq!((a.logical_block_size, a.mssrl, a.mcl, a.msrc), (4096, 8, 16, 0));
+        assert_eq!(
+            (a.logical_block_size, a.mssrl, a.mcl, a.msrc),
+            (4096, 8, 16, 0)
+        );
         assert!(a.readonly);
         let b = &c.namespaces[1];
         assert_eq!(b.nsid, Some(1));
@@ -357,11 +359,17 @@ mod tests {
             .device_config()
             .unwrap_err();
         assert!(e.0.contains("--ns nsid"), "{e}");
-        let e = args(&["size=1M,colour=red"], &[]).device_config().unwrap_err();
+        let e = args(&["size=1M,colour=red"], &[])
+            .device_config()
+            .unwrap_err();
         assert!(e.0.contains("unknown key 'colour'"), "{e}");
-        let e = args(&["size=1M,mssrl=lots"], &[]).device_config().unwrap_err();
+        let e = args(&["size=1M,mssrl=lots"], &[])
+            .device_config()
+            .unwrap_err();
         assert!(e.0.contains("--ns mssrl"), "{e}");
-        let e = args(&["size=1M,msrc=300"], &[]).device_config().unwrap_err();
+        let e = args(&["size=1M,msrc=300"], &[])
+            .device_config()
+            .unwrap_err();
         assert!(e.0.contains("--ns msrc"), "{e}");
         let e = args(&[], &["mdts=x"]).device_config().unwrap_err();
         assert!(e.0.contains("--ctrl mdts"), "{e}");
@@ -378,7 +386,12 @@ mod tests {
         let s = qemu_args(Path::new("/run/x.sock"));
         assert!(s.contains("memory-backend-memfd"));
         assert!(s.contains("share=on"));
-        assert!(s.contains(r#"'{"driver":"vfio-user-pci","socket":{"path":"/run/x.sock","type":"unix"}}'"#), "{s}");
+        assert!(
+            s.contains(
+                r#"'{"driver":"vfio-user-pci","socket":{"path":"/run/x.sock","type":"unix"}}'"#
+            ),
+            "{s}"
+        );
         let s = qemu_args(Path::new("rel.sock"));
         assert!(!s.contains("\"path\":\"rel.sock\""));
     }

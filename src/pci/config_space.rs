@@ -102,7 +102,10 @@ impl ConfigSpace {
         c.set16(0x2e, ids.subsystem_id);
         c.data[0x34] = CAP_PM as u8;
         c.data[0x3d] = 1; // interrupt pin INTA
-        c.wmask16(0x04, COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE | 0x0140);
+        c.wmask16(
+            0x04,
+            COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE | 0x0140,
+        );
         c.wmask[0x0c] = 0xff; // cache line size
         c.wmask[0x0d] = 0xff; // latency timer
         c.wmask[0x3c] = 0xff; // interrupt line

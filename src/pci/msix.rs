@@ -80,12 +80,12 @@ impl Interrupts {
             .map_or(0, |v| v.len() as u32)
     }
 
-    fn range<'a>(
-        st: &'a mut State,
+    fn range(
+        st: &mut State,
         index: u32,
         start: u32,
         count: u32,
-    ) -> Result<&'a mut [Vector], IrqError> {
+    ) -> Result<&mut [Vector], IrqError> {
         let v = st
             .vectors
             .get_mut(index as usize)
@@ -139,6 +139,7 @@ impl Interrupts {
     }
 
     /// Fires the selected vectors (client-initiated trigger); `sel` filters by bool array.
+    /// A masked vector becomes pending instead.
     pub fn trigger(
         &self,
         index: u32,
@@ -150,7 +151,13 @@ impl Interrupts {
         let slots = Self::range(&mut st, index, start, count)?;
         for (i, slot) in slots.iter_mut().enumerate() {
             if sel.is_none_or(|s| s.get(i).is_some_and(|&b| b != 0)) {
-                slot.fire();
+                if slot.masked {
+                    slot.pending = true;
+                } else {
+                    slot.fire();
+                    // INTx is level-like: it stays masked until the client unmasks it.
+                    slot.masked = index == INTX;
+                }
             }
         }
         Ok(())

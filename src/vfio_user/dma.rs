@@ -11,8 +11,8 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use vm_memory::{
-    FileOffset, GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap, GuestRegionMmap,
-    MmapRegion,
+    FileOffset, GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap,
+    GuestRegionMmap, MmapRegion,
 };
 
 use super::protocol::{DmaMap, DMA_MAP_FLAG_WRITE, MAX_DMA_MAPS, PGSIZES};
@@ -117,7 +117,8 @@ impl DmaMaps {
         if m.size == 0 {
             return Err(DmaError::Invalid("map of size 0".into()));
         }
-        if m.addr % pg != 0 || m.size % pg != 0 || m.offset % pg != 0 {
+        if !m.addr.is_multiple_of(pg) || !m.size.is_multiple_of(pg) || !m.offset.is_multiple_of(pg)
+        {
             return Err(DmaError::Invalid(format!(
                 "map {:#x}+{:#x} (offset {:#x}) is not {pg}-byte aligned",
                 m.addr, m.size, m.offset

@@ -195,7 +195,9 @@ impl<'a> Connection<'a> {
             if rev[2] != 0 {
                 return true;
             }
-            if rev[1] != 0 {
+            // The current client comes first: if it has just hung up, the next client
+            // waiting on the listener is served rather than refused.
+            if rev[1] != 0 && rev[0] == 0 {
                 if let Ok((extra, _)) = listener.accept() {
                     log::warn!("refusing a second client: one client at a time");
                     drop(extra);
@@ -410,7 +412,8 @@ impl<'a> Connection<'a> {
         self.dev.connect(self.dma.memory(), self.irqs.clone());
         Ok(p::Version {
             major: p::MAJOR_VERSION,
-            minor: v.minor.min(p::MINOR_VERSION),
+            // Our minor is 0, never above the client's.
+            minor: p::MINOR_VERSION,
             capabilities: p::server_caps_json(caps.write_multiple),
         }
         .to_payload())

@@ -1,0 +1,2 @@
+//! A small NVMe host driver over the vfio-user test client (filled in once the model
+//! lands).
