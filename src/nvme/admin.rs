@@ -335,7 +335,11 @@ fn smart_log(inner: &Inner) -> Vec<u8> {
     b[4] = 10; // available spare threshold
     let s = &inner.stats;
     put_u64(&mut b, 32, data_units(s.bytes_read.load(Ordering::Relaxed)));
-    put_u64(&mut b, 48, data_units(s.bytes_written.load(Ordering::Relaxed)));
+    put_u64(
+        &mut b,
+        48,
+        data_units(s.bytes_written.load(Ordering::Relaxed)),
+    );
     put_u64(&mut b, 64, s.read_commands.load(Ordering::Relaxed));
     put_u64(&mut b, 80, s.write_commands.load(Ordering::Relaxed));
     put_u64(&mut b, 112, 1); // power cycles

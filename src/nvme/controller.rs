@@ -286,7 +286,11 @@ impl Inner {
 
     /// Identify Controller NN: the largest valid nsid.
     pub fn nn(&self) -> u32 {
-        let max = read(&self.namespaces).keys().next_back().copied().unwrap_or(0);
+        let max = read(&self.namespaces)
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0);
         max.max(256)
     }
 
@@ -300,8 +304,14 @@ impl Inner {
     }
 
     /// Posts a completion on `cq` and raises its interrupt.
-    pub fn complete(&self, mem: &Mem, cq: &CompletionQueue, c: &Completion) {
-        match cq.post(mem, c) {
+    pub fn complete(
+        &self,
+        mem: &Mem,
+        cq: &CompletionQueue,
+        c: &Completion,
+        cancelled: &dyn Fn() -> bool,
+    ) {
+        match cq.post(mem, c, cancelled) {
             Ok(()) => {
                 if cq.ien {
                     if let Some(irq) = self.irq() {
@@ -338,6 +348,7 @@ impl Inner {
                 cid,
                 status: st,
             },
+            &|| false,
         );
     }
 
@@ -407,8 +418,10 @@ impl Inner {
                 }
             }
             let c = self.csts.load(Ordering::Acquire);
-            self.csts
-                .store((c & !csts::SHST_MASK) | csts::SHST_COMPLETE, Ordering::Release);
+            self.csts.store(
+                (c & !csts::SHST_MASK) | csts::SHST_COMPLETE,
+                Ordering::Release,
+            );
         } else if cc::shn(v) == 0 && cc::shn(old) != 0 {
             self.csts.fetch_and(!csts::SHST_MASK, Ordering::AcqRel);
         }
@@ -423,7 +436,10 @@ impl Inner {
             return Err(format!("CC.CSS {} is not supported", cc::css(r.cc)));
         }
         if cc::mps(r.cc) != 0 {
-            return Err(format!("CC.MPS {} is not supported (4 KiB only)", cc::mps(r.cc)));
+            return Err(format!(
+                "CC.MPS {} is not supported (4 KiB only)",
+                cc::mps(r.cc)
+            ));
         }
         if cc::ams(r.cc) != 0 {
             return Err("CC.AMS: only round robin is supported".into());
@@ -452,7 +468,12 @@ impl Inner {
         Ok(())
     }
 
-    fn spawn_worker(self: &Arc<Self>, sq: &Arc<SubmissionQueue>, cq: Arc<CompletionQueue>, link: Link) {
+    fn spawn_worker(
+        self: &Arc<Self>,
+        sq: &Arc<SubmissionQueue>,
+        cq: Arc<CompletionQueue>,
+        link: Link,
+    ) {
         let inner = self.clone();
         let sq2 = sq.clone();
         let h = std::thread::Builder::new()
@@ -509,6 +530,7 @@ impl Inner {
                             cid: sqe.cid,
                             status,
                         },
+                        &|| sq.stopped(),
                     );
                 }
             }

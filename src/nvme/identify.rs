@@ -107,11 +107,7 @@ pub fn namespace(ns: &Namespace) -> Vec<u8> {
 pub(crate) fn namespace_common(inner: &Inner) -> Vec<u8> {
     let mut b = zeroes();
     b[id_ns::DLFEAT] = id_ns::DLFEAT_VALUE;
-    let lbads = inner
-        .namespaces()
-        .first()
-        .map(|ns| ns.lbads())
-        .unwrap_or(9);
+    let lbads = inner.namespaces().first().map(|ns| ns.lbads()).unwrap_or(9);
     put_lbaf0(&mut b, lbads);
     b
 }

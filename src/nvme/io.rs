@@ -50,9 +50,7 @@ pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Outcome {
 }
 
 fn namespace(inner: &Inner, nsid: u32) -> Result<Arc<Namespace>, Status> {
-    inner
-        .namespace(nsid)
-        .ok_or(status::INVALID_NAMESPACE.dnr())
+    inner.namespace(nsid).ok_or(status::INVALID_NAMESPACE.dnr())
 }
 
 /// Maximum data transfer in bytes, `None` for no limit.

@@ -35,9 +35,8 @@ impl Namespace {
         cfg.validate()?;
         let store: Arc<dyn Store> = match &cfg.backing {
             Backing::File(path) => {
-                let s = FileStore::open(path, cfg.size, cfg.readonly).map_err(|e| {
-                    ConfigError(format!("--ns file={}: {}", path.display(), e))
-                })?;
+                let s = FileStore::open(path, cfg.size, cfg.readonly)
+                    .map_err(|e| ConfigError(format!("--ns file={}: {}", path.display(), e)))?;
                 Arc::new(s)
             }
             Backing::Memory => {
@@ -117,7 +116,9 @@ impl Namespace {
         let mut h2: u64 = 0x8422_2325_cbf2_9ce4;
         for b in serial.bytes().chain(self.nsid.to_le_bytes()) {
             h1 = (h1 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-            h2 = (h2 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(7);
+            h2 = (h2 ^ b as u64)
+                .wrapping_mul(0x0000_0100_0000_01b3)
+                .rotate_left(7);
         }
         let mut u = [0u8; 16];
         u[..8].copy_from_slice(&h1.to_be_bytes());

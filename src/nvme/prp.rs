@@ -274,8 +274,7 @@ mod tests {
 
     fn mem() -> Mem {
         // Two maps with a hole between them: [0, 1 MiB) and [2 MiB, 3 MiB).
-        Mem::from_ranges(&[(GuestAddress(0), 1 << 20), (GuestAddress(2 << 20), 1 << 20)])
-            .unwrap()
+        Mem::from_ranges(&[(GuestAddress(0), 1 << 20), (GuestAddress(2 << 20), 1 << 20)]).unwrap()
     }
 
     fn put_u64s(m: &Mem, addr: u64, v: &[u64]) {
@@ -289,13 +288,22 @@ mod tests {
         let m = mem();
         assert_eq!(
             walk_prp(&m, 0x1100, 0, 0x100).unwrap(),
-            vec![Segment { addr: 0x1100, len: 0x100 }]
+            vec![Segment {
+                addr: 0x1100,
+                len: 0x100
+            }]
         );
         assert_eq!(
             walk_prp(&m, 0x1800, 0x5000, 0x1000).unwrap(),
             vec![
-                Segment { addr: 0x1800, len: 0x800 },
-                Segment { addr: 0x5000, len: 0x800 }
+                Segment {
+                    addr: 0x1800,
+                    len: 0x800
+                },
+                Segment {
+                    addr: 0x5000,
+                    len: 0x800
+                }
             ]
         );
         assert_eq!(
@@ -316,11 +324,26 @@ mod tests {
         assert_eq!(
             segs,
             vec![
-                Segment { addr: 0x40200, len: 0xe00 },
-                Segment { addr: 0x30000, len: 0x1000 },
-                Segment { addr: 0x50000, len: 0x1000 },
-                Segment { addr: 0x70000, len: 0x1000 },
-                Segment { addr: 0x90000, len: 0x100 },
+                Segment {
+                    addr: 0x40200,
+                    len: 0xe00
+                },
+                Segment {
+                    addr: 0x30000,
+                    len: 0x1000
+                },
+                Segment {
+                    addr: 0x50000,
+                    len: 0x1000
+                },
+                Segment {
+                    addr: 0x70000,
+                    len: 0x1000
+                },
+                Segment {
+                    addr: 0x90000,
+                    len: 0x100
+                },
             ]
         );
         let total: u64 = segs.iter().map(|s| s.len).sum();
@@ -344,7 +367,10 @@ mod tests {
         put_u64s(&m, 0x8000, &[0x2000, 0x3000]);
         assert_eq!(
             walk_prp(&m, 0x1000, 0x8000, 0x3000).unwrap(),
-            vec![Segment { addr: 0x1000, len: 0x3000 }]
+            vec![Segment {
+                addr: 0x1000,
+                len: 0x3000
+            }]
         );
     }
 
@@ -368,7 +394,13 @@ mod tests {
     fn sgl_data_block_segment_last_segment() {
         let m = mem();
         let (a, b) = dptr(sgl_desc(0x1234, 100, sgl::DATA_BLOCK));
-        assert_eq!(walk_sgl(&m, a, b, 100).unwrap(), vec![Segment { addr: 0x1234, len: 100 }]);
+        assert_eq!(
+            walk_sgl(&m, a, b, 100).unwrap(),
+            vec![Segment {
+                addr: 0x1234,
+                len: 100
+            }]
+        );
         assert_eq!(
             walk_sgl(&m, a, b, 101).unwrap_err(),
             status::DATA_SGL_LENGTH_INVALID.dnr()
@@ -385,9 +417,18 @@ mod tests {
         assert_eq!(
             walk_sgl(&m, a, b, 60).unwrap(),
             vec![
-                Segment { addr: 0x100, len: 10 },
-                Segment { addr: 0x300, len: 20 },
-                Segment { addr: 0x500, len: 30 }
+                Segment {
+                    addr: 0x100,
+                    len: 10
+                },
+                Segment {
+                    addr: 0x300,
+                    len: 20
+                },
+                Segment {
+                    addr: 0x500,
+                    len: 30
+                }
             ]
         );
         // A segment pointer that is not last in its segment is invalid.
@@ -396,7 +437,10 @@ mod tests {
         bad.extend_from_slice(&sgl_desc(0x100, 10, sgl::DATA_BLOCK));
         m.write_slice(&bad, GuestAddress(0xb000)).unwrap();
         let (a, b) = dptr(sgl_desc(0xb000, 32, sgl::SEGMENT));
-        assert_eq!(walk_sgl(&m, a, b, 40).unwrap_err(), status::INVALID_SGL_SEGMENT.dnr());
+        assert_eq!(
+            walk_sgl(&m, a, b, 40).unwrap_err(),
+            status::INVALID_SGL_SEGMENT.dnr()
+        );
         // Bit bucket descriptors are not supported.
         let (a, b) = dptr(sgl_desc(0, 10, sgl::BIT_BUCKET));
         assert_eq!(
@@ -405,7 +449,10 @@ mod tests {
         );
         // A segment length that is not a multiple of 16 is invalid.
         let (a, b) = dptr(sgl_desc(0x9000, 40, sgl::SEGMENT));
-        assert_eq!(walk_sgl(&m, a, b, 60).unwrap_err(), status::INVALID_SGL_SEGMENT.dnr());
+        assert_eq!(
+            walk_sgl(&m, a, b, 60).unwrap_err(),
+            status::INVALID_SGL_SEGMENT.dnr()
+        );
     }
 
     #[test]
@@ -414,20 +461,32 @@ mod tests {
         m.write_slice(&sgl_desc(0xc000, 16, sgl::SEGMENT), GuestAddress(0xc000))
             .unwrap();
         let (a, b) = dptr(sgl_desc(0xc000, 16, sgl::SEGMENT));
-        assert_eq!(walk_sgl(&m, a, b, 10).unwrap_err(), status::INVALID_SGL_COUNT.dnr());
+        assert_eq!(
+            walk_sgl(&m, a, b, 10).unwrap_err(),
+            status::INVALID_SGL_COUNT.dnr()
+        );
     }
 
     #[test]
     fn resolve_rejects_holes_and_copies() {
         let m = mem();
-        let segs = [Segment { addr: (1 << 20) - 8, len: 16 }];
+        let segs = [Segment {
+            addr: (1 << 20) - 8,
+            len: 16,
+        }];
         assert_eq!(
             Dma::resolve(&m, &segs).err().unwrap(),
             status::DATA_TRANSFER_ERROR.dnr()
         );
         let segs = [
-            Segment { addr: 0x100, len: 4 },
-            Segment { addr: (2 << 20) + 8, len: 4 },
+            Segment {
+                addr: 0x100,
+                len: 4,
+            },
+            Segment {
+                addr: (2 << 20) + 8,
+                len: 4,
+            },
         ];
         let d = Dma::resolve(&m, &segs).unwrap();
         assert_eq!(d.len(), 8);

@@ -42,7 +42,8 @@ impl Shadow {
     }
 
     fn read_doorbell(&self, mem: &Mem) -> Option<u32> {
-        mem.load::<u32>(GuestAddress(self.doorbell), Ordering::Acquire).ok()
+        mem.load::<u32>(GuestAddress(self.doorbell), Ordering::Acquire)
+            .ok()
     }
 
     fn write_event_idx(&self, mem: &Mem, v: u32) {
@@ -282,10 +283,16 @@ impl CompletionQueue {
 
     /// Writes one completion entry, waiting while the ring is full. The phase tag is
     /// written last, with release ordering, so the host never sees a half-written entry.
-    pub fn post(&self, mem: &Mem, c: &Completion) -> Result<(), PostError> {
+    /// `cancelled` lets a stopping submission queue give up waiting for room.
+    pub fn post(
+        &self,
+        mem: &Mem,
+        c: &Completion,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<(), PostError> {
         let mut st = lock(&self.state);
         loop {
-            if self.stop.load(Ordering::Acquire) {
+            if self.stop.load(Ordering::Acquire) || cancelled() {
                 return Err(PostError::Stopped);
             }
             let next = (st.tail + 1) % self.size;
@@ -360,19 +367,22 @@ mod tests {
     fn completion_phase_and_wrap() {
         let m = mem();
         let cq = CompletionQueue::new(1, 0x1000, 2, 0, true);
-        cq.post(&m, &c(7)).unwrap();
+        cq.post(&m, &c(7), &|| false).unwrap();
         let dw3: u32 = m.read_obj(GuestAddress(0x1000 + 12)).unwrap();
         assert_eq!(dw3 & 0xffff, 7);
         assert_eq!((dw3 >> 16) & 1, 1, "first pass has phase 1");
         assert_eq!((dw3 >> 17) as u16, status::INVALID_FIELD.dnr().0);
         assert_eq!(m.read_obj::<u32>(GuestAddress(0x1000)).unwrap(), 0xaabb);
-        assert_eq!(m.read_obj::<u32>(GuestAddress(0x1008)).unwrap(), 3 | (1 << 16));
+        assert_eq!(
+            m.read_obj::<u32>(GuestAddress(0x1008)).unwrap(),
+            3 | (1 << 16)
+        );
         // The ring (2 entries) is now full until the host moves the head.
         cq.ring_head(1);
-        cq.post(&m, &c(8)).unwrap();
+        cq.post(&m, &c(8), &|| false).unwrap();
         assert_eq!(cq.pointers(), (1, 0, false));
         cq.ring_head(0);
-        cq.post(&m, &c(9)).unwrap();
+        cq.post(&m, &c(9), &|| false).unwrap();
         let dw3: u32 = m.read_obj(GuestAddress(0x1000 + 12)).unwrap();
         assert_eq!(dw3 & 0xffff, 9);
         assert_eq!((dw3 >> 16) & 1, 0, "second pass has phase 0");
@@ -383,15 +393,15 @@ mod tests {
     fn full_queue_waits_for_head_doorbell_and_stops() {
         let m = Arc::new(mem());
         let cq = Arc::new(CompletionQueue::new(1, 0x1000, 2, 0, true));
-        cq.post(&m, &c(1)).unwrap();
+        cq.post(&m, &c(1), &|| false).unwrap();
         let (cq2, m2) = (cq.clone(), m.clone());
-        let t = std::thread::spawn(move || cq2.post(&m2, &c(2)));
+        let t = std::thread::spawn(move || cq2.post(&m2, &c(2), &|| false));
         std::thread::sleep(Duration::from_millis(20));
         assert!(!t.is_finished(), "post must wait while the ring is full");
         cq.ring_head(1);
         assert_eq!(t.join().unwrap(), Ok(()));
         let (cq2, m2) = (cq.clone(), m.clone());
-        let t = std::thread::spawn(move || cq2.post(&m2, &c(3)));
+        let t = std::thread::spawn(move || cq2.post(&m2, &c(3), &|| false));
         std::thread::sleep(Duration::from_millis(20));
         cq.stop();
         assert_eq!(t.join().unwrap(), Err(PostError::Stopped));
@@ -402,11 +412,17 @@ mod tests {
         let m = mem();
         let cq = CompletionQueue::new(1, 0x1000, 2, 0, true);
         let sh = Shadow::for_queue(0x8000, 0x9000, 1, true);
-        assert_eq!(sh, Shadow { doorbell: 0x800c, event_idx: 0x900c });
+        assert_eq!(
+            sh,
+            Shadow {
+                doorbell: 0x800c,
+                event_idx: 0x900c
+            }
+        );
         cq.set_shadow(Some(sh));
-        cq.post(&m, &c(1)).unwrap();
+        cq.post(&m, &c(1), &|| false).unwrap();
         m.write_obj(1u32, GuestAddress(0x800c)).unwrap();
-        cq.post(&m, &c(2)).unwrap();
+        cq.post(&m, &c(2), &|| false).unwrap();
         assert_eq!(cq.pointers().0, 1);
 
         let sq = SubmissionQueue::new(1, 1, 0x2000, 4);

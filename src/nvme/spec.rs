@@ -81,9 +81,7 @@ impl Sqe {
             | ((self.fuse as u32 & 3) << 8)
             | ((self.psdt as u32 & 3) << 14)
             | ((self.cid as u32) << 16);
-        let dws = [
-            cdw0, self.nsid, self.cdw2, self.cdw3,
-        ];
+        let dws = [cdw0, self.nsid, self.cdw2, self.cdw3];
         for (i, d) in dws.iter().enumerate() {
             b[i * 4..i * 4 + 4].copy_from_slice(&d.to_le_bytes());
         }

@@ -130,8 +130,10 @@ impl FileStore {
     }
 
     fn fallocate(&self, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()> {
-        let off = libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let len =
+            libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         loop {
             // SAFETY: fallocate only reads its integer arguments; the fd is owned by `self`.
             let r = unsafe { libc::fallocate(self.file.as_raw_fd(), mode, off, len) };
@@ -407,7 +409,10 @@ mod tests {
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 16384);
         assert_eq!(FileStore::open(&p, Some(4096), true).unwrap().size(), 4096);
         assert!(FileStore::open(&p, Some(1 << 20), true).is_err());
-        assert!(FileStore::open(&d, None, false).unwrap_err().0.contains("not a regular"));
+        assert!(FileStore::open(&d, None, false)
+            .unwrap_err()
+            .0
+            .contains("not a regular"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
