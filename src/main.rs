@@ -5,6 +5,10 @@ use clap::Parser;
 use vnvme::cli::{Cli, Command, RunArgs};
 
 fn main() {
+    // Before any thread exists: SIGINT/SIGTERM then stop the server in order.
+    if let Err(e) = vnvme::server::signals::block() {
+        eprintln!("vnvme: blocking signals: {e}");
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let code = match Cli::parse().into_command() {
         Command::Run(args) => run(&args),
@@ -39,6 +43,13 @@ fn run(args: &RunArgs) -> i32 {
             return 1;
         }
     };
+    if let Err(e) = server
+        .stop_handle()
+        .and_then(vnvme::server::signals::stop_on_signal)
+    {
+        eprintln!("vnvme: {e}");
+        return 1;
+    }
     match server.run(&dev) {
         Ok(()) => 0,
         Err(e) => {

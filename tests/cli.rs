@@ -109,3 +109,32 @@ fn binary_serves_and_guards_its_socket() {
     c.negotiate();
     assert_eq!(c.device_info().num_irqs, 5);
 }
+
+#[test]
+fn sigterm_stops_cleanly_and_removes_the_socket() {
+    let dir = TempDir::new("cli-sigterm");
+    let sock = dir.path("v.sock");
+    let mut p = spawn(&sock);
+    // Serving a connected client does not delay the stop.
+    let mut c = Client::connect(&sock);
+    c.negotiate();
+    let st = Command::new("kill")
+        .args(["-TERM", &p.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    let status = loop {
+        if let Some(s) = p.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "vnvme did not stop on SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(!sock.exists(), "socket removed on exit");
+    assert!(c.is_closed());
+}
