@@ -330,3 +330,48 @@ fn simple_copy_end_to_end() {
     want.extend(&b);
     assert_eq!(n.read_mem(rb, 3072), want);
 }
+
+#[test]
+fn file_backed_namespaces_see_guest_writes() {
+    let dir = common::TempDir::new("nvme-file");
+    let f512 = dir.path("a.img");
+    let f4k = dir.path("b.img");
+    let args = vnvme::cli::RunArgs {
+        socket: "unused".into(),
+        ns: vec![
+            format!("file={},size=1M", f512.display()),
+            format!(
+                "file={},size=2M,nsid=5,logical_block_size=4096",
+                f4k.display()
+            ),
+        ],
+        ctrl: vec!["max_ioqpairs=2".into()],
+        print_qemu_args: false,
+    };
+    let s = TestServer::start("nvme-file", &args.device_config().unwrap());
+    let mut n = Nvme::new(&s);
+    let list = n.identify(2, 0);
+    assert_eq!((le32(&list, 0), le32(&list, 4), le32(&list, 8)), (1, 5, 0));
+    let ns5 = n.identify(0, 5);
+    assert_eq!(le64(&ns5, 0), (2 << 20) / 4096, "NSZE in 4 KiB blocks");
+    let flbas = (ns5[26] & 0xf) as usize;
+    let lbaf = le32(&ns5, 128 + 4 * flbas);
+    assert_eq!((lbaf >> 16) & 0xff, 12, "LBADS = 4096");
+
+    n.create_io_queues(1, 4);
+    let buf = n.alloc(2 * PAGE);
+    let a = pattern(1024, 21);
+    n.write_mem(buf, &a);
+    assert_eq!(n.rw_prp(1, IO_WRITE, 1, 3, 2, buf, 1024).sc(), 0);
+    let b = pattern(8192, 22);
+    n.write_mem(buf, &b);
+    assert_eq!(n.rw_prp(1, IO_WRITE, 5, 7, 2, buf, 8192).sc(), 0);
+    assert_eq!(n.exec(1, Sqe::new(IO_FLUSH, 1)).sc(), 0);
+    assert_eq!(n.exec(1, Sqe::new(IO_FLUSH, 5)).sc(), 0);
+
+    let on_disk = std::fs::read(&f512).unwrap();
+    assert_eq!(on_disk.len(), 1 << 20);
+    assert_eq!(&on_disk[3 * 512..5 * 512], &a[..]);
+    let on_disk = std::fs::read(&f4k).unwrap();
+    assert_eq!(&on_disk[7 * 4096..9 * 4096], &b[..]);
+}
