@@ -141,7 +141,8 @@ impl DmaMaps {
             });
         }
         let Some(fd) = fd else {
-            log::warn!(
+            // QEMU maps ROM and device memory this way; only a DMA into it would matter.
+            log::debug!(
                 "DMA map {:#x}+{:#x} has no file descriptor; the device cannot reach it",
                 m.addr,
                 m.size
