@@ -59,6 +59,7 @@ fn seabios_boots_from_the_controller() {
     let log = dir.path("debugcon.log");
     let _server = Proc(
         Command::new(env!("CARGO_BIN_EXE_vnvme"))
+            .env("RUST_LOG", "warn")
             .args(["--socket", sock.to_str().unwrap()])
             .args(["--ns", &format!("file={}", disk.display())])
             .stdout(Stdio::null())
@@ -103,5 +104,163 @@ fn seabios_boots_from_the_controller() {
             "no boot message from the guest; debug console:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A newc cpio archive (what the kernel unpacks as its initramfs).
+struct Cpio {
+    out: Vec<u8>,
+    ino: u32,
+}
+
+impl Cpio {
+    fn new() -> Cpio {
+        Cpio {
+            out: Vec::new(),
+            ino: 1,
+        }
+    }
+
+    fn pad(&mut self) {
+        while self.out.len() % 4 != 0 {
+            self.out.push(0);
+        }
+    }
+
+    fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+        let fields = [
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0,
+        ];
+        self.ino += 1;
+        self.out.extend(b"070701");
+        for f in fields {
+            self.out.extend(format!("{f:08x}").as_bytes());
+        }
+        self.out.extend(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend(data);
+        self.pad();
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, (0, 0), &[]);
+        self.out
+    }
+}
+
+const GUEST_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for i in $(seq 1 20); do [ -e /sys/block/nvme0n1 ] && break; sleep 0.5; done
+echo "SIZE $(cat /sys/block/nvme0n1/size)"
+echo "SERIAL $(cat /sys/class/nvme/nvme0/serial)"
+dd if=/dev/urandom of=/tmp/a bs=4096 count=256 2>/dev/null
+dd if=/tmp/a of=/dev/nvme0n1 bs=4096 count=256 seek=100 oflag=direct 2>/dev/null
+dd if=/dev/nvme0n1 of=/tmp/b bs=4096 count=256 skip=100 iflag=direct 2>/dev/null
+cmp /tmp/a /tmp/b && echo GUEST-IO-OK
+grep nvme0q /proc/interrupts
+echo GUEST-DONE
+poweroff -f
+"#;
+
+#[test]
+#[ignore = "needs QEMU >= 10.1, a Linux kernel with NVMe built in and a static busybox: \
+            set VNVME_QEMU, VNVME_GUEST_KERNEL, VNVME_GUEST_BUSYBOX and run with --ignored"]
+fn linux_guest_does_io_with_msix() {
+    let qemu = std::env::var("VNVME_QEMU").expect("VNVME_QEMU");
+    let kernel = std::env::var("VNVME_GUEST_KERNEL").expect("VNVME_GUEST_KERNEL");
+    let busybox = std::env::var("VNVME_GUEST_BUSYBOX").expect("VNVME_GUEST_BUSYBOX");
+    let dir = TempDir::new("qemu-linux");
+    let mut cpio = Cpio::new();
+    for d in ["bin", "proc", "sys", "dev", "tmp"] {
+        cpio.entry(d, 0o040755, (0, 0), &[]);
+    }
+    cpio.entry("dev/console", 0o020600, (5, 1), &[]);
+    cpio.entry(
+        "bin/busybox",
+        0o100755,
+        (0, 0),
+        &std::fs::read(&busybox).unwrap(),
+    );
+    cpio.entry("init", 0o100755, (0, 0), GUEST_INIT.as_bytes());
+    let initrd = dir.path("initrd.cpio");
+    std::fs::write(&initrd, cpio.finish()).unwrap();
+
+    let sock = dir.path("v.sock");
+    let console = dir.path("console.log");
+    let _server = Proc(
+        Command::new(env!("CARGO_BIN_EXE_vnvme"))
+            .env("RUST_LOG", "warn")
+            .args(["--socket", sock.to_str().unwrap()])
+            .args([
+                "--ns",
+                "size=64M",
+                "--ctrl",
+                "max_ioqpairs=4,serial=GUESTTEST",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("vnvme"),
+    );
+    let deadline = Instant::now() + common::TIMEOUT;
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "vnvme did not create its socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dev = format!(
+        r#"{{"driver":"vfio-user-pci","socket":{{"path":"{}","type":"unix"}}}}"#,
+        sock.display()
+    );
+    let mut qemu = Proc(
+        Command::new(qemu)
+            .args(["-accel", "tcg", "-m", "512M"])
+            .args(["-object", "memory-backend-memfd,id=mem,size=512M,share=on"])
+            .args(["-machine", "q35,memory-backend=mem"])
+            .args(["-device", &dev])
+            .args(["-display", "none", "-monitor", "none"])
+            .args(["-serial", &format!("file:{}", console.display())])
+            .args(["-kernel", &kernel, "-initrd", initrd.to_str().unwrap()])
+            .args(["-append", "console=ttyS0 panic=-1", "-no-reboot"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("qemu"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let text = loop {
+        let text = std::fs::read_to_string(&console).unwrap_or_default();
+        if text.contains("GUEST-DONE") {
+            break text;
+        }
+        if let Ok(Some(st)) = qemu.0.try_wait() {
+            panic!("QEMU exited ({st}) before the guest finished:\n{text}");
+        }
+        assert!(Instant::now() < deadline, "guest did not finish:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(text.contains("SIZE 131072"), "{text}");
+    assert!(text.contains("SERIAL GUESTTEST"), "{text}");
+    assert!(text.contains("GUEST-IO-OK"), "{text}");
+    // Both the admin and an I/O queue took MSI-X interrupts.
+    let irq_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("PCI-MSIX") && l.contains("nvme0q"))
+        .collect();
+    assert!(irq_lines.len() >= 2, "MSI-X vectors in use:\n{text}");
+    for l in irq_lines {
+        let count: u64 = l.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(count > 0, "{l}");
     }
 }
