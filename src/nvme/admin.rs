@@ -296,7 +296,7 @@ fn get_log_page(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Result<(), Status> 
     let numd = ((sqe.cdw11 & 0xffff) << 16 | (sqe.cdw10 >> 16)) as u64 + 1;
     let len = numd * 4;
     let lpo = sqe.cdw12 as u64 | ((sqe.cdw13 as u64) << 32);
-    if lpo % 4 != 0 {
+    if !lpo.is_multiple_of(4) {
         return Err(status::INVALID_FIELD.dnr());
     }
     let data = match lid {
