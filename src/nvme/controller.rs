@@ -450,7 +450,11 @@ impl Inner {
         if cc::iocqes(r.cc) != 0 && cc::iocqes(r.cc) != 4 {
             return Err("CC.IOCQES must be 4".into());
         }
-        if r.asq == 0 || !r.asq.is_multiple_of(PAGE_SIZE) || r.acq == 0 || !r.acq.is_multiple_of(PAGE_SIZE) {
+        if r.asq == 0
+            || !r.asq.is_multiple_of(PAGE_SIZE)
+            || r.acq == 0
+            || !r.acq.is_multiple_of(PAGE_SIZE)
+        {
             return Err("ASQ/ACQ must be non-zero and page aligned".into());
         }
         let asqs = (r.aqa & 0xfff) + 1;
