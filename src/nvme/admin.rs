@@ -198,14 +198,16 @@ pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Outcome {
             let due = lock(&inner.aer).request(sqe.cid);
             match due {
                 Ok(due) => {
+                    let mut own = None;
                     for (cid, dw0) in due {
                         if cid == sqe.cid {
-                            // Completed right away by a pending event: post it in order.
-                            return Outcome::ok(dw0);
+                            // Completed at once by a pending event: posted by our worker.
+                            own = Some(dw0);
+                        } else {
+                            inner.complete_admin(cid, status::SUCCESS, dw0);
                         }
-                        inner.complete_admin(cid, status::SUCCESS, dw0);
                     }
-                    Outcome::Deferred
+                    own.map_or(Outcome::Deferred, Outcome::ok)
                 }
                 Err(s) => Outcome::err(s),
             }

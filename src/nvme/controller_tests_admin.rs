@@ -657,6 +657,11 @@ fn async_events_namespace_changed() {
     h.ctrl.notify_namespace_changed(2);
     let c = h.reap(0);
     assert_eq!((c.cid, c.dw0), (cid2, 0x0004_0002));
+    // An event with no request outstanding waits for the next request.
+    get_log(&mut h, log::CHANGED_NS_LIST, 0, 4096, 0, false);
+    h.ctrl.notify_namespace_changed(1);
+    let c = h.cmd(0, aer);
+    assert_eq!(c.dw0, 0x0004_0002);
 }
 
 #[test]

@@ -492,3 +492,41 @@ fn shadow_doorbells_and_event_idx() {
     // The admin queue keeps using MMIO doorbells.
     assert!(h.identify(cns::CONTROLLER, 0, 0).0.ok());
 }
+
+#[test]
+fn sq_outside_guest_memory_is_fatal() {
+    let mut h = Host::simple();
+    assert!(h.create_cq(1, 8, 0x300000, 1, true).ok());
+    // Queue memory is not checked at creation (maps may change), only when fetched.
+    assert!(h.create_sq(1, 8, UNMAPPED, 1).ok());
+    h.w32(0x1008, 1);
+    assert!(h.wait_csts(csts::CFS, csts::CFS), "CSTS.CFS must be set");
+    // A controller reset recovers.
+    h.disable();
+    assert_eq!(h.r32(reg::CSTS) & csts::CFS, 0);
+    h.enable();
+    assert!(h.identify(cns::CONTROLLER, 0, 0).0.ok());
+}
+
+#[test]
+fn dma_map_changes_are_seen_by_the_next_command() {
+    let mut h = io_host();
+    let data = pattern(4096, 8);
+    assert_eq!(
+        h.cmd(1, rw(io_op::WRITE, 1, 0, 8, UNMAPPED, 0)).sc(),
+        (0, 0x04)
+    );
+    // The transport maps a new region at UNMAPPED (keeping the old one).
+    let grown = Mem::from_ranges(&[
+        (GuestAddress(0), MEM_SIZE as usize),
+        (GuestAddress(UNMAPPED), 1 << 20),
+    ])
+    .unwrap();
+    // Carry the old contents over (queues live there).
+    let old = h.read_mem(0, MEM_SIZE as usize);
+    grown.write_slice(&old, GuestAddress(0)).unwrap();
+    grown.write_slice(&data, GuestAddress(UNMAPPED)).unwrap();
+    h.mem.lock().unwrap().replace(grown);
+    assert!(h.cmd(1, rw(io_op::WRITE, 1, 0, 8, UNMAPPED, 0)).ok());
+    assert_eq!(h.store_bytes(1, 0, 4096), data);
+}
