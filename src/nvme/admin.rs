@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::controller::{lock, CqParams, Inner, Outcome, SqParams};
 use super::identify;
 use super::prp::{Dma, Mem};
-use super::spec::{admin_op, aer, cns, feat, io_op, log, status, Sqe, Status, CSI_NVM, NSID_ALL};
+use super::spec::{admin_op, aer, cns, feat, log, status, Sqe, Status, CSI_NVM, NSID_ALL};
 use crate::config::ControllerConfig;
 
 /// Asynchronous Event Request Limit, 0's based (Identify Controller AERL).
@@ -383,7 +383,6 @@ fn effects_log() -> Vec<u8> {
         let v = CSUPP | if *fx { LBCC } else { 0 };
         super::spec::put_u32(&mut b, 1024 + *op as usize * 4, v);
     }
-    debug_assert!(!super::io::SUPPORTED.iter().any(|(o, _)| *o == io_op::COPY));
     b
 }
 

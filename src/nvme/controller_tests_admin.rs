@@ -174,7 +174,11 @@ fn identify_controller_fields() {
     assert_eq!(get_u32(&d, id_ctrl::NN), 256);
     let oncs = u16::from_le_bytes([d[id_ctrl::ONCS], d[id_ctrl::ONCS + 1]]);
     assert_eq!(oncs & 0x8f, 0x8d, "Compare, DSM, Write Zeroes, Verify");
-    assert_eq!(oncs & id_ctrl::ONCS_COPY, 0, "Copy not advertised yet");
+    assert_eq!(oncs & id_ctrl::ONCS_COPY, id_ctrl::ONCS_COPY);
+    assert_eq!(
+        u16::from_le_bytes([d[id_ctrl::OCFS], d[id_ctrl::OCFS + 1]]),
+        0xf
+    );
     let oacs = u16::from_le_bytes([d[id_ctrl::OACS], d[id_ctrl::OACS + 1]]);
     assert_eq!(oacs, id_ctrl::OACS_DBBUF);
     assert_eq!(d[id_ctrl::VWC], 1);
@@ -322,7 +326,7 @@ fn log_pages() {
     assert_eq!(get_u32(&d, 0x03 * 4), 0, "unsupported admin opcode");
     assert_eq!(get_u32(&d, 1024 + io_op::WRITE as usize * 4), 3);
     assert_eq!(get_u32(&d, 1024 + io_op::READ as usize * 4), 1);
-    assert_eq!(get_u32(&d, 1024 + io_op::COPY as usize * 4), 0);
+    assert_eq!(get_u32(&d, 1024 + io_op::COPY as usize * 4), 3);
 
     let (c, d) = get_log(&mut h, log::ERROR_INFO, 0, 64, 0, false);
     assert!(c.ok());

@@ -183,7 +183,6 @@ fn mdts_range_nsid_opcode_and_readonly_errors() {
     );
     check(h.cmd(1, rw(io_op::FLUSH, 9, 0, 1, 0, 0)), 0, 0x0b);
     check(h.cmd(1, rw(0x7f, 1, 0, 1, 0x800000, 0)), 0, 0x01);
-    check(h.cmd(1, rw(io_op::COPY, 1, 0, 1, 0x800000, 0)), 0, 0x01);
     check(h.cmd(1, rw(0x04, 1, 0, 1, 0x800000, 0)), 0, 0x01);
     // Read-only namespace: reads work, every modifying command is refused.
     assert!(h.cmd(1, rw(io_op::READ, 2, 0, 1, 0x800000, 0)).ok());
