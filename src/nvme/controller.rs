@@ -676,7 +676,10 @@ impl Inner {
     /// the shadow buffer and publish EventIdx. The admin queue keeps MMIO doorbells, as
     /// drivers (Linux among them) do not update its shadow entries.
     pub fn set_dbbuf(&self, mem: &Mem, db: u64, ei: u64) -> Result<(), Status> {
-        if db == 0 || ei == 0 || !db.is_multiple_of(PAGE_SIZE) || !ei.is_multiple_of(PAGE_SIZE) {
+        // Both buffers hold one 8-byte entry pair per queue and must not wrap around.
+        let span = 8 * (self.cfg.max_ioqpairs as u64 + 1);
+        let ok = |a: u64| a != 0 && a.is_multiple_of(PAGE_SIZE) && a.checked_add(span).is_some();
+        if !ok(db) || !ok(ei) {
             return Err(status::INVALID_FIELD.dnr());
         }
         let mut t = write(&self.queues);
