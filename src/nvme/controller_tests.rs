@@ -423,3 +423,10 @@ mod admin_tests;
 mod copy_tests;
 #[path = "controller_tests_io.rs"]
 mod io_tests;
+
+#[test]
+fn controller_is_shareable_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Controller>();
+    assert_send_sync::<Namespace>();
+}

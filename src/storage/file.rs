@@ -439,4 +439,50 @@ mod tests {
         s.flush().unwrap();
         std::fs::remove_dir_all(&d).unwrap();
     }
+
+    /// Needs root and loop devices: `cargo test -- --ignored block_device`.
+    #[test]
+    #[ignore]
+    fn block_device_via_loop() {
+        let d = tmpdir().join("loop");
+        std::fs::create_dir_all(&d).unwrap();
+        let img = d.join("img");
+        std::fs::write(&img, vec![0u8; 4 << 20]).unwrap();
+        let out = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "losetup failed");
+        let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let result = std::panic::catch_unwind(|| {
+            let s = FileStore::open(Path::new(&dev), None, false).unwrap();
+            assert_eq!(s.kind(), FileKind::BlockDevice);
+            assert_eq!(s.size(), 4 << 20);
+            let e = FileStore::open(Path::new(&dev), Some(8 << 20), false).unwrap_err();
+            assert!(e.0.contains("larger than the device"), "{}", e.0);
+            assert_eq!(
+                FileStore::open(Path::new(&dev), Some(1 << 20), false)
+                    .unwrap()
+                    .size(),
+                1 << 20
+            );
+            s.write(8192, &[3u8; 8192]).unwrap();
+            s.punch_hole(8192, 4096).unwrap();
+            s.write_zeroes(12288, 512).unwrap();
+            s.flush().unwrap();
+            let mut b = vec![9u8; 8192];
+            s.read(8192, &mut b).unwrap();
+            assert!(b[..4096 + 512].iter().all(|&x| x == 0));
+            assert!(b[4096 + 512..].iter().all(|&x| x == 3));
+        });
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&dev)
+            .status();
+        std::fs::remove_dir_all(&d).unwrap();
+        if let Err(p) = result {
+            std::panic::resume_unwind(p);
+        }
+    }
 }
