@@ -556,3 +556,41 @@ fn dma_map_changes_are_seen_by_the_next_command() {
     assert!(h.cmd(1, rw(io_op::WRITE, 1, 0, 8, UNMAPPED, 0)).ok());
     assert_eq!(h.store_bytes(1, 0, 4096), data);
 }
+
+/// CPU time (utime + stime, clock ticks) of this process's threads named `name`.
+fn thread_ticks(name: &str) -> Option<u64> {
+    let mut total = None;
+    for e in std::fs::read_dir("/proc/self/task").ok()? {
+        let p = e.ok()?.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(p.join("stat")).ok()?;
+        // Fields after the ")" of the command: state is field 3; utime 14, stime 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let t = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        total = Some(total.unwrap_or(0) + t);
+    }
+    total
+}
+
+#[test]
+fn idle_queue_workers_use_no_cpu() {
+    let mut h = Host::simple();
+    // Queue id 9 is used by no other test, so its worker thread name is unique.
+    assert!(h.create_cq(9, 8, 0x300000, 1, true).ok());
+    assert!(h.create_sq(9, 8, 0x310000, 9).ok());
+    assert!(h.cmd(9, rw(io_op::FLUSH, 1, 0, 1, 0, 0)).ok());
+    let before = thread_ticks("vnvme-sq9").expect("worker thread of SQ 9");
+    std::thread::sleep(Duration::from_millis(400));
+    let after = thread_ticks("vnvme-sq9").expect("worker thread of SQ 9");
+    assert!(
+        after - before <= 2,
+        "idle worker used {} ticks",
+        after - before
+    );
+    // Still responsive after sleeping.
+    assert!(h.cmd(9, rw(io_op::FLUSH, 1, 0, 1, 0, 0)).ok());
+}
