@@ -118,18 +118,15 @@ fn read_write(inner: &Inner, mem: &Mem, sqe: &Sqe, is_write: bool) -> Result<u32
     check_range(&ns, slba, nlb)?;
     let dma = Dma::map(mem, sqe, len)?;
     let store = ns.store();
-    let mut off = ns.byte_offset(slba);
-    for s in dma.slices() {
-        if is_write {
-            store
-                .write_from_slice(off, s)
-                .map_err(|_| status::WRITE_FAULT.dnr())?;
-        } else {
-            store
-                .read_to_slice(off, s)
-                .map_err(|_| status::UNRECOVERED_READ_ERROR.dnr())?;
-        }
-        off += s.len() as u64;
+    let off = ns.byte_offset(slba);
+    if is_write {
+        store
+            .write_from_slices(off, dma.slices())
+            .map_err(|_| status::WRITE_FAULT.dnr())?;
+    } else {
+        store
+            .read_to_slices(off, dma.slices())
+            .map_err(|_| status::UNRECOVERED_READ_ERROR.dnr())?;
     }
     let st = &inner.stats;
     if is_write {
