@@ -534,6 +534,7 @@ fn queue_creation_and_deletion_errors() {
     check(h.create_cq(1, 1, base, 0, true), 1, 0x02);
     check(h.create_cq(1, 65, base, 0, true), 1, 0x02);
     check(h.create_cq(1, 8, base, 5, true), 1, 0x08);
+    check(h.create_cq(1, 8, base + 0x800, 0, true), 0, 0x13);
     let c = h.admin(Sqe {
         opcode: admin_op::CREATE_IO_CQ,
         dptr1: base,
@@ -550,6 +551,7 @@ fn queue_creation_and_deletion_errors() {
     check(h.create_sq(0, 8, base + 0x10000, 1), 1, 0x01);
     check(h.create_sq(5, 8, base + 0x10000, 1), 1, 0x01);
     check(h.create_sq(1, 65, base + 0x10000, 1), 1, 0x02);
+    check(h.create_sq(1, 8, base + 0x10010, 1), 0, 0x13);
     let c = h.admin(Sqe {
         opcode: admin_op::CREATE_IO_SQ,
         dptr1: base + 0x10000,

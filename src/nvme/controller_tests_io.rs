@@ -122,6 +122,10 @@ fn sgl_write_and_read() {
         sgl_desc(0x830000, 1000, sgl::DATA_BLOCK),
     );
     assert_eq!(h.cmd(1, s).sc(), (0, 0x0f));
+    // PSDT 3 is reserved.
+    let mut s = rw(io_op::READ, 1, 20, 3, 0x830000, 0);
+    s.psdt = 3;
+    assert_eq!(h.cmd(1, s).sc(), (0, 0x02));
     // Bit bucket: SGL Descriptor Type Invalid.
     let s = with_sgl1(
         rw(io_op::READ, 1, 20, 3, 0, 0),
