@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::controller::{lock, CqParams, Inner, Outcome, SqParams};
 use super::identify;
 use super::prp::{Dma, Mem};
-use super::spec::{admin_op, aer, cns, feat, io_op, log, status, Sqe, Status, CSI_NVM, NSID_ALL};
+use super::spec::{admin_op, aer, cns, feat, log, status, Sqe, Status, CSI_NVM, NSID_ALL};
 use crate::config::ControllerConfig;
 
 /// Asynchronous Event Request Limit, 0's based (Identify Controller AERL).
@@ -198,14 +198,16 @@ pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Outcome {
             let due = lock(&inner.aer).request(sqe.cid);
             match due {
                 Ok(due) => {
+                    let mut own = None;
                     for (cid, dw0) in due {
                         if cid == sqe.cid {
-                            // Completed right away by a pending event: post it in order.
-                            return Outcome::ok(dw0);
+                            // Completed at once by a pending event: posted by our worker.
+                            own = Some(dw0);
+                        } else {
+                            inner.complete_admin(cid, status::SUCCESS, dw0);
                         }
-                        inner.complete_admin(cid, status::SUCCESS, dw0);
                     }
-                    Outcome::Deferred
+                    own.map_or(Outcome::Deferred, Outcome::ok)
                 }
                 Err(s) => Outcome::err(s),
             }
@@ -296,7 +298,7 @@ fn get_log_page(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Result<(), Status> 
     let numd = ((sqe.cdw11 & 0xffff) << 16 | (sqe.cdw10 >> 16)) as u64 + 1;
     let len = numd * 4;
     let lpo = sqe.cdw12 as u64 | ((sqe.cdw13 as u64) << 32);
-    if lpo % 4 != 0 {
+    if !lpo.is_multiple_of(4) {
         return Err(status::INVALID_FIELD.dnr());
     }
     let data = match lid {
@@ -381,7 +383,6 @@ fn effects_log() -> Vec<u8> {
         let v = CSUPP | if *fx { LBCC } else { 0 };
         super::spec::put_u32(&mut b, 1024 + *op as usize * 4, v);
     }
-    debug_assert!(!super::io::SUPPORTED.iter().any(|(o, _)| *o == io_op::COPY));
     b
 }
 

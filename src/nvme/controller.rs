@@ -361,7 +361,7 @@ impl Inner {
     }
 
     fn doorbell(&self, rel: u64, v: u32) {
-        if rel % 4 != 0 {
+        if !rel.is_multiple_of(4) {
             return;
         }
         let idx = rel / 4;
@@ -369,7 +369,7 @@ impl Inner {
             return;
         };
         let t = read(&self.queues);
-        if idx % 2 == 0 {
+        if idx.is_multiple_of(2) {
             match t.sqs.get(qid) {
                 Some(Some(sq)) => {
                     if !sq.ring(v) {
@@ -450,7 +450,11 @@ impl Inner {
         if cc::iocqes(r.cc) != 0 && cc::iocqes(r.cc) != 4 {
             return Err("CC.IOCQES must be 4".into());
         }
-        if r.asq == 0 || r.asq % PAGE_SIZE != 0 || r.acq == 0 || r.acq % PAGE_SIZE != 0 {
+        if r.asq == 0
+            || !r.asq.is_multiple_of(PAGE_SIZE)
+            || r.acq == 0
+            || !r.acq.is_multiple_of(PAGE_SIZE)
+        {
             return Err("ASQ/ACQ must be non-zero and page aligned".into());
         }
         let asqs = (r.aqa & 0xfff) + 1;
@@ -582,7 +586,7 @@ impl Inner {
         if p.size < 2 || p.size > self.max_queue_entries() {
             return Err(status::INVALID_QUEUE_SIZE.dnr());
         }
-        if p.base % PAGE_SIZE != 0 {
+        if !p.base.is_multiple_of(PAGE_SIZE) {
             return Err(status::INVALID_PRP_OFFSET.dnr());
         }
         if !p.contiguous {
@@ -623,7 +627,7 @@ impl Inner {
         if p.size < 2 || p.size > self.max_queue_entries() {
             return Err(status::INVALID_QUEUE_SIZE.dnr());
         }
-        if p.base % PAGE_SIZE != 0 {
+        if !p.base.is_multiple_of(PAGE_SIZE) {
             return Err(status::INVALID_PRP_OFFSET.dnr());
         }
         if !p.contiguous {
@@ -672,7 +676,10 @@ impl Inner {
     /// the shadow buffer and publish EventIdx. The admin queue keeps MMIO doorbells, as
     /// drivers (Linux among them) do not update its shadow entries.
     pub fn set_dbbuf(&self, mem: &Mem, db: u64, ei: u64) -> Result<(), Status> {
-        if db == 0 || ei == 0 || db % PAGE_SIZE != 0 || ei % PAGE_SIZE != 0 {
+        // Both buffers hold one 8-byte entry pair per queue and must not wrap around.
+        let span = 8 * (self.cfg.max_ioqpairs as u64 + 1);
+        let ok = |a: u64| a != 0 && a.is_multiple_of(PAGE_SIZE) && a.checked_add(span).is_some();
+        if !ok(db) || !ok(ei) {
             return Err(status::INVALID_FIELD.dnr());
         }
         let mut t = write(&self.queues);

@@ -419,5 +419,14 @@ pub fn rw(opcode: u8, nsid: u32, slba: u64, nlb: u32, prp1: u64, prp2: u64) -> S
 
 #[path = "controller_tests_admin.rs"]
 mod admin_tests;
+#[path = "controller_tests_copy.rs"]
+mod copy_tests;
 #[path = "controller_tests_io.rs"]
 mod io_tests;
+
+#[test]
+fn controller_is_shareable_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Controller>();
+    assert_send_sync::<Namespace>();
+}

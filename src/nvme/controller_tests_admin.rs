@@ -174,7 +174,11 @@ fn identify_controller_fields() {
     assert_eq!(get_u32(&d, id_ctrl::NN), 256);
     let oncs = u16::from_le_bytes([d[id_ctrl::ONCS], d[id_ctrl::ONCS + 1]]);
     assert_eq!(oncs & 0x8f, 0x8d, "Compare, DSM, Write Zeroes, Verify");
-    assert_eq!(oncs & id_ctrl::ONCS_COPY, 0, "Copy not advertised yet");
+    assert_eq!(oncs & id_ctrl::ONCS_COPY, id_ctrl::ONCS_COPY);
+    assert_eq!(
+        u16::from_le_bytes([d[id_ctrl::OCFS], d[id_ctrl::OCFS + 1]]),
+        0xf
+    );
     let oacs = u16::from_le_bytes([d[id_ctrl::OACS], d[id_ctrl::OACS + 1]]);
     assert_eq!(oacs, id_ctrl::OACS_DBBUF);
     assert_eq!(d[id_ctrl::VWC], 1);
@@ -322,7 +326,7 @@ fn log_pages() {
     assert_eq!(get_u32(&d, 0x03 * 4), 0, "unsupported admin opcode");
     assert_eq!(get_u32(&d, 1024 + io_op::WRITE as usize * 4), 3);
     assert_eq!(get_u32(&d, 1024 + io_op::READ as usize * 4), 1);
-    assert_eq!(get_u32(&d, 1024 + io_op::COPY as usize * 4), 0);
+    assert_eq!(get_u32(&d, 1024 + io_op::COPY as usize * 4), 3);
 
     let (c, d) = get_log(&mut h, log::ERROR_INFO, 0, 64, 0, false);
     assert!(c.ok());
@@ -530,6 +534,7 @@ fn queue_creation_and_deletion_errors() {
     check(h.create_cq(1, 1, base, 0, true), 1, 0x02);
     check(h.create_cq(1, 65, base, 0, true), 1, 0x02);
     check(h.create_cq(1, 8, base, 5, true), 1, 0x08);
+    check(h.create_cq(1, 8, base + 0x800, 0, true), 0, 0x13);
     let c = h.admin(Sqe {
         opcode: admin_op::CREATE_IO_CQ,
         dptr1: base,
@@ -546,6 +551,7 @@ fn queue_creation_and_deletion_errors() {
     check(h.create_sq(0, 8, base + 0x10000, 1), 1, 0x01);
     check(h.create_sq(5, 8, base + 0x10000, 1), 1, 0x01);
     check(h.create_sq(1, 65, base + 0x10000, 1), 1, 0x02);
+    check(h.create_sq(1, 8, base + 0x10010, 1), 0, 0x13);
     let c = h.admin(Sqe {
         opcode: admin_op::CREATE_IO_SQ,
         dptr1: base + 0x10000,
@@ -657,6 +663,11 @@ fn async_events_namespace_changed() {
     h.ctrl.notify_namespace_changed(2);
     let c = h.reap(0);
     assert_eq!((c.cid, c.dw0), (cid2, 0x0004_0002));
+    // An event with no request outstanding waits for the next request.
+    get_log(&mut h, log::CHANGED_NS_LIST, 0, 4096, 0, false);
+    h.ctrl.notify_namespace_changed(1);
+    let c = h.cmd(0, aer);
+    assert_eq!(c.dw0, 0x0004_0002);
 }
 
 #[test]

@@ -16,16 +16,18 @@ pub const MODEL: &str = "vnvme";
 /// Firmware revision (8 ASCII characters at most).
 pub const FIRMWARE_REVISION: &str = env!("CARGO_PKG_VERSION");
 
-/// Optional NVM Command Support. Copy (bit 8, [`id_ctrl::ONCS_COPY`]) is added here by
-/// the Copy command, together with OCFS.
+/// Optional NVM Command Support.
 pub const ONCS: u16 = id_ctrl::ONCS_COMPARE
     | id_ctrl::ONCS_DSM
     | id_ctrl::ONCS_WRITE_ZEROES
     | id_ctrl::ONCS_FEATURES_SAVE_SELECT
     | id_ctrl::ONCS_TIMESTAMP
-    | id_ctrl::ONCS_VERIFY;
-/// Optional Copy Formats Supported (none until Copy is implemented).
-pub const OCFS: u16 = 0;
+    | id_ctrl::ONCS_VERIFY
+    | id_ctrl::ONCS_COPY;
+/// Optional Copy Formats Supported: formats 0-3 (2 and 3 only once enabled through
+/// Host Behavior Support CDFE; 1 and 3 need protection information, which no namespace
+/// here has, so they fail with Invalid Format).
+pub const OCFS: u16 = 0xf;
 
 pub fn zeroes() -> Vec<u8> {
     vec![0u8; IDENTIFY_SIZE]

@@ -3,8 +3,8 @@
 //! MDTS, LBA range), its data buffer is resolved completely into guest memory, and only
 //! then does the store move bytes — straight between the file and guest memory.
 //!
-//! Copy (opcode 0x19) has its place in [`execute`]; a command may reach any namespace
-//! through `Inner::namespace`, which cross-namespace copy needs.
+//! Copy (opcode 0x19) lives in [`super::copy`]; it reaches any namespace through
+//! `Inner::namespace`, which cross-namespace copy needs.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ pub const SUPPORTED: &[(u8, bool)] = &[
     (io_op::WRITE_ZEROES, true),
     (io_op::DATASET_MANAGEMENT, true),
     (io_op::VERIFY, false),
+    (io_op::COPY, true),
 ];
 
 /// CDW12 bit 30: Force Unit Access.
@@ -43,7 +44,7 @@ pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Outcome {
         io_op::WRITE_ZEROES => write_zeroes(inner, sqe),
         io_op::DATASET_MANAGEMENT => dataset_management(inner, mem, sqe),
         io_op::VERIFY => verify(inner, sqe),
-        // io_op::COPY => copy::execute(inner, mem, sqe): the Copy issue plugs in here.
+        io_op::COPY => return super::copy::execute(inner, mem, sqe),
         _ => Err(status::INVALID_OPCODE.dnr()),
     };
     r.into()
@@ -117,18 +118,15 @@ fn read_write(inner: &Inner, mem: &Mem, sqe: &Sqe, is_write: bool) -> Result<u32
     check_range(&ns, slba, nlb)?;
     let dma = Dma::map(mem, sqe, len)?;
     let store = ns.store();
-    let mut off = ns.byte_offset(slba);
-    for s in dma.slices() {
-        if is_write {
-            store
-                .write_from_slice(off, s)
-                .map_err(|_| status::WRITE_FAULT.dnr())?;
-        } else {
-            store
-                .read_to_slice(off, s)
-                .map_err(|_| status::UNRECOVERED_READ_ERROR.dnr())?;
-        }
-        off += s.len() as u64;
+    let off = ns.byte_offset(slba);
+    if is_write {
+        store
+            .write_from_slices(off, dma.slices())
+            .map_err(|_| status::WRITE_FAULT.dnr())?;
+    } else {
+        store
+            .read_to_slices(off, dma.slices())
+            .map_err(|_| status::UNRECOVERED_READ_ERROR.dnr())?;
     }
     let st = &inner.stats;
     if is_write {

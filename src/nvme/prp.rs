@@ -53,14 +53,14 @@ pub fn walk_prp(mem: &Mem, prp1: u64, prp2: u64, len: u64) -> Result<Vec<Segment
         return Ok(segs);
     }
     if rem <= PAGE_SIZE {
-        if prp2 % PAGE_SIZE != 0 {
+        if !prp2.is_multiple_of(PAGE_SIZE) {
             return Err(status::INVALID_PRP_OFFSET.dnr());
         }
         push(&mut segs, prp2, rem);
         return Ok(segs);
     }
     // PRP2 points to a PRP list, which may start at an offset inside its page.
-    if prp2 % 8 != 0 {
+    if !prp2.is_multiple_of(8) {
         return Err(status::INVALID_PRP_OFFSET.dnr());
     }
     let mut list = prp2;
@@ -143,7 +143,7 @@ pub fn walk_sgl(mem: &Mem, dptr1: u64, dptr2: u64, len: u64) -> Result<Vec<Segme
                 if rem == 0 {
                     break;
                 }
-                if desc.len == 0 || desc.len as u64 % sgl::DESCRIPTOR_SIZE != 0 {
+                if desc.len == 0 || !(desc.len as u64).is_multiple_of(sgl::DESCRIPTOR_SIZE) {
                     return Err(status::INVALID_SGL_SEGMENT.dnr());
                 }
                 let n = (desc.len as u64 / sgl::DESCRIPTOR_SIZE) as usize;

@@ -175,8 +175,8 @@ impl SubmissionQueue {
     pub fn fetch(&self, mem: &Mem) -> Option<Sqe> {
         let head = self.head();
         let mut b = [0u8; 64];
-        mem.read_slice(&mut b, GuestAddress(self.base + head as u64 * SQE_SIZE))
-            .ok()?;
+        let addr = self.base.checked_add(head as u64 * SQE_SIZE)?;
+        mem.read_slice(&mut b, GuestAddress(addr)).ok()?;
         self.head.store((head + 1) % self.size, Ordering::Release);
         Some(Sqe::parse(&b))
     }
@@ -322,7 +322,11 @@ impl CompletionQueue {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        let addr = self.base + st.tail as u64 * CQE_SIZE;
+        let addr = self
+            .base
+            .checked_add(st.tail as u64 * CQE_SIZE)
+            .filter(|a| a.checked_add(CQE_SIZE).is_some())
+            .ok_or(PostError::Fault)?;
         let mut first = [0u8; 12];
         first[0..4].copy_from_slice(&c.dw0.to_le_bytes());
         first[4..8].copy_from_slice(&c.dw1.to_le_bytes());

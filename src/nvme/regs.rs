@@ -112,8 +112,8 @@ pub fn split_write(offset: u64, data: &[u8]) -> Vec<(u64, u32)> {
         u32::from_le_bytes(a)
     };
     match data.len() {
-        4 if offset % 4 == 0 => vec![(offset, dword(data))],
-        8 if offset % 8 == 0 => match offset.checked_add(4) {
+        4 if offset.is_multiple_of(4) => vec![(offset, dword(data))],
+        8 if offset.is_multiple_of(8) => match offset.checked_add(4) {
             Some(hi) => vec![(offset, dword(&data[..4])), (hi, dword(&data[4..]))],
             None => Vec::new(),
         },

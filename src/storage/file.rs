@@ -159,6 +159,90 @@ impl FileStore {
     }
 }
 
+/// Most iovecs passed to one preadv/pwritev (Linux IOV_MAX).
+const IOV_MAX: usize = 1024;
+
+impl FileStore {
+    /// preadv/pwritev straight between the file and guest memory, resuming after short
+    /// transfers. Reads past the end of the file fill the rest with zeroes.
+    fn vectored(&self, offset: u64, slices: &[VolatileSlice<'_>], write: bool) -> io::Result<()> {
+        let guards: Vec<_> = slices.iter().map(|s| s.ptr_guard_mut()).collect();
+        let mut idx = 0usize; // first slice not completely transferred
+        let mut skip = 0usize; // bytes of slices[idx] already transferred
+        let mut off = offset;
+        let mut iov: Vec<libc::iovec> = Vec::with_capacity(slices.len().min(IOV_MAX));
+        while idx < slices.len() {
+            iov.clear();
+            for (k, (s, g)) in slices[idx..].iter().zip(&guards[idx..]).enumerate() {
+                if iov.len() == IOV_MAX {
+                    break;
+                }
+                let start = if k == 0 { skip } else { 0 };
+                iov.push(libc::iovec {
+                    // SAFETY: `start <= s.len()`, so the pointer stays inside the slice's
+                    // mapping, which `g` keeps valid for the whole call.
+                    iov_base: unsafe { g.as_ptr().add(start) } as *mut libc::c_void,
+                    iov_len: s.len() - start,
+                });
+            }
+            let cnt = iov.len() as libc::c_int;
+            // SAFETY: every iovec describes memory inside a live guest-memory slice (see
+            // above); the kernel reads from or writes to at most those bytes.
+            let r = unsafe {
+                if write {
+                    libc::pwritev(self.file.as_raw_fd(), iov.as_ptr(), cnt, to_off(off)?)
+                } else {
+                    libc::preadv(self.file.as_raw_fd(), iov.as_ptr(), cnt, to_off(off)?)
+                }
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if r == 0 {
+                if write {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero));
+                }
+                // End of file: the rest reads as zeroes.
+                let zeroes = vec![0u8; 4096];
+                for (k, s) in slices[idx..].iter().enumerate() {
+                    let mut pos = if k == 0 { skip } else { 0 };
+                    while pos < s.len() {
+                        let n = (s.len() - pos).min(zeroes.len());
+                        s.subslice(pos, n)
+                            .map_err(|_| io::Error::from_raw_os_error(libc::EFAULT))?
+                            .copy_from(&zeroes[..n]);
+                        pos += n;
+                    }
+                }
+                return Ok(());
+            }
+            let mut n = r as usize;
+            off += n as u64;
+            while n > 0 && idx < slices.len() {
+                let avail = slices[idx].len() - skip;
+                if n >= avail {
+                    n -= avail;
+                    idx += 1;
+                    skip = 0;
+                } else {
+                    skip += n;
+                    n = 0;
+                }
+            }
+            // Skip empty slices so that a finished transfer ends the loop.
+            while idx < slices.len() && slices[idx].len() == skip {
+                idx += 1;
+                skip = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn unsupported(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -277,6 +361,14 @@ impl Store for FileStore {
             done += r as usize;
         }
         Ok(())
+    }
+
+    fn read_to_slices(&self, offset: u64, slices: &[VolatileSlice<'_>]) -> io::Result<()> {
+        self.vectored(offset, slices, false)
+    }
+
+    fn write_from_slices(&self, offset: u64, slices: &[VolatileSlice<'_>]) -> io::Result<()> {
+        self.vectored(offset, slices, true)
     }
 
     fn flush(&self) -> io::Result<()> {
@@ -438,5 +530,109 @@ mod tests {
         assert!(b[100..4096].iter().all(|&x| x == 7));
         s.flush().unwrap();
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn vectored_io_into_guest_memory() {
+        use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+        let d = tmpdir().join("vec");
+        std::fs::create_dir_all(&d).unwrap();
+        let m = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        // 1500 scattered 100-byte slices: more than one preadv (IOV_MAX) worth.
+        let parts: Vec<u64> = (0..1500u64).map(|i| (i * 613) % 10000 * 100).collect();
+        let mut sorted = parts.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), parts.len(), "slices must not overlap");
+        let slices: Vec<_> = parts
+            .iter()
+            .map(|a| m.get_slice(GuestAddress(*a), 100).unwrap())
+            .collect();
+        let data: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+        for (k, a) in parts.iter().enumerate() {
+            m.write_slice(&data[k * 100..k * 100 + 100], GuestAddress(*a))
+                .unwrap();
+        }
+        let s = FileStore::open(&d.join("f"), Some(1 << 20), false).unwrap();
+        s.write_from_slices(7, &slices).unwrap();
+        let mut back = vec![0u8; data.len()];
+        s.read(7, &mut back).unwrap();
+        assert_eq!(back, data);
+        for a in &parts {
+            m.write_slice(&[0u8; 100], GuestAddress(*a)).unwrap();
+        }
+        s.read_to_slices(7, &slices).unwrap();
+        for (k, a) in parts.iter().enumerate() {
+            let mut b = [0u8; 100];
+            m.read_slice(&mut b, GuestAddress(*a)).unwrap();
+            assert_eq!(&b[..], &data[k * 100..k * 100 + 100], "slice {k}");
+        }
+        // A store larger than its file: bytes past the end read as zeroes.
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(d.join("short"))
+            .unwrap();
+        f.write_all_at(&[5u8; 150], 0).unwrap();
+        let short = FileStore::from_file(f, 4096, FileKind::Regular);
+        for a in &parts[..3] {
+            m.write_slice(&[9u8; 100], GuestAddress(*a)).unwrap();
+        }
+        short.read_to_slices(0, &slices[..3]).unwrap();
+        let mut b = [0u8; 100];
+        m.read_slice(&mut b, GuestAddress(parts[1])).unwrap();
+        assert_eq!(&b[..50], &[5u8; 50]);
+        assert_eq!(&b[50..], &[0u8; 50]);
+        m.read_slice(&mut b, GuestAddress(parts[2])).unwrap();
+        assert_eq!(b, [0u8; 100]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Needs root and loop devices: `cargo test -- --ignored block_device`.
+    #[test]
+    #[ignore]
+    fn block_device_via_loop() {
+        let d = tmpdir().join("loop");
+        std::fs::create_dir_all(&d).unwrap();
+        let img = d.join("img");
+        std::fs::write(&img, vec![0u8; 4 << 20]).unwrap();
+        let out = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "losetup failed");
+        let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let result = std::panic::catch_unwind(|| {
+            let s = FileStore::open(Path::new(&dev), None, false).unwrap();
+            assert_eq!(s.kind(), FileKind::BlockDevice);
+            assert_eq!(s.size(), 4 << 20);
+            let e = FileStore::open(Path::new(&dev), Some(8 << 20), false).unwrap_err();
+            assert!(e.0.contains("larger than the device"), "{}", e.0);
+            assert_eq!(
+                FileStore::open(Path::new(&dev), Some(1 << 20), false)
+                    .unwrap()
+                    .size(),
+                1 << 20
+            );
+            s.write(8192, &[3u8; 8192]).unwrap();
+            s.punch_hole(8192, 4096).unwrap();
+            s.write_zeroes(12288, 512).unwrap();
+            s.flush().unwrap();
+            let mut b = vec![9u8; 8192];
+            s.read(8192, &mut b).unwrap();
+            assert!(b[..4096 + 512].iter().all(|&x| x == 0));
+            assert!(b[4096 + 512..].iter().all(|&x| x == 3));
+        });
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&dev)
+            .status();
+        std::fs::remove_dir_all(&d).unwrap();
+        if let Err(p) = result {
+            std::panic::resume_unwind(p);
+        }
     }
 }

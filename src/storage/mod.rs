@@ -40,6 +40,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Writes the bytes of `slice` (guest memory) at `offset`.
     fn write_from_slice(&self, offset: u64, slice: &VolatileSlice<'_>) -> io::Result<()>;
 
+    /// Reads consecutive bytes at `offset` into several guest-memory slices in order.
+    fn read_to_slices(&self, offset: u64, slices: &[VolatileSlice<'_>]) -> io::Result<()> {
+        let mut off = offset;
+        for s in slices {
+            self.read_to_slice(off, s)?;
+            off += s.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Writes several guest-memory slices, in order, as consecutive bytes at `offset`.
+    fn write_from_slices(&self, offset: u64, slices: &[VolatileSlice<'_>]) -> io::Result<()> {
+        let mut off = offset;
+        for s in slices {
+            self.write_from_slice(off, s)?;
+            off += s.len() as u64;
+        }
+        Ok(())
+    }
+
     /// Makes written data durable (fdatasync).
     fn flush(&self) -> io::Result<()>;
 
