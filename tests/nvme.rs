@@ -296,7 +296,6 @@ fn device_reset_disables_the_controller() {
 }
 
 #[test]
-#[ignore = "the model does not implement Copy yet"]
 fn simple_copy_end_to_end() {
     let s = server("nvme-copy");
     let mut n = Nvme::new(&s);
