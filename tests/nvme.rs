@@ -79,19 +79,13 @@ fn read_write_with_prp_lists_and_msix_interrupts() {
         let data = pattern(len as usize, seed);
         n.write_mem(wbuf, &data);
         let (p1, p2) = n.prps(wbuf, len);
-        let cid = n.submit(
-            1,
-            Sqe::new(IO_WRITE, 1)
-                .prp(p1, p2)
-                .cdw(10, slba as u32)
-                .cdw(12, nlb - 1),
-        );
+        let cid = n.submit(1, Sqe::new(IO_WRITE, 1).lba(slba, nlb).prp(p1, p2));
         let (c, fired) = n.wait_cqe_irq(1);
         assert_eq!((c.cid, c.sc()), (cid, 0), "write {pages} pages");
         assert!(fired, "MSI-X vector 1 fired for queue 1");
 
         let rbuf = n.alloc(len);
-        let c = n.rw_prp(2, IO_READ, 1, slba, nlb, rbuf, len);
+        let c = n.rw_prp(2, Sqe::new(IO_READ, 1).lba(slba, nlb), rbuf, len);
         assert_eq!(c.sc(), 0);
         assert_eq!(
             n.read_mem(rbuf, len as usize),
@@ -120,27 +114,31 @@ fn read_write_with_sgls() {
     n.write_mem(c, &data[3072..]);
     let r = n.rw_sgl(
         1,
-        IO_WRITE,
-        1,
-        40,
-        8,
+        Sqe::new(IO_WRITE, 1).lba(40, 8),
         &[(a + 100, 1024), (b + 7, 2048), (c, 1024)],
     );
     assert_eq!(r.sc(), 0, "SGL write");
     // Read back with PRPs.
     let rb = n.alloc(PAGE);
-    assert_eq!(n.rw_prp(1, IO_READ, 1, 40, 8, rb, 4096).sc(), 0);
+    assert_eq!(
+        n.rw_prp(1, Sqe::new(IO_READ, 1).lba(40, 8), rb, 4096).sc(),
+        0
+    );
     assert_eq!(n.read_mem(rb, 4096), data);
     // Read back with an SGL into two pieces.
     let x = n.alloc(PAGE);
     let y = n.alloc(PAGE);
-    let r = n.rw_sgl(1, IO_READ, 1, 40, 8, &[(x + 1, 512), (y, 3584)]);
+    let r = n.rw_sgl(
+        1,
+        Sqe::new(IO_READ, 1).lba(40, 8),
+        &[(x + 1, 512), (y, 3584)],
+    );
     assert_eq!(r.sc(), 0, "SGL read");
     let mut got = n.read_mem(x + 1, 512);
     got.extend(n.read_mem(y, 3584));
     assert_eq!(got, data);
     // An SGL shorter than the transfer is refused (Data SGL Length Invalid, 0x0f).
-    let r = n.rw_sgl(1, IO_READ, 1, 40, 8, &[(x, 512)]);
+    let r = n.rw_sgl(1, Sqe::new(IO_READ, 1).lba(40, 8), &[(x, 512)]);
     assert_ne!(r.sc(), 0);
 }
 
@@ -151,13 +149,16 @@ fn out_of_range_lba_is_an_error() {
     n.create_io_queues(1, 4);
     let buf = n.alloc(PAGE);
     let nsze = (4 << 20) / LBS;
-    let c = n.rw_prp(1, IO_READ, 1, nsze - 1, 2, buf, 1024);
+    let c = n.rw_prp(1, Sqe::new(IO_READ, 1).lba(nsze - 1, 2), buf, 1024);
     assert_eq!(c.sc(), 0x80, "LBA Out of Range");
     assert_ne!(c.status & (1 << 14), 0, "DNR");
-    let c = n.rw_prp(1, IO_READ, 7, 0, 1, buf, 512);
+    let c = n.rw_prp(1, Sqe::new(IO_READ, 7).lba(0, 1), buf, 512);
     assert_eq!(c.sc(), 0x0b, "Invalid Namespace or Format");
     // The queue still works.
-    assert_eq!(n.rw_prp(1, IO_READ, 1, 0, 1, buf, 512).sc(), 0);
+    assert_eq!(
+        n.rw_prp(1, Sqe::new(IO_READ, 1).lba(0, 1), buf, 512).sc(),
+        0
+    );
 }
 
 #[test]
@@ -225,9 +226,17 @@ fn shadow_doorbells() {
         let buf = n.alloc(PAGE);
         let data = pattern(4096, i as u8);
         n.write_mem(buf, &data);
-        assert_eq!(n.rw_prp(q, IO_WRITE, 1, i * 8, 8, buf, 4096).sc(), 0);
+        assert_eq!(
+            n.rw_prp(q, Sqe::new(IO_WRITE, 1).lba(i * 8, 8), buf, 4096)
+                .sc(),
+            0
+        );
         let rb = n.alloc(PAGE);
-        assert_eq!(n.rw_prp(q, IO_READ, 1, i * 8, 8, rb, 4096).sc(), 0);
+        assert_eq!(
+            n.rw_prp(q, Sqe::new(IO_READ, 1).lba(i * 8, 8), rb, 4096)
+                .sc(),
+            0
+        );
         assert_eq!(n.read_mem(rb, 4096), data, "command {i}");
     }
     // The controller publishes EventIdx (= the SQ head it reached) before it sleeps.
@@ -264,7 +273,11 @@ fn reconnect_keeps_namespace_data() {
         n.create_io_queues(1, 4);
         let buf = n.alloc(8192);
         n.write_mem(buf, &data);
-        assert_eq!(n.rw_prp(1, IO_WRITE, 1, 500, 16, buf, 8192).sc(), 0);
+        assert_eq!(
+            n.rw_prp(1, Sqe::new(IO_WRITE, 1).lba(500, 16), buf, 8192)
+                .sc(),
+            0
+        );
         // Leave the controller enabled with queues live: the disconnect must clean up.
     }
     let mut c = s.negotiated();
@@ -277,7 +290,11 @@ fn reconnect_keeps_namespace_data() {
     let mut n = Nvme::new(&s);
     n.create_io_queues(1, 4);
     let buf = n.alloc(8192);
-    assert_eq!(n.rw_prp(1, IO_READ, 1, 500, 16, buf, 8192).sc(), 0);
+    assert_eq!(
+        n.rw_prp(1, Sqe::new(IO_READ, 1).lba(500, 16), buf, 8192)
+            .sc(),
+        0
+    );
     assert_eq!(n.read_mem(buf, 8192), data);
 }
 
@@ -307,9 +324,17 @@ fn simple_copy_end_to_end() {
     let b = pattern(1024, 6);
     let buf = n.alloc(PAGE);
     n.write_mem(buf, &a);
-    assert_eq!(n.rw_prp(1, IO_WRITE, 1, 10, 4, buf, 2048).sc(), 0);
+    assert_eq!(
+        n.rw_prp(1, Sqe::new(IO_WRITE, 1).lba(10, 4), buf, 2048)
+            .sc(),
+        0
+    );
     n.write_mem(buf, &b);
-    assert_eq!(n.rw_prp(1, IO_WRITE, 1, 50, 2, buf, 1024).sc(), 0);
+    assert_eq!(
+        n.rw_prp(1, Sqe::new(IO_WRITE, 1).lba(50, 2), buf, 1024)
+            .sc(),
+        0
+    );
     // Format 0, two ranges: 10..14 then 50..52, to 200.
     let ranges = n.alloc(PAGE);
     let mut d = vec![0u8; 64];
@@ -324,7 +349,10 @@ fn simple_copy_end_to_end() {
     );
     assert_eq!(c.sc(), 0, "copy status {:#x}", c.status);
     let rb = n.alloc(PAGE);
-    assert_eq!(n.rw_prp(1, IO_READ, 1, 200, 6, rb, 3072).sc(), 0);
+    assert_eq!(
+        n.rw_prp(1, Sqe::new(IO_READ, 1).lba(200, 6), rb, 3072).sc(),
+        0
+    );
     let mut want = a.clone();
     want.extend(&b);
     assert_eq!(n.read_mem(rb, 3072), want);
@@ -361,10 +389,16 @@ fn file_backed_namespaces_see_guest_writes() {
     let buf = n.alloc(2 * PAGE);
     let a = pattern(1024, 21);
     n.write_mem(buf, &a);
-    assert_eq!(n.rw_prp(1, IO_WRITE, 1, 3, 2, buf, 1024).sc(), 0);
+    assert_eq!(
+        n.rw_prp(1, Sqe::new(IO_WRITE, 1).lba(3, 2), buf, 1024).sc(),
+        0
+    );
     let b = pattern(8192, 22);
     n.write_mem(buf, &b);
-    assert_eq!(n.rw_prp(1, IO_WRITE, 5, 7, 2, buf, 8192).sc(), 0);
+    assert_eq!(
+        n.rw_prp(1, Sqe::new(IO_WRITE, 5).lba(7, 2), buf, 8192).sc(),
+        0
+    );
     assert_eq!(n.exec(1, Sqe::new(IO_FLUSH, 1)).sc(), 0);
     assert_eq!(n.exec(1, Sqe::new(IO_FLUSH, 5)).sc(), 0);
 

@@ -53,6 +53,12 @@ impl Sqe {
         self.0[9] = (prp2 >> 32) as u32;
         self
     }
+    /// Starting LBA and number of blocks (1-based here, 0's based on the wire).
+    pub fn lba(self, slba: u64, nlb: u32) -> Sqe {
+        self.cdw(10, slba as u32)
+            .cdw(11, (slba >> 32) as u32)
+            .cdw(12, nlb - 1)
+    }
     pub fn cdw(mut self, n: usize, v: u32) -> Sqe {
         self.0[n] = v;
         self
@@ -465,39 +471,15 @@ impl Nvme {
         }
     }
 
-    /// An I/O command with PRPs.
-    pub fn rw_prp(
-        &mut self,
-        qid: u16,
-        opcode: u8,
-        nsid: u32,
-        slba: u64,
-        nlb: u32,
-        buf: u64,
-        len: u64,
-    ) -> Cqe {
+    /// An I/O command (`sqe`, e.g. from [`Sqe::lba`]) on a page-aligned buffer, with PRPs.
+    pub fn rw_prp(&mut self, qid: u16, sqe: Sqe, buf: u64, len: u64) -> Cqe {
         let (p1, p2) = self.prps(buf, len);
-        self.exec(
-            qid,
-            Sqe::new(opcode, nsid)
-                .prp(p1, p2)
-                .cdw(10, slba as u32)
-                .cdw(11, (slba >> 32) as u32)
-                .cdw(12, nlb - 1),
-        )
+        self.exec(qid, sqe.prp(p1, p2))
     }
 
     /// An I/O command whose data is described by an SGL: the first descriptor is a Last
     /// Segment pointing at a list of data block descriptors, one per `(addr, len)`.
-    pub fn rw_sgl(
-        &mut self,
-        qid: u16,
-        opcode: u8,
-        nsid: u32,
-        slba: u64,
-        nlb: u32,
-        parts: &[(u64, u32)],
-    ) -> Cqe {
+    pub fn rw_sgl(&mut self, qid: u16, sqe: Sqe, parts: &[(u64, u32)]) -> Cqe {
         let seg = self.alloc(PAGE);
         let mut list = Vec::new();
         for &(a, l) in parts {
@@ -507,10 +489,7 @@ impl Nvme {
         }
         self.write_mem(seg, &list);
         let seg_len = list.len() as u32;
-        let mut sqe = Sqe::new(opcode, nsid)
-            .cdw(10, slba as u32)
-            .cdw(11, (slba >> 32) as u32)
-            .cdw(12, nlb - 1);
+        let mut sqe = sqe;
         sqe.0[0] |= 1 << 14; // PSDT = SGL, MPTR an address
         sqe.0[6] = seg as u32;
         sqe.0[7] = (seg >> 32) as u32;
