@@ -48,10 +48,6 @@ impl NvmeFunction {
         }
     }
 
-    pub fn controller(&self) -> &Arc<Controller> {
-        &self.ctrl
-    }
-
     fn config(&self) -> MutexGuard<'_, ConfigSpace> {
         self.config.lock().unwrap_or_else(|p| p.into_inner())
     }

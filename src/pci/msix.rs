@@ -208,20 +208,6 @@ impl Interrupts {
         }
     }
 
-    /// Whether MSI-X delivery is on (the client assigned MSI-X vectors).
-    pub fn msix_enabled(&self) -> bool {
-        self.lock().msix_enabled
-    }
-
-    /// Whether a vector of an index currently has an eventfd.
-    pub fn has_fd(&self, index: u32, vector: u32) -> bool {
-        self.lock()
-            .vectors
-            .get(index as usize)
-            .and_then(|v| v.get(vector as usize))
-            .is_some_and(|s| s.fd.is_some())
-    }
-
     /// Reads the MSI-X pending bit array at byte `offset`.
     pub fn read_pba(&self, offset: u64, data: &mut [u8]) {
         let st = self.lock();

@@ -103,15 +103,6 @@ impl DmaMaps {
         self.mem.clone()
     }
 
-    /// Number of maps currently held.
-    pub fn len(&self) -> usize {
-        self.maps.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.maps.is_empty()
-    }
-
     pub fn map(&mut self, m: &DmaMap, fd: Option<OwnedFd>) -> Result<(), DmaError> {
         let pg = PGSIZES;
         if m.size == 0 {

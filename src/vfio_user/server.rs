@@ -97,10 +97,6 @@ impl Server {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn stop_handle(&self) -> io::Result<StopHandle> {
         Ok(StopHandle(self.stop.try_clone()?))
     }
@@ -421,12 +417,7 @@ impl<'a> Connection<'a> {
 
     fn device_info(&mut self, payload: &[u8]) -> Result<Vec<u8>, Failure> {
         let req = p::DeviceInfo::parse(payload)?;
-        if (req.argsz as usize) < p::DeviceInfo::SIZE {
-            return Err(Failure::new(
-                libc::EINVAL,
-                format!("DEVICE_GET_INFO argsz {} too small", req.argsz),
-            ));
-        }
+        check_argsz("DEVICE_GET_INFO", req.argsz, p::DeviceInfo::SIZE)?;
         Ok(p::DeviceInfo {
             argsz: p::DeviceInfo::SIZE as u32,
             flags: vb::VFIO_DEVICE_FLAGS_PCI | vb::VFIO_DEVICE_FLAGS_RESET,
@@ -438,12 +429,7 @@ impl<'a> Connection<'a> {
 
     fn region_info(&mut self, payload: &[u8]) -> Result<Vec<u8>, Failure> {
         let req = p::RegionInfo::parse(payload)?;
-        if (req.argsz as usize) < p::RegionInfo::SIZE {
-            return Err(Failure::new(
-                libc::EINVAL,
-                format!("GET_REGION_INFO argsz {} too small", req.argsz),
-            ));
-        }
+        check_argsz("GET_REGION_INFO", req.argsz, p::RegionInfo::SIZE)?;
         if req.index >= NUM_REGIONS {
             return Err(Failure::new(
                 libc::EINVAL,
@@ -469,12 +455,7 @@ impl<'a> Connection<'a> {
 
     fn irq_info(&mut self, payload: &[u8]) -> Result<Vec<u8>, Failure> {
         let req = p::IrqInfo::parse(payload)?;
-        if (req.argsz as usize) < p::IrqInfo::SIZE {
-            return Err(Failure::new(
-                libc::EINVAL,
-                format!("GET_IRQ_INFO argsz {} too small", req.argsz),
-            ));
-        }
+        check_argsz("GET_IRQ_INFO", req.argsz, p::IrqInfo::SIZE)?;
         if req.index >= msix::NUM_IRQ_INDEXES {
             return Err(Failure::new(
                 libc::EINVAL,
@@ -687,6 +668,17 @@ impl<'a> Connection<'a> {
         self.irqs.clear();
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
+}
+
+/// A reply structure must fit in the `argsz` the client allows.
+fn check_argsz(what: &str, argsz: u32, need: usize) -> Result<(), Failure> {
+    if (argsz as usize) < need {
+        return Err(Failure::new(
+            libc::EINVAL,
+            format!("{what} argsz {argsz} too small (need {need})"),
+        ));
+    }
+    Ok(())
 }
 
 /// A failed command: the errno to reply with, why (for the log), and whether the
