@@ -566,6 +566,21 @@ fn malformed_messages_leave_the_server_serving() {
     assert_eq!(c.recv().unwrap().errno(), libc::E2BIG);
     assert!(c.is_closed());
 
+    // More descriptors than the server accepts in one message: disconnect, fds closed.
+    let mut c = s.negotiated();
+    let many: Vec<_> = (0..40).map(|_| eventfd()).collect();
+    let raw: Vec<_> = many.iter().map(|e| e.as_raw_fd()).collect();
+    let req = p::IrqSet {
+        argsz: 20,
+        flags: vb::VFIO_IRQ_SET_DATA_EVENTFD | vb::VFIO_IRQ_SET_ACTION_TRIGGER,
+        index: 2,
+        start: 0,
+        count: 40,
+        data: vec![],
+    };
+    c.send_cmd(Command::DeviceSetIrqs as u16, 0, &req.to_payload(), &raw);
+    assert!(c.is_closed());
+
     // Short header, then the client goes away.
     let mut c = s.client();
     c.send_raw(&[1, 0, 4, 0], &[]).unwrap();

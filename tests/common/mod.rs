@@ -146,8 +146,7 @@ impl Client {
                     stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
                     return Client { stream, next_id: 1 };
                 }
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
+                Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => panic!("connect {}: {e}", path.display()),
@@ -191,14 +190,16 @@ impl Client {
         Ok(Reply { hdr, payload })
     }
 
-    /// True if the server closed the connection (EOF within the timeout).
+    /// True if the server closed the connection (EOF, or a reset when it closed with
+    /// our data unread, within the timeout).
     pub fn is_closed(&mut self) -> bool {
         let mut b = [0u8; 1];
         let mut fds = Vec::new();
-        matches!(
-            sock::recv_with_fds(&self.stream, &mut b, &mut fds),
-            Ok((0, _))
-        )
+        match sock::recv_with_fds(&self.stream, &mut b, &mut fds) {
+            Ok((0, _)) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+        }
     }
 
     /// Sends a command with `flags` and returns its id.
