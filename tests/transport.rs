@@ -635,3 +635,118 @@ fn second_client_is_refused_while_one_is_served() {
     let mut third = s.negotiated();
     assert_eq!(third.device_info().num_irqs, 5);
 }
+
+/// A tiny deterministic generator (xorshift64*), so failures replay.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Sends a ping (DEVICE_GET_INFO) and reads until its reply; false if the connection
+/// ended instead.
+fn ping(c: &mut Client) -> bool {
+    let req = p::DeviceInfo {
+        argsz: 16,
+        flags: 0,
+        num_regions: 0,
+        num_irqs: 0,
+    };
+    let id = 0xfff0;
+    let msg = p::build_message(id, Command::DeviceGetInfo as u16, 0, 0, &req.to_payload());
+    if c.send_raw(&msg, &[]).is_err() {
+        return false;
+    }
+    loop {
+        match c.recv() {
+            Ok(r) if r.hdr.msg_id == id && r.hdr.command == Command::DeviceGetInfo as u16 => {
+                return !r.is_error();
+            }
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A negotiated client that gives up on a reply after a short while.
+fn fuzz_client(s: &TestServer) -> Client {
+    let c = s.negotiated();
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    c
+}
+
+#[test]
+fn random_messages_never_break_the_server() {
+    let s = server("fuzz");
+    // VNVME_FUZZ_SEED / VNVME_FUZZ_ITERS run other (or longer) sequences.
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let mut rng = Rng(env("VNVME_FUZZ_SEED", 0x5eed_1234_abcd_0001) | 1);
+    let iters = env("VNVME_FUZZ_ITERS", 1500);
+    let efd = eventfd();
+    let g = GuestMem::new(0x10_0000, 0x1_0000);
+    let mut c = fuzz_client(&s);
+    let mut reconnects = 0;
+    for i in 0..iters {
+        let cmd = rng.below(20) as u16;
+        // Plausible sizes for each command most of the time, anything otherwise.
+        let len = match rng.below(4) {
+            0 => rng.below(64) as usize,
+            1 => [0usize, 4, 8, 16, 20, 24, 32][rng.below(7) as usize],
+            2 => 16 + rng.below(16) as usize,
+            _ => rng.below(300) as usize,
+        };
+        let mut payload: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        // Keep region accesses mostly small and in the first regions.
+        if (cmd == 9 || cmd == 10) && payload.len() >= 16 && rng.below(2) == 0 {
+            payload[8..12].copy_from_slice(&(rng.below(9) as u32).to_ne_bytes());
+            payload[12..16].copy_from_slice(&(rng.below(9) as u32).to_ne_bytes());
+            payload[0..8].copy_from_slice(&rng.below(0x5000).to_ne_bytes());
+        }
+        let flags = match rng.below(8) {
+            0 => p::FLAG_NO_REPLY,
+            1 => rng.next() as u32,
+            _ => 0,
+        };
+        let fds = match rng.below(10) {
+            0 => vec![efd.as_raw_fd()],
+            1 => vec![g.file.as_raw_fd()],
+            2 => vec![efd.as_raw_fd(); 3],
+            _ => vec![],
+        };
+        let mut msg = p::build_message(i as u16, cmd, flags, 0, &payload);
+        if rng.below(10) == 0 {
+            // A size field that lies (short of the bytes sent): the stream desynchronises.
+            let lie = rng.below(msg.len() as u64) as u32;
+            msg[4..8].copy_from_slice(&lie.to_ne_bytes());
+        }
+        let sent = c.send_raw(&msg, &fds).is_ok();
+        if !sent || !ping(&mut c) {
+            // The server may end a connection it cannot trust, or wait for bytes that
+            // never come; either way it must serve the next client.
+            reconnects += 1;
+            drop(c);
+            c = fuzz_client(&s);
+        }
+    }
+    assert!(ping(&mut c), "server answers after the random messages");
+    eprintln!("{reconnects} reconnects");
+    assert!(reconnects < iters);
+    drop(c);
+    let mut c2 = s.negotiated();
+    assert_eq!(c2.device_info().num_regions, 9);
+}
