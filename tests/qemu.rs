@@ -161,25 +161,33 @@ impl Cpio {
     }
 }
 
+/// First boot: direct I/O round trip, a marker in sector 0, reboot (QEMU resets the
+/// device). Second boot: the marker is still there, interrupts work, power off.
 const GUEST_INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for i in $(seq 1 20); do [ -e /sys/block/nvme0n1 ] && break; sleep 0.5; done
+m=$(dd if=/dev/nvme0n1 bs=512 count=1 iflag=direct 2>/dev/null | head -c 5)
+if [ "$m" = "BOOT1" ]; then
+  echo "SECOND BOOT sees the marker"
+  grep nvme0q /proc/interrupts
+  echo GUEST-DONE
+  poweroff -f
+fi
 echo "SIZE $(cat /sys/block/nvme0n1/size)"
 echo "SERIAL $(cat /sys/class/nvme/nvme0/serial)"
 dd if=/dev/urandom of=/tmp/a bs=4096 count=256 2>/dev/null
 dd if=/tmp/a of=/dev/nvme0n1 bs=4096 count=256 seek=100 oflag=direct 2>/dev/null
 dd if=/dev/nvme0n1 of=/tmp/b bs=4096 count=256 skip=100 iflag=direct 2>/dev/null
 cmp /tmp/a /tmp/b && echo GUEST-IO-OK
-grep nvme0q /proc/interrupts
-echo GUEST-DONE
-poweroff -f
+printf BOOT1 | dd of=/dev/nvme0n1 bs=512 count=1 conv=sync oflag=direct 2>/dev/null
+reboot -f
 "#;
 
 #[test]
 #[ignore = "needs QEMU >= 10.1, a Linux kernel with NVMe built in and a static busybox: \
             set VNVME_QEMU, VNVME_GUEST_KERNEL, VNVME_GUEST_BUSYBOX and run with --ignored"]
-fn linux_guest_does_io_with_msix() {
+fn linux_guest_does_io_with_msix_and_survives_a_reboot() {
     let qemu = std::env::var("VNVME_QEMU").expect("VNVME_QEMU");
     let kernel = std::env::var("VNVME_GUEST_KERNEL").expect("VNVME_GUEST_KERNEL");
     let busybox = std::env::var("VNVME_GUEST_BUSYBOX").expect("VNVME_GUEST_BUSYBOX");
@@ -233,7 +241,7 @@ fn linux_guest_does_io_with_msix() {
             .args(["-display", "none", "-monitor", "none"])
             .args(["-serial", &format!("file:{}", console.display())])
             .args(["-kernel", &kernel, "-initrd", initrd.to_str().unwrap()])
-            .args(["-append", "console=ttyS0 panic=-1", "-no-reboot"])
+            .args(["-append", "console=ttyS0 panic=-1"])
             .stdout(Stdio::null())
             .spawn()
             .expect("qemu"),
@@ -253,6 +261,7 @@ fn linux_guest_does_io_with_msix() {
     assert!(text.contains("SIZE 131072"), "{text}");
     assert!(text.contains("SERIAL GUESTTEST"), "{text}");
     assert!(text.contains("GUEST-IO-OK"), "{text}");
+    assert!(text.contains("SECOND BOOT sees the marker"), "{text}");
     // Both the admin and an I/O queue took MSI-X interrupts.
     let irq_lines: Vec<&str> = text
         .lines()
