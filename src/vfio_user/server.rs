@@ -29,7 +29,8 @@ pub const REGION_BAR4: u32 = vb::VFIO_PCI_BAR4_REGION_INDEX;
 pub const REGION_CONFIG: u32 = vb::VFIO_PCI_CONFIG_REGION_INDEX;
 pub const NUM_REGIONS: u32 = vb::VFIO_PCI_NUM_REGIONS;
 
-/// How long a client may take to send the rest of a message it started.
+/// How long a client may take to send the rest of a message it started, or to make
+/// room for a reply.
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the transport needs from the PCI function it serves.
@@ -174,7 +175,9 @@ impl<'a> Connection<'a> {
 
     /// Serves until the client leaves; returns true if the server was stopped.
     fn serve(&mut self, listener: &UnixListener, stop: &EventFd) -> bool {
+        // A client that stalls mid-message, or stops reading replies, is dropped.
         let _ = self.stream.set_read_timeout(Some(MESSAGE_TIMEOUT));
+        let _ = self.stream.set_write_timeout(Some(MESSAGE_TIMEOUT));
         loop {
             let fds = [
                 self.stream.as_raw_fd(),
