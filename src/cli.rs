@@ -1,1 +1,398 @@
-//! Command-line definitions. (to be written)
+//! Command-line definitions: clap for the options, QEMU-style `key=value,...` lists for
+//! `--ns` and `--ctrl`, turned into a validated [`DeviceConfig`].
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Backing, ConfigError, ControllerConfig, DeviceConfig, NamespaceConfig};
+
+/// Size of the namespace made when no `--ns` is given.
+pub const DEFAULT_NS_SIZE: u64 = 1 << 30;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vnvme",
+    version,
+    about = "NVMe controller emulator served over vfio-user, built for testing NVMe Simple Copy",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl Cli {
+    /// The command to run; no subcommand means `run`.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Run(self.run))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the device on a vfio-user socket (the default).
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Path of the vfio-user unix socket.
+    #[arg(long, value_name = "PATH", default_value = "vnvme.sock")]
+    pub socket: PathBuf,
+
+    /// A namespace: file=PATH[,size=SIZE][,nsid=N][,logical_block_size=512|4096][,mssrl=N]
+    /// [,mcl=N][,msrc=N][,readonly=on|off][,uuid=..][,nguid=..][,eui64=..].
+    /// Without file= the namespace lives in memory (size= required). Repeatable; with no
+    /// --ns, one 1 GiB memory namespace.
+    #[arg(long = "ns", value_name = "KEY=VALUE,...")]
+    pub ns: Vec<String>,
+
+    /// The controller: serial=..,mdts=..,max_ioqpairs=..,mqes=..,vendor_id=..,device_id=..,
+    /// subsystem_vendor_id=..,subsystem_id=..
+    #[arg(long = "ctrl", value_name = "KEY=VALUE,...")]
+    pub ctrl: Vec<String>,
+
+    /// Print the QEMU options that attach this device, then exit.
+    #[arg(long)]
+    pub print_qemu_args: bool,
+}
+
+impl RunArgs {
+    /// The validated device configuration these options describe.
+    pub fn device_config(&self) -> Result<DeviceConfig, ConfigError> {
+        let mut controller = ControllerConfig::default();
+        for spec in &self.ctrl {
+            parse_ctrl(spec, &mut controller)?;
+        }
+        controller.validate()?;
+        let mut namespaces = Vec::new();
+        for spec in &self.ns {
+            namespaces.push(parse_ns(spec)?);
+        }
+        if namespaces.is_empty() {
+            namespaces.push(NamespaceConfig {
+                backing: Backing::Memory,
+                size: Some(DEFAULT_NS_SIZE),
+                ..NamespaceConfig::default()
+            });
+        }
+        let ids = crate::server::assign_nsids(&namespaces)?;
+        for (ns, id) in namespaces.iter_mut().zip(ids) {
+            ns.nsid = Some(id);
+        }
+        Ok(DeviceConfig {
+            controller,
+            namespaces,
+        })
+    }
+}
+
+/// Splits `a=b,c=d` into pairs; `,,` stands for a literal comma (as in QEMU).
+pub fn split_kv(opt: &str, spec: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut items = Vec::new();
+    let mut cur = String::new();
+    let mut chars = spec.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ',' {
+            if chars.peek() == Some(&',') {
+                chars.next();
+                cur.push(',');
+            } else {
+                items.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+    }
+    items.push(cur);
+    let mut out = Vec::new();
+    for item in items {
+        if item.is_empty() {
+            continue;
+        }
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(ConfigError(format!(
+                "{opt}: '{item}' is not of the form key=value"
+            )));
+        };
+        out.push((k.trim().to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+/// A number in decimal or 0x-hex.
+pub fn parse_number(opt: &str, key: &str, v: &str) -> Result<u64, ConfigError> {
+    let v = v.trim();
+    let r = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => v.parse::<u64>(),
+    };
+    r.map_err(|_| ConfigError(format!("{opt} {key}: '{v}' is not a number")))
+}
+
+fn parse_int<T: TryFrom<u64>>(opt: &str, key: &str, v: &str) -> Result<T, ConfigError> {
+    let n = parse_number(opt, key, v)?;
+    T::try_from(n).map_err(|_| ConfigError(format!("{opt} {key}: {n} is out of range")))
+}
+
+/// A size with an optional binary suffix: 4096, 64K, 1M, 2G, 1T (KiB/MiB/... also accepted).
+pub fn parse_size(opt: &str, key: &str, v: &str) -> Result<u64, ConfigError> {
+    let bad = || {
+        ConfigError(format!(
+            "{opt} {key}: '{v}' is not a size (use e.g. 4096, 64K, 1G)"
+        ))
+    };
+    let t = v.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, shift) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 10),
+        Some('m' | 'M') => (&t[..t.len() - 1], 20),
+        Some('g' | 'G') => (&t[..t.len() - 1], 30),
+        Some('t' | 'T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    if num.is_empty() || !num.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| ConfigError(format!("{opt} {key}: '{v}' is too large")))
+}
+
+fn parse_bool(opt: &str, key: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(ConfigError(format!("{opt} {key}: '{v}' is not on or off"))),
+    }
+}
+
+fn parse_hex<const N: usize>(opt: &str, key: &str, v: &str) -> Result<[u8; N], ConfigError> {
+    let digits: String = v
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect::<String>();
+    let bad = || ConfigError(format!("{opt} {key}: '{v}' is not {} hex digits", N * 2));
+    if digits.len() != N * 2 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let mut out = [0u8; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&digits[i * 2..i * 2 + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+const NS_KEYS: &str =
+    "file, size, nsid, logical_block_size, mssrl, mcl, msrc, readonly, uuid, nguid, eui64";
+
+/// Parses one `--ns` list.
+pub fn parse_ns(spec: &str) -> Result<NamespaceConfig, ConfigError> {
+    let opt = "--ns";
+    let mut ns = NamespaceConfig::default();
+    let mut file = None;
+    let mut seen = std::collections::HashSet::new();
+    for (k, v) in split_kv(opt, spec)? {
+        if !seen.insert(k.clone()) {
+            return Err(ConfigError(format!("{opt} {k}: given twice")));
+        }
+        match k.as_str() {
+            "file" => {
+                if v.is_empty() {
+                    return Err(ConfigError(format!("{opt} file: empty path")));
+                }
+                file = Some(PathBuf::from(v));
+            }
+            "size" => ns.size = Some(parse_size(opt, &k, &v)?),
+            "nsid" => ns.nsid = Some(parse_int(opt, &k, &v)?),
+            "logical_block_size" | "lbs" => ns.logical_block_size = parse_int(opt, &k, &v)?,
+            "mssrl" => ns.mssrl = parse_int(opt, &k, &v)?,
+            "mcl" => ns.mcl = parse_int(opt, &k, &v)?,
+            "msrc" => ns.msrc = parse_int(opt, &k, &v)?,
+            "readonly" => ns.readonly = parse_bool(opt, &k, &v)?,
+            "uuid" => ns.uuid = Some(parse_hex::<16>(opt, &k, &v)?),
+            "nguid" => ns.nguid = Some(parse_hex::<16>(opt, &k, &v)?),
+            "eui64" => ns.eui64 = Some(parse_hex::<8>(opt, &k, &v)?),
+            _ => {
+                return Err(ConfigError(format!(
+                    "{opt}: unknown key '{k}' (known: {NS_KEYS})"
+                )))
+            }
+        }
+    }
+    match file {
+        Some(f) => ns.backing = Backing::File(f),
+        None => {
+            ns.backing = Backing::Memory;
+            if ns.size.is_none() {
+                return Err(ConfigError(format!(
+                    "{opt} size: required for a memory namespace (no file=)"
+                )));
+            }
+        }
+    }
+    ns.validate()?;
+    Ok(ns)
+}
+
+const CTRL_KEYS: &str =
+    "serial, mdts, max_ioqpairs, mqes, vendor_id, device_id, subsystem_vendor_id, subsystem_id";
+
+/// Parses one `--ctrl` list into `c`.
+pub fn parse_ctrl(spec: &str, c: &mut ControllerConfig) -> Result<(), ConfigError> {
+    let opt = "--ctrl";
+    for (k, v) in split_kv(opt, spec)? {
+        match k.as_str() {
+            "serial" => c.serial = v,
+            "mdts" => c.mdts = parse_int(opt, &k, &v)?,
+            "max_ioqpairs" => c.max_ioqpairs = parse_int(opt, &k, &v)?,
+            "mqes" => c.mqes = parse_int(opt, &k, &v)?,
+            "vendor_id" => c.vendor_id = parse_int(opt, &k, &v)?,
+            "device_id" => c.device_id = parse_int(opt, &k, &v)?,
+            "subsystem_vendor_id" => c.subsystem_vendor_id = parse_int(opt, &k, &v)?,
+            "subsystem_id" => c.subsystem_id = parse_int(opt, &k, &v)?,
+            _ => {
+                return Err(ConfigError(format!(
+                    "{opt}: unknown key '{k}' (known: {CTRL_KEYS})"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The QEMU options that attach a vfio-user device on `socket` (made absolute).
+pub fn qemu_args(socket: &Path) -> String {
+    let abs = if socket.is_absolute() {
+        socket.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(socket))
+            .unwrap_or_else(|_| socket.to_path_buf())
+    };
+    let dev = serde_json::json!({
+        "driver": "vfio-user-pci",
+        "socket": {"path": abs.to_string_lossy(), "type": "unix"},
+    });
+    format!(
+        "-m 1G -object memory-backend-memfd,id=mem,size=1G,share=on -machine memory-backend=mem -device {}",
+        shell_quote(&dev.to_string())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(ns: &[&str], ctrl: &[&str]) -> RunArgs {
+        RunArgs {
+            socket: "x.sock".into(),
+            ns: ns.iter().map(|s| s.to_string()).collect(),
+            ctrl: ctrl.iter().map(|s| s.to_string()).collect(),
+            print_qemu_args: false,
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("--ns", "size", "4096").unwrap(), 4096);
+        assert_eq!(parse_size("--ns", "size", "64K").unwrap(), 65536);
+        assert_eq!(parse_size("--ns", "size", "1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("--ns", "size", "2MiB").unwrap(), 2 << 20);
+        assert_eq!(parse_size("--ns", "size", "1t").unwrap(), 1 << 40);
+        assert!(parse_size("--ns", "size", "12Q").is_err());
+        assert!(parse_size("--ns", "size", "G").is_err());
+        assert!(parse_size("--ns", "size", "99999999999T").is_err());
+    }
+
+    #[test]
+    fn default_namespace() {
+        let c = args(&[], &[]).device_config().unwrap();
+        assert_eq!(c.namespaces.len(), 1);
+        assert_eq!(c.namespaces[0].backing, Backing::Memory);
+        assert_eq!(c.namespaces[0].size, Some(DEFAULT_NS_SIZE));
+        assert_eq!(c.namespaces[0].nsid, Some(1));
+    }
+
+    #[test]
+    fn namespaces_and_ids() {
+        let c = args(
+            &[
+                "file=/tmp/a,,b.img,size=1M,nsid=2,logical_block_size=4096,mssrl=8,mcl=16,msrc=0,readonly=on",
+                "size=64K,eui64=01:02:03:04:05:06:07:08,uuid=12345678-1234-1234-1234-123456789abc",
+            ],
+            &["serial=ABC,mdts=5,max_ioqpairs=4,vendor_id=0x1234"],
+        )
+        .device_config()
+        .unwrap();
+        let a = &c.namespaces[0];
+        assert_eq!(a.backing, Backing::File("/tmp/a,b.img".into()));
+        assert_eq!((a.size, a.nsid), (Some(1 << 20), Some(2)));
+        assert_eq!(
+            (a.logical_block_size, a.mssrl, a.mcl, a.msrc),
+            (4096, 8, 16, 0)
+        );
+        assert!(a.readonly);
+        let b = &c.namespaces[1];
+        assert_eq!(b.nsid, Some(1));
+        assert_eq!(b.eui64, Some([1, 2, 3, 4, 5, 6, 7, 8]));
+        assert_eq!(b.uuid.unwrap()[0], 0x12);
+        assert_eq!(c.controller.serial, "ABC");
+        assert_eq!(c.controller.vendor_id, 0x1234);
+        assert_eq!(c.controller.max_ioqpairs, 4);
+    }
+
+    #[test]
+    fn errors_name_the_option() {
+        let e = args(&["size=1M,nsid=1", "size=1M,nsid=1"], &[])
+            .device_config()
+            .unwrap_err();
+        assert!(e.0.contains("--ns nsid"), "{e}");
+        let e = args(&["size=1M,colour=red"], &[])
+            .device_config()
+            .unwrap_err();
+        assert!(e.0.contains("unknown key 'colour'"), "{e}");
+        let e = args(&["size=1M,mssrl=lots"], &[])
+            .device_config()
+            .unwrap_err();
+        assert!(e.0.contains("--ns mssrl"), "{e}");
+        let e = args(&["size=1M,msrc=300"], &[])
+            .device_config()
+            .unwrap_err();
+        assert!(e.0.contains("--ns msrc"), "{e}");
+        let e = args(&[], &["mdts=x"]).device_config().unwrap_err();
+        assert!(e.0.contains("--ctrl mdts"), "{e}");
+        let e = args(&[], &["bogus=1"]).device_config().unwrap_err();
+        assert!(e.0.contains("--ctrl: unknown key"), "{e}");
+        let e = args(&["file=/x"], &[]).device_config();
+        assert!(e.is_ok());
+        let e = args(&["nsid=3"], &[]).device_config().unwrap_err();
+        assert!(e.0.contains("--ns size"), "{e}");
+    }
+
+    #[test]
+    fn qemu_args_are_absolute_json() {
+        let s = qemu_args(Path::new("/run/x.sock"));
+        assert!(s.contains("memory-backend-memfd"));
+        assert!(s.contains("share=on"));
+        assert!(
+            s.contains(
+                r#"'{"driver":"vfio-user-pci","socket":{"path":"/run/x.sock","type":"unix"}}'"#
+            ),
+            "{s}"
+        );
+        let s = qemu_args(Path::new("rel.sock"));
+        assert!(!s.contains("\"path\":\"rel.sock\""));
+    }
+}

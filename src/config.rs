@@ -115,7 +115,9 @@ impl ControllerConfig {
             ));
         }
         if !(2..=65536).contains(&self.mqes) {
-            return Err(ConfigError("--ctrl mqes: must be between 2 and 65536".into()));
+            return Err(ConfigError(
+                "--ctrl mqes: must be between 2 and 65536".into(),
+            ));
         }
         Ok(())
     }
@@ -142,7 +144,9 @@ impl NamespaceConfig {
             ));
         }
         if self.nsid == Some(0) || self.nsid == Some(u32::MAX) {
-            return Err(ConfigError("--ns nsid: must be between 1 and 4294967294".into()));
+            return Err(ConfigError(
+                "--ns nsid: must be between 1 and 4294967294".into(),
+            ));
         }
         if let Some(size) = self.size {
             if size == 0 || size % self.logical_block_size as u64 != 0 {

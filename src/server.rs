@@ -1,1 +1,254 @@
-//! Wires one transport to one controller and its namespaces. (to be written)
+//! Wires one transport to one controller and its namespaces: the NVMe controller is
+//! presented as a PCI function (config space, BAR0 registers, BAR4 MSI-X) and served
+//! over vfio-user.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::config::{ConfigError, DeviceConfig, NamespaceConfig};
+use crate::nvme::{Controller, InterruptSink, Namespace};
+use crate::pci::{BarLayout, ConfigSpace, Interrupts, PciIds};
+use crate::vfio_user::server::{REGION_BAR0, REGION_BAR4, REGION_CONFIG};
+use crate::vfio_user::{Device, DmaMemory, Server, StopHandle};
+
+/// Class code of an NVM Express controller: mass storage, non-volatile memory, NVMe.
+pub const NVME_CLASS: [u8; 3] = [0x01, 0x08, 0x02];
+
+/// The NVMe controller as a PCI function.
+pub struct NvmeFunction {
+    ctrl: Arc<Controller>,
+    config: Mutex<ConfigSpace>,
+    layout: BarLayout,
+    irqs: Mutex<Option<Arc<Interrupts>>>,
+}
+
+impl NvmeFunction {
+    pub fn new(cfg: &DeviceConfig, ctrl: Arc<Controller>) -> NvmeFunction {
+        let c = &cfg.controller;
+        let layout = BarLayout {
+            bar0_size: ctrl.bar0_size().next_power_of_two().max(16),
+            msix_vectors: ctrl.msix_vectors().clamp(1, 2048),
+        };
+        let ids = PciIds {
+            vendor_id: c.vendor_id,
+            device_id: c.device_id,
+            subsystem_vendor_id: c.subsystem_vendor_id,
+            subsystem_id: c.subsystem_id,
+            revision: 2,
+            class: NVME_CLASS,
+        };
+        NvmeFunction {
+            config: Mutex::new(ConfigSpace::new(&ids, layout)),
+            ctrl,
+            layout,
+            irqs: Mutex::new(None),
+        }
+    }
+
+    fn config(&self) -> MutexGuard<'_, ConfigSpace> {
+        self.config.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn irqs(&self) -> Option<Arc<Interrupts>> {
+        self.irqs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Device for NvmeFunction {
+    fn region_size(&self, index: u32) -> u64 {
+        match index {
+            REGION_BAR0 => self.layout.bar0_size,
+            REGION_BAR4 => self.layout.bar4_size(),
+            REGION_CONFIG => crate::pci::config_space::CONFIG_SPACE_SIZE as u64,
+            _ => 0,
+        }
+    }
+
+    fn region_read(&self, index: u32, offset: u64, data: &mut [u8]) {
+        match index {
+            REGION_BAR0 => self.ctrl.mmio_read(offset, data),
+            REGION_BAR4 => {
+                // The client emulates the MSI-X table; the PBA shows our pending bits.
+                data.fill(0);
+                let pba = self.layout.pba_offset();
+                if let Some(irqs) = self.irqs() {
+                    let end = offset + data.len() as u64;
+                    let pba_end = pba + self.layout.pba_size();
+                    let lo = offset.max(pba);
+                    let hi = end.min(pba_end);
+                    if lo < hi {
+                        let s = (lo - offset) as usize;
+                        let e = (hi - offset) as usize;
+                        irqs.read_pba(lo - pba, &mut data[s..e]);
+                    }
+                }
+            }
+            REGION_CONFIG => self.config().read(offset, data),
+            _ => data.fill(0),
+        }
+    }
+
+    fn region_write(&self, index: u32, offset: u64, data: &[u8]) {
+        match index {
+            REGION_BAR0 => self.ctrl.mmio_write(offset, data),
+            REGION_CONFIG => self.config().write(offset, data),
+            _ => {}
+        }
+    }
+
+    fn msix_vectors(&self) -> u16 {
+        self.layout.msix_vectors
+    }
+
+    fn connect(&self, mem: DmaMemory, irqs: Arc<Interrupts>) {
+        *self.irqs.lock().unwrap_or_else(|p| p.into_inner()) = Some(irqs.clone());
+        let sink: Arc<dyn InterruptSink> = irqs;
+        self.ctrl.connect(mem, sink);
+    }
+
+    fn disconnect(&self) {
+        self.ctrl.disconnect();
+        self.config().reset();
+        *self.irqs.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn reset(&self) {
+        self.ctrl.reset();
+        self.config().reset();
+    }
+}
+
+/// Namespace ids for a list of namespaces: explicit ids first, then the lowest free ones.
+pub fn assign_nsids(namespaces: &[NamespaceConfig]) -> Result<Vec<u32>, ConfigError> {
+    let mut used = BTreeSet::new();
+    for ns in namespaces {
+        if let Some(id) = ns.nsid {
+            if !used.insert(id) {
+                return Err(ConfigError(format!(
+                    "--ns nsid: namespace id {id} is given twice"
+                )));
+            }
+        }
+    }
+    let mut next = 1u32;
+    let mut out = Vec::with_capacity(namespaces.len());
+    for ns in namespaces {
+        let id = match ns.nsid {
+            Some(id) => id,
+            None => {
+                while used.contains(&next) {
+                    next += 1;
+                }
+                used.insert(next);
+                next
+            }
+        };
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// Opens the namespaces and builds the controller and its PCI function.
+pub fn build(cfg: &DeviceConfig) -> Result<NvmeFunction, ConfigError> {
+    cfg.controller.validate()?;
+    let ids = assign_nsids(&cfg.namespaces)?;
+    let mut namespaces = Vec::with_capacity(cfg.namespaces.len());
+    for (ns, id) in cfg.namespaces.iter().zip(ids) {
+        namespaces.push(Namespace::open(ns, id)?);
+    }
+    let ctrl = Controller::new(&cfg.controller, namespaces);
+    Ok(NvmeFunction::new(cfg, ctrl))
+}
+
+/// A server running on its own thread (for tests and embedding). Stops when dropped.
+pub struct RunningServer {
+    stop: StopHandle,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl RunningServer {
+    /// Stops the server and waits for its thread.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> io::Result<()> {
+        self.stop.stop();
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+/// Binds `socket` and serves `dev` on a new thread.
+pub fn spawn(dev: NvmeFunction, socket: &Path) -> io::Result<RunningServer> {
+    let server = Server::bind(socket)?;
+    let stop = server.stop_handle()?;
+    let thread = std::thread::Builder::new()
+        .name("vfio-user".into())
+        .spawn(move || server.run(&dev))?;
+    Ok(RunningServer {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// SIGINT and SIGTERM, turned into an orderly stop (socket removed, stores dropped).
+pub mod signals {
+    use std::io;
+
+    use crate::vfio_user::StopHandle;
+
+    fn stop_set() -> libc::sigset_t {
+        // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it in place.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            set
+        }
+    }
+
+    /// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts later.
+    /// Call first thing in `main`, before any thread exists.
+    pub fn block() -> io::Result<()> {
+        let set = stop_set();
+        // SAFETY: set is a valid, initialised signal set; the old mask is not wanted.
+        let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        Ok(())
+    }
+
+    /// Starts a thread that waits for SIGINT/SIGTERM (blocked by [`block`]) and stops
+    /// the server when one arrives.
+    pub fn stop_on_signal(stop: StopHandle) -> io::Result<()> {
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || loop {
+                let set = stop_set();
+                let mut sig: libc::c_int = 0;
+                // SAFETY: set is initialised and sig is a valid out-parameter.
+                if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                    log::info!("signal {sig}: stopping");
+                    stop.stop();
+                    return;
+                }
+            })?;
+        Ok(())
+    }
+}

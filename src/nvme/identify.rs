@@ -1,1 +1,175 @@
-//! (to be written)
+//! Identify data structures built from the configuration and the namespaces: Identify
+//! Controller, Identify Namespace, namespace lists, Namespace Identification
+//! Descriptors, and the I/O-command-set specific and independent variants.
+
+use super::admin::{AERL, CRITICAL_TEMPERATURE, WARNING_TEMPERATURE};
+use super::controller::Inner;
+use super::namespace::Namespace;
+use super::spec::{
+    id_ctrl, id_ns, nidt, put_ascii, put_u16, put_u32, put_u64, CSI_NVM, NVME_VERSION,
+};
+
+/// Size of every Identify data structure.
+pub const IDENTIFY_SIZE: usize = 4096;
+/// Model number.
+pub const MODEL: &str = "vnvme";
+/// Firmware revision (8 ASCII characters at most).
+pub const FIRMWARE_REVISION: &str = env!("CARGO_PKG_VERSION");
+
+/// Optional NVM Command Support.
+pub const ONCS: u16 = id_ctrl::ONCS_COMPARE
+    | id_ctrl::ONCS_DSM
+    | id_ctrl::ONCS_WRITE_ZEROES
+    | id_ctrl::ONCS_FEATURES_SAVE_SELECT
+    | id_ctrl::ONCS_TIMESTAMP
+    | id_ctrl::ONCS_VERIFY
+    | id_ctrl::ONCS_COPY;
+/// Optional Copy Formats Supported: formats 0-3 (2 and 3 only once enabled through
+/// Host Behavior Support CDFE; 1 and 3 need protection information, which no namespace
+/// here has, so they fail with Invalid Format).
+pub const OCFS: u16 = 0xf;
+
+pub fn zeroes() -> Vec<u8> {
+    vec![0u8; IDENTIFY_SIZE]
+}
+
+/// Identify Controller (CNS 1).
+pub(crate) fn controller(inner: &Inner) -> Vec<u8> {
+    let cfg = &inner.cfg;
+    let mut b = zeroes();
+    put_u16(&mut b, id_ctrl::VID, cfg.vendor_id);
+    put_u16(&mut b, id_ctrl::SSVID, cfg.subsystem_vendor_id);
+    put_ascii(&mut b, id_ctrl::SN, 20, &cfg.serial);
+    put_ascii(&mut b, id_ctrl::MN, 40, MODEL);
+    put_ascii(&mut b, id_ctrl::FR, 8, FIRMWARE_REVISION);
+    b[id_ctrl::RAB] = 6;
+    // IEEE OUI left zero: no vendor OUI.
+    b[id_ctrl::MDTS] = cfg.mdts;
+    put_u16(&mut b, id_ctrl::CNTLID, 0);
+    put_u32(&mut b, id_ctrl::VER, NVME_VERSION);
+    put_u32(&mut b, id_ctrl::OAES, id_ctrl::OAES_NS_ATTR);
+    put_u32(&mut b, id_ctrl::CTRATT, 0);
+    b[id_ctrl::CNTRLTYPE] = 1; // I/O controller
+    put_u16(&mut b, id_ctrl::OACS, id_ctrl::OACS_DBBUF);
+    b[id_ctrl::ACL] = 3;
+    b[id_ctrl::AERL] = AERL;
+    b[id_ctrl::FRMW] = 0x03; // one slot, slot 1 read-only
+    b[id_ctrl::LPA] = (1 << 1) | (1 << 2); // effects log, extended data
+    b[id_ctrl::ELPE] = 0;
+    b[id_ctrl::NPSS] = 0;
+    put_u16(&mut b, id_ctrl::WCTEMP, WARNING_TEMPERATURE);
+    put_u16(&mut b, id_ctrl::CCTEMP, CRITICAL_TEMPERATURE);
+    b[id_ctrl::SQES] = 0x66;
+    b[id_ctrl::CQES] = 0x44;
+    put_u16(&mut b, id_ctrl::MAXCMD, 0);
+    put_u32(&mut b, id_ctrl::NN, inner.nn());
+    put_u16(&mut b, id_ctrl::ONCS, ONCS);
+    b[id_ctrl::VWC] = 1;
+    put_u16(&mut b, id_ctrl::OCFS, OCFS);
+    put_u32(&mut b, id_ctrl::SGLS, 1); // SGLs supported, no alignment requirement
+    let nqn = format!("nqn.2024-01.io.github.vnvme:{}", cfg.serial);
+    let n = nqn.len().min(256);
+    b[id_ctrl::SUBNQN..id_ctrl::SUBNQN + n].copy_from_slice(&nqn.as_bytes()[..n]);
+    // Power state 0: 25 W, entry/exit latency 16 us.
+    put_u16(&mut b, id_ctrl::PSD0, 2500);
+    put_u32(&mut b, id_ctrl::PSD0 + 4, 16);
+    put_u32(&mut b, id_ctrl::PSD0 + 8, 16);
+    b
+}
+
+fn put_lbaf0(b: &mut [u8], lbads: u8) {
+    // MS = 0, LBADS, RP = 0 (best).
+    put_u32(b, id_ns::LBAF0, (lbads as u32) << 16);
+}
+
+/// Identify Namespace (CNS 0 / 0x11).
+pub fn namespace(ns: &Namespace) -> Vec<u8> {
+    let mut b = zeroes();
+    let nsze = ns.nsze();
+    put_u64(&mut b, id_ns::NSZE, nsze);
+    put_u64(&mut b, id_ns::NCAP, nsze);
+    put_u64(&mut b, id_ns::NUSE, nsze);
+    b[id_ns::NSFEAT] = 0;
+    b[id_ns::NLBAF] = 0;
+    b[id_ns::FLBAS] = 0;
+    b[id_ns::DLFEAT] = id_ns::DLFEAT_VALUE;
+    let bytes = nsze * ns.block_size();
+    b[id_ns::NVMCAP..id_ns::NVMCAP + 8].copy_from_slice(&bytes.to_le_bytes());
+    put_u16(&mut b, id_ns::MSSRL, ns.cfg.mssrl);
+    put_u32(&mut b, id_ns::MCL, ns.cfg.mcl);
+    b[id_ns::MSRC] = ns.cfg.msrc;
+    b[id_ns::NSATTR] = ns.readonly() as u8;
+    b[id_ns::NGUID..id_ns::NGUID + 16].copy_from_slice(&ns.nguid());
+    b[id_ns::EUI64..id_ns::EUI64 + 8].copy_from_slice(&ns.eui64());
+    put_lbaf0(&mut b, ns.lbads());
+    b
+}
+
+/// Identify Namespace for NSID FFFFFFFFh: capabilities common to all namespaces.
+pub(crate) fn namespace_common(inner: &Inner) -> Vec<u8> {
+    let mut b = zeroes();
+    b[id_ns::DLFEAT] = id_ns::DLFEAT_VALUE;
+    let lbads = inner.namespaces().first().map(|ns| ns.lbads()).unwrap_or(9);
+    put_lbaf0(&mut b, lbads);
+    b
+}
+
+/// Active (or allocated) namespace list: ids greater than `after`, ascending, 1024 max.
+pub(crate) fn ns_list(inner: &Inner, after: u32) -> Vec<u8> {
+    let mut b = zeroes();
+    for (i, ns) in inner
+        .namespaces()
+        .iter()
+        .filter(|ns| ns.nsid > after)
+        .take(IDENTIFY_SIZE / 4)
+        .enumerate()
+    {
+        put_u32(&mut b, i * 4, ns.nsid);
+    }
+    b
+}
+
+/// Namespace Identification Descriptor list (CNS 3): EUI64 and NGUID when configured,
+/// the UUID, and the Command Set Identifier.
+pub fn ns_descriptors(ns: &Namespace, serial: &str) -> Vec<u8> {
+    let mut b = zeroes();
+    let mut off = 0usize;
+    let mut add = |b: &mut Vec<u8>, kind: u8, id: &[u8]| {
+        b[off] = kind;
+        b[off + 1] = id.len() as u8;
+        b[off + 4..off + 4 + id.len()].copy_from_slice(id);
+        off += 4 + id.len();
+    };
+    let eui = ns.eui64();
+    if eui != [0; 8] {
+        add(&mut b, nidt::EUI64, &eui);
+    }
+    let nguid = ns.nguid();
+    if nguid != [0; 16] {
+        add(&mut b, nidt::NGUID, &nguid);
+    }
+    add(&mut b, nidt::UUID, &ns.uuid(serial));
+    add(&mut b, nidt::CSI, &[CSI_NVM]);
+    b
+}
+
+/// I/O Command Set specific Identify Namespace for the NVM command set (CNS 5, CSI 0):
+/// no extended LBA formats, so all zeroes.
+pub fn nvm_namespace() -> Vec<u8> {
+    zeroes()
+}
+
+/// I/O Command Set specific Identify Controller for the NVM command set (CNS 6, CSI 0):
+/// VSL, WZSL, WUSL, DMRL, DMRSL, DMSL all zero (no limits beyond MDTS).
+pub fn nvm_controller() -> Vec<u8> {
+    zeroes()
+}
+
+/// I/O Command Set Independent Identify Namespace (CNS 8).
+pub fn cs_independent_namespace(ns: &Namespace) -> Vec<u8> {
+    let mut b = zeroes();
+    b[0] = 0; // NSFEAT
+    b[8] = ns.readonly() as u8; // NSATTR: write protected
+    b[13] = 1; // NSTAT: namespace ready
+    b
+}

@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod controller;
+pub mod copy;
 pub mod identify;
 pub mod io;
 pub mod namespace;

@@ -1,1 +1,501 @@
-//! (to be written)
+//! Data pointers: PRP1/PRP2 and PRP lists (chained across pages, with offsets) and SGLs
+//! (data block, segment and last segment descriptors), walked into a list of guest
+//! address ranges, then resolved against the current DMA maps into guest-memory slices.
+//!
+//! Resolution happens completely before any byte moves: a transfer that touches memory
+//! outside the maps fails with Data Transfer Error and nothing is read or written.
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
+
+use super::spec::{sgl, status, Sqe, Status, PAGE_SIZE};
+
+/// One snapshot of guest memory (as loaded from the transport's `GuestMemoryAtomic`).
+pub type Mem = GuestMemoryMmap<()>;
+
+/// Upper bound on SGL descriptors walked for one command (guards against cycles).
+const MAX_SGL_DESCRIPTORS: usize = 1 << 16;
+
+/// A guest-physical address range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub addr: u64,
+    pub len: u64,
+}
+
+fn push(segs: &mut Vec<Segment>, addr: u64, len: u64) {
+    if len == 0 {
+        return;
+    }
+    if let Some(last) = segs.last_mut() {
+        if last.addr.checked_add(last.len) == Some(addr) {
+            last.len += len;
+            return;
+        }
+    }
+    segs.push(Segment { addr, len });
+}
+
+fn read_guest(mem: &Mem, addr: u64, buf: &mut [u8]) -> Result<(), Status> {
+    mem.read_slice(buf, GuestAddress(addr))
+        .map_err(|_| status::DATA_TRANSFER_ERROR.dnr())
+}
+
+/// Walks PRP1/PRP2 (and PRP lists) for a transfer of `len` bytes.
+pub fn walk_prp(mem: &Mem, prp1: u64, prp2: u64, len: u64) -> Result<Vec<Segment>, Status> {
+    let mut segs = Vec::new();
+    if len == 0 {
+        return Ok(segs);
+    }
+    let first = len.min(PAGE_SIZE - (prp1 % PAGE_SIZE));
+    push(&mut segs, prp1, first);
+    let mut rem = len - first;
+    if rem == 0 {
+        return Ok(segs);
+    }
+    if rem <= PAGE_SIZE {
+        if !prp2.is_multiple_of(PAGE_SIZE) {
+            return Err(status::INVALID_PRP_OFFSET.dnr());
+        }
+        push(&mut segs, prp2, rem);
+        return Ok(segs);
+    }
+    // PRP2 points to a PRP list, which may start at an offset inside its page.
+    if !prp2.is_multiple_of(8) {
+        return Err(status::INVALID_PRP_OFFSET.dnr());
+    }
+    let mut list = prp2;
+    let mut entries = vec![0u8; PAGE_SIZE as usize];
+    while rem > 0 {
+        let slots = ((PAGE_SIZE - (list % PAGE_SIZE)) / 8) as usize;
+        let needed = rem.div_ceil(PAGE_SIZE) as usize;
+        let n = needed.min(slots);
+        let buf = &mut entries[..n * 8];
+        read_guest(mem, list, buf)?;
+        for i in 0..n {
+            let mut e = [0u8; 8];
+            e.copy_from_slice(&buf[i * 8..i * 8 + 8]);
+            let ent = u64::from_le_bytes(e);
+            if i == slots - 1 && needed > slots {
+                // Last slot of a full list page: pointer to the next list page.
+                if ent % PAGE_SIZE != 0 {
+                    return Err(status::INVALID_PRP_OFFSET.dnr());
+                }
+                list = ent;
+                break;
+            }
+            if ent % PAGE_SIZE != 0 {
+                return Err(status::INVALID_PRP_OFFSET.dnr());
+            }
+            let take = rem.min(PAGE_SIZE);
+            push(&mut segs, ent, take);
+            rem -= take;
+        }
+    }
+    Ok(segs)
+}
+
+/// One decoded SGL descriptor.
+#[derive(Debug, Clone, Copy)]
+struct SglDesc {
+    addr: u64,
+    len: u32,
+    kind: u8,
+    subtype: u8,
+}
+
+impl SglDesc {
+    fn parse(b: &[u8]) -> SglDesc {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[0..8]);
+        let mut l = [0u8; 4];
+        l.copy_from_slice(&b[8..12]);
+        SglDesc {
+            addr: u64::from_le_bytes(a),
+            len: u32::from_le_bytes(l),
+            kind: b[15] >> 4,
+            subtype: b[15] & 0xf,
+        }
+    }
+}
+
+/// Walks an SGL whose first descriptor is SGL1 (DPTR) for a transfer of `len` bytes.
+/// Data beyond `len` described by the list is ignored; less is Data SGL Length Invalid.
+pub fn walk_sgl(mem: &Mem, dptr1: u64, dptr2: u64, len: u64) -> Result<Vec<Segment>, Status> {
+    let mut raw = [0u8; 16];
+    raw[..8].copy_from_slice(&dptr1.to_le_bytes());
+    raw[8..].copy_from_slice(&dptr2.to_le_bytes());
+    let mut desc = SglDesc::parse(&raw);
+    let mut segs = Vec::new();
+    let mut rem = len;
+    let mut walked = 0usize;
+    loop {
+        if desc.subtype != 0 {
+            return Err(status::SGL_DESCRIPTOR_TYPE_INVALID.dnr());
+        }
+        match desc.kind {
+            sgl::DATA_BLOCK => {
+                let take = rem.min(desc.len as u64);
+                push(&mut segs, desc.addr, take);
+                rem -= take;
+                break;
+            }
+            sgl::SEGMENT | sgl::LAST_SEGMENT => {
+                if rem == 0 {
+                    break;
+                }
+                if desc.len == 0 || !(desc.len as u64).is_multiple_of(sgl::DESCRIPTOR_SIZE) {
+                    return Err(status::INVALID_SGL_SEGMENT.dnr());
+                }
+                let n = (desc.len as u64 / sgl::DESCRIPTOR_SIZE) as usize;
+                walked += n;
+                if walked > MAX_SGL_DESCRIPTORS {
+                    return Err(status::INVALID_SGL_COUNT.dnr());
+                }
+                let mut buf = vec![0u8; n * 16];
+                read_guest(mem, desc.addr, &mut buf)?;
+                let is_last = desc.kind == sgl::LAST_SEGMENT;
+                let mut next = None;
+                for i in 0..n {
+                    let d = SglDesc::parse(&buf[i * 16..i * 16 + 16]);
+                    if d.subtype != 0 {
+                        return Err(status::SGL_DESCRIPTOR_TYPE_INVALID.dnr());
+                    }
+                    match d.kind {
+                        sgl::DATA_BLOCK => {
+                            let take = rem.min(d.len as u64);
+                            push(&mut segs, d.addr, take);
+                            rem -= take;
+                        }
+                        sgl::SEGMENT | sgl::LAST_SEGMENT => {
+                            if is_last || i != n - 1 {
+                                return Err(status::INVALID_SGL_SEGMENT.dnr());
+                            }
+                            next = Some(d);
+                        }
+                        _ => return Err(status::SGL_DESCRIPTOR_TYPE_INVALID.dnr()),
+                    }
+                }
+                match next {
+                    Some(d) => desc = d,
+                    None => break,
+                }
+            }
+            sgl::BIT_BUCKET => return Err(status::SGL_DESCRIPTOR_TYPE_INVALID.dnr()),
+            _ => return Err(status::SGL_DESCRIPTOR_TYPE_INVALID.dnr()),
+        }
+    }
+    if rem > 0 {
+        return Err(status::DATA_SGL_LENGTH_INVALID.dnr());
+    }
+    Ok(segs)
+}
+
+/// Walks the data pointer of `sqe` (PRP or SGL per PSDT) for `len` bytes.
+pub fn walk(mem: &Mem, sqe: &Sqe, len: u64) -> Result<Vec<Segment>, Status> {
+    match sqe.psdt {
+        0 => walk_prp(mem, sqe.dptr1, sqe.dptr2, len),
+        1 | 2 => walk_sgl(mem, sqe.dptr1, sqe.dptr2, len),
+        _ => Err(status::INVALID_FIELD.dnr()),
+    }
+}
+
+/// A data buffer resolved into guest-memory slices, all inside the current DMA maps.
+pub struct Dma<'a> {
+    slices: Vec<VolatileSlice<'a>>,
+    len: u64,
+}
+
+impl<'a> Dma<'a> {
+    /// Resolves segments into slices; any byte outside the maps is Data Transfer Error.
+    pub fn resolve(mem: &'a Mem, segs: &[Segment]) -> Result<Dma<'a>, Status> {
+        let mut slices = Vec::with_capacity(segs.len());
+        let mut len = 0u64;
+        for s in segs {
+            let n = usize::try_from(s.len).map_err(|_| status::DATA_TRANSFER_ERROR.dnr())?;
+            for sl in GuestMemoryBackend::get_slices(mem, GuestAddress(s.addr), n) {
+                let sl = sl.map_err(|_| status::DATA_TRANSFER_ERROR.dnr())?;
+                slices.push(sl);
+            }
+            len += s.len;
+        }
+        Ok(Dma { slices, len })
+    }
+
+    /// Walks the data pointer of `sqe` and resolves it.
+    pub fn map(mem: &'a Mem, sqe: &Sqe, len: u64) -> Result<Dma<'a>, Status> {
+        let segs = walk(mem, sqe, len)?;
+        Dma::resolve(mem, &segs)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn slices(&self) -> &[VolatileSlice<'a>] {
+        &self.slices
+    }
+
+    /// Copies `data` into the buffer (at most its length).
+    pub fn write_from(&self, data: &[u8]) {
+        let mut off = 0usize;
+        for s in &self.slices {
+            if off >= data.len() {
+                break;
+            }
+            let n = s.len().min(data.len() - off);
+            if let Ok(sub) = s.subslice(0, n) {
+                sub.copy_from(&data[off..off + n]);
+            }
+            off += n;
+        }
+    }
+
+    /// Copies the buffer into `out` (at most its length).
+    pub fn read_into(&self, out: &mut [u8]) {
+        let mut off = 0usize;
+        for s in &self.slices {
+            if off >= out.len() {
+                break;
+            }
+            let n = s.len().min(out.len() - off);
+            s.copy_to(&mut out[off..off + n]);
+            off += n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mem() -> Mem {
+        // Two maps with a hole between them: [0, 1 MiB) and [2 MiB, 3 MiB).
+        Mem::from_ranges(&[(GuestAddress(0), 1 << 20), (GuestAddress(2 << 20), 1 << 20)]).unwrap()
+    }
+
+    fn put_u64s(m: &Mem, addr: u64, v: &[u64]) {
+        for (i, x) in v.iter().enumerate() {
+            m.write_obj(*x, GuestAddress(addr + 8 * i as u64)).unwrap();
+        }
+    }
+
+    #[test]
+    fn prp_simple_and_two_entries() {
+        let m = mem();
+        assert_eq!(
+            walk_prp(&m, 0x1100, 0, 0x100).unwrap(),
+            vec![Segment {
+                addr: 0x1100,
+                len: 0x100
+            }]
+        );
+        assert_eq!(
+            walk_prp(&m, 0x1800, 0x5000, 0x1000).unwrap(),
+            vec![
+                Segment {
+                    addr: 0x1800,
+                    len: 0x800
+                },
+                Segment {
+                    addr: 0x5000,
+                    len: 0x800
+                }
+            ]
+        );
+        assert_eq!(
+            walk_prp(&m, 0x1800, 0x5010, 0x1000).unwrap_err(),
+            status::INVALID_PRP_OFFSET.dnr()
+        );
+    }
+
+    #[test]
+    fn prp_list_chained_across_pages_with_offsets() {
+        let m = mem();
+        // PRP1 at offset 0x200; 0x200 bytes... then 3 full pages + 0x100 bytes via a list
+        // that starts in the last two slots of page 0x10000 and chains to page 0x20000.
+        let len = 0xe00 + 3 * 0x1000 + 0x100;
+        put_u64s(&m, 0x10ff0, &[0x30000, 0x20000]);
+        put_u64s(&m, 0x20000, &[0x50000, 0x70000, 0x90000]);
+        let segs = walk_prp(&m, 0x40200, 0x10ff0, len).unwrap();
+        assert_eq!(
+            segs,
+            vec![
+                Segment {
+                    addr: 0x40200,
+                    len: 0xe00
+                },
+                Segment {
+                    addr: 0x30000,
+                    len: 0x1000
+                },
+                Segment {
+                    addr: 0x50000,
+                    len: 0x1000
+                },
+                Segment {
+                    addr: 0x70000,
+                    len: 0x1000
+                },
+                Segment {
+                    addr: 0x90000,
+                    len: 0x100
+                },
+            ]
+        );
+        let total: u64 = segs.iter().map(|s| s.len).sum();
+        assert_eq!(total, len);
+        // A misaligned data entry is Invalid PRP Offset.
+        put_u64s(&m, 0x20000, &[0x50008]);
+        assert_eq!(
+            walk_prp(&m, 0x40200, 0x10ff0, len).unwrap_err(),
+            status::INVALID_PRP_OFFSET.dnr()
+        );
+        // A list outside the maps is a data transfer error.
+        assert_eq!(
+            walk_prp(&m, 0x40200, 0x180000, len).unwrap_err(),
+            status::DATA_TRANSFER_ERROR.dnr()
+        );
+    }
+
+    #[test]
+    fn contiguous_entries_are_merged() {
+        let m = mem();
+        put_u64s(&m, 0x8000, &[0x2000, 0x3000]);
+        assert_eq!(
+            walk_prp(&m, 0x1000, 0x8000, 0x3000).unwrap(),
+            vec![Segment {
+                addr: 0x1000,
+                len: 0x3000
+            }]
+        );
+    }
+
+    fn sgl_desc(addr: u64, len: u32, kind: u8) -> [u8; 16] {
+        let mut d = [0u8; 16];
+        d[..8].copy_from_slice(&addr.to_le_bytes());
+        d[8..12].copy_from_slice(&len.to_le_bytes());
+        d[15] = kind << 4;
+        d
+    }
+
+    fn dptr(d: [u8; 16]) -> (u64, u64) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&d[..8]);
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[8..]);
+        (u64::from_le_bytes(a), u64::from_le_bytes(b))
+    }
+
+    #[test]
+    fn sgl_data_block_segment_last_segment() {
+        let m = mem();
+        let (a, b) = dptr(sgl_desc(0x1234, 100, sgl::DATA_BLOCK));
+        assert_eq!(
+            walk_sgl(&m, a, b, 100).unwrap(),
+            vec![Segment {
+                addr: 0x1234,
+                len: 100
+            }]
+        );
+        assert_eq!(
+            walk_sgl(&m, a, b, 101).unwrap_err(),
+            status::DATA_SGL_LENGTH_INVALID.dnr()
+        );
+        // Segment at 0x9000: two data blocks and a last segment pointer to 0xa000.
+        let mut seg = Vec::new();
+        seg.extend_from_slice(&sgl_desc(0x100, 10, sgl::DATA_BLOCK));
+        seg.extend_from_slice(&sgl_desc(0x300, 20, sgl::DATA_BLOCK));
+        seg.extend_from_slice(&sgl_desc(0xa000, 16, sgl::LAST_SEGMENT));
+        m.write_slice(&seg, GuestAddress(0x9000)).unwrap();
+        m.write_slice(&sgl_desc(0x500, 30, sgl::DATA_BLOCK), GuestAddress(0xa000))
+            .unwrap();
+        let (a, b) = dptr(sgl_desc(0x9000, 48, sgl::SEGMENT));
+        assert_eq!(
+            walk_sgl(&m, a, b, 60).unwrap(),
+            vec![
+                Segment {
+                    addr: 0x100,
+                    len: 10
+                },
+                Segment {
+                    addr: 0x300,
+                    len: 20
+                },
+                Segment {
+                    addr: 0x500,
+                    len: 30
+                }
+            ]
+        );
+        // A segment pointer that is not last in its segment is invalid.
+        let mut bad = Vec::new();
+        bad.extend_from_slice(&sgl_desc(0xa000, 16, sgl::LAST_SEGMENT));
+        bad.extend_from_slice(&sgl_desc(0x100, 10, sgl::DATA_BLOCK));
+        m.write_slice(&bad, GuestAddress(0xb000)).unwrap();
+        let (a, b) = dptr(sgl_desc(0xb000, 32, sgl::SEGMENT));
+        assert_eq!(
+            walk_sgl(&m, a, b, 40).unwrap_err(),
+            status::INVALID_SGL_SEGMENT.dnr()
+        );
+        // Bit bucket descriptors are not supported.
+        let (a, b) = dptr(sgl_desc(0, 10, sgl::BIT_BUCKET));
+        assert_eq!(
+            walk_sgl(&m, a, b, 10).unwrap_err(),
+            status::SGL_DESCRIPTOR_TYPE_INVALID.dnr()
+        );
+        // A segment length that is not a multiple of 16 is invalid.
+        let (a, b) = dptr(sgl_desc(0x9000, 40, sgl::SEGMENT));
+        assert_eq!(
+            walk_sgl(&m, a, b, 60).unwrap_err(),
+            status::INVALID_SGL_SEGMENT.dnr()
+        );
+    }
+
+    #[test]
+    fn sgl_self_loop_is_bounded() {
+        let m = mem();
+        m.write_slice(&sgl_desc(0xc000, 16, sgl::SEGMENT), GuestAddress(0xc000))
+            .unwrap();
+        let (a, b) = dptr(sgl_desc(0xc000, 16, sgl::SEGMENT));
+        assert_eq!(
+            walk_sgl(&m, a, b, 10).unwrap_err(),
+            status::INVALID_SGL_COUNT.dnr()
+        );
+    }
+
+    #[test]
+    fn resolve_rejects_holes_and_copies() {
+        let m = mem();
+        let segs = [Segment {
+            addr: (1 << 20) - 8,
+            len: 16,
+        }];
+        assert_eq!(
+            Dma::resolve(&m, &segs).err().unwrap(),
+            status::DATA_TRANSFER_ERROR.dnr()
+        );
+        let segs = [
+            Segment {
+                addr: 0x100,
+                len: 4,
+            },
+            Segment {
+                addr: (2 << 20) + 8,
+                len: 4,
+            },
+        ];
+        let d = Dma::resolve(&m, &segs).unwrap();
+        assert_eq!(d.len(), 8);
+        d.write_from(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut out = [0u8; 8];
+        d.read_into(&mut out);
+        assert_eq!(out, [1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut w = [0u8; 4];
+        m.read_slice(&mut w, GuestAddress((2 << 20) + 8)).unwrap();
+        assert_eq!(w, [5, 6, 7, 8]);
+    }
+}
