@@ -178,7 +178,6 @@ fn copy_blocks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::memfd;
 
     #[test]
     fn parse_formats() {
