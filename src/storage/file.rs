@@ -499,6 +499,8 @@ pub fn fs_type(path: &Path) -> io::Result<i64> {
     }
     // SAFETY: statfs succeeded, so it initialised the struct (it was zeroed anyway).
     let st = unsafe { st.assume_init() };
+    // f_type's width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
     Ok(st.f_type as i64)
 }
 
