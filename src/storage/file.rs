@@ -423,7 +423,7 @@ impl Store for FileStore {
         let Some(src_fd) = src.raw_fd() else {
             return copy_range_bounce(src, src_offset, self, dst_offset, len);
         };
-        let done = self.copy_file_range(src_fd, src_offset, dst_offset, len);
+        let done = self.kernel_copy(src_fd, src_offset, dst_offset, len);
         if done < len {
             copy_range_bounce(src, src_offset + done, self, dst_offset + done, len - done)?;
         }
@@ -433,8 +433,8 @@ impl Store for FileStore {
 
 impl FileStore {
     /// copy_file_range(2) from `src_fd` until `len` bytes are copied or the kernel
-    /// refuses; returns how many bytes were copied.
-    fn copy_file_range(&self, src_fd: RawFd, src_offset: u64, dst_offset: u64, len: u64) -> u64 {
+    /// refuses; returns how many bytes were copied (no fallback).
+    pub fn kernel_copy(&self, src_fd: RawFd, src_offset: u64, dst_offset: u64, len: u64) -> u64 {
         let (Ok(mut off_in), Ok(mut off_out)) = (to_off(src_offset), to_off(dst_offset)) else {
             return 0;
         };
