@@ -3,7 +3,7 @@
 //! namespace advertises (MSRC, MCL, MSSRL), then copy range after range through the
 //! store's `copy_range` (copy_file_range, or a bounded bounce buffer).
 //!
-//! Checks run in QEMU's order (docs/copy.md): format support (OCFS, and CDFE for formats
+//! Checks run in QEMU's order (differences: COPY-NOTES.md): format support (OCFS, and CDFE for formats
 //! 2/3), range count (MSRC), protection-information format, total length (MCL); then per
 //! range: source namespace, its LBA format, MSSRL, source and destination bounds.
 //!
