@@ -3,9 +3,10 @@
 //! namespace advertises (MSRC, MCL, MSSRL), then copy range after range through the
 //! store's `copy_range` (copy_file_range, or a bounded bounce buffer).
 //!
-//! Checks run in QEMU's order (differences: COPY-NOTES.md): format support (OCFS, and CDFE for formats
-//! 2/3), range count (MSRC), protection-information format, total length (MCL); then per
-//! range: source namespace, its LBA format, MSSRL, source and destination bounds.
+//! Checks run in QEMU's order (the differences are in COPY-NOTES.md): format support
+//! (OCFS, and CDFE for formats 2/3), range count (MSRC), protection-information format,
+//! total length (MCL); then per range: source namespace, its LBA format, MSSRL, source
+//! and destination bounds.
 //!
 //! Semantics: the result is that of copying the ranges one after another in list order,
 //! each range read completely before it is written (a range overlapping its own
