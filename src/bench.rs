@@ -52,7 +52,8 @@ enum BenchCommand {
 
 #[derive(Debug, Args)]
 struct CopyArgs {
-    /// Namespace file (created if missing, kept afterwards; twice --size bytes are used).
+    /// Namespace file (created if missing, kept afterwards; its first 2 × SIZE bytes are
+    /// overwritten).
     /// Default: a temporary file in the current directory (or /var/tmp when that is a
     /// memory file system), removed at the end.
     #[arg(long, value_name = "PATH")]
@@ -162,10 +163,10 @@ fn bench_copy(a: &CopyArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::Run(format!("--file {}: {e}", path.display())))?,
     );
     println!(
-        "vnvme bench copy: {} ({}), {} MiB per copy, repeat {}",
+        "vnvme bench copy: {} ({}), {:.1} MiB per copy, repeat {}",
         path.display(),
         fs_name(&path),
-        size >> 20,
+        size as f64 / (1u64 << 20) as f64,
         a.repeat
     );
     println!(
