@@ -52,7 +52,7 @@ pub struct RunArgs {
     pub ns: Vec<String>,
 
     /// The controller: serial=..,mdts=..,max_ioqpairs=..,mqes=..,vendor_id=..,device_id=..,
-    /// subsystem_vendor_id=..,subsystem_id=..
+    /// subsystem_vendor_id=..,subsystem_id=..,copy=on|off,ocfs=MASK (copy formats, 0-0xf)
     #[arg(long = "ctrl", value_name = "KEY=VALUE,...")]
     pub ctrl: Vec<String>,
 
@@ -242,8 +242,8 @@ pub fn parse_ns(spec: &str) -> Result<NamespaceConfig, ConfigError> {
     Ok(ns)
 }
 
-const CTRL_KEYS: &str =
-    "serial, mdts, max_ioqpairs, mqes, vendor_id, device_id, subsystem_vendor_id, subsystem_id";
+const CTRL_KEYS: &str = "serial, mdts, max_ioqpairs, mqes, vendor_id, device_id, \
+     subsystem_vendor_id, subsystem_id, copy, ocfs";
 
 /// Parses one `--ctrl` list into `c`.
 pub fn parse_ctrl(spec: &str, c: &mut ControllerConfig) -> Result<(), ConfigError> {
@@ -258,6 +258,8 @@ pub fn parse_ctrl(spec: &str, c: &mut ControllerConfig) -> Result<(), ConfigErro
             "device_id" => c.device_id = parse_int(opt, &k, &v)?,
             "subsystem_vendor_id" => c.subsystem_vendor_id = parse_int(opt, &k, &v)?,
             "subsystem_id" => c.subsystem_id = parse_int(opt, &k, &v)?,
+            "copy" => c.copy = parse_bool(opt, &k, &v)?,
+            "ocfs" => c.ocfs = parse_int(opt, &k, &v)?,
             _ => {
                 return Err(ConfigError(format!(
                     "{opt}: unknown key '{k}' (known: {CTRL_KEYS})"
@@ -379,6 +381,38 @@ mod tests {
         assert!(e.is_ok());
         let e = args(&["nsid=3"], &[]).device_config().unwrap_err();
         assert!(e.0.contains("--ns size"), "{e}");
+    }
+
+    #[test]
+    fn copy_keys() {
+        let c = args(&[], &[]).device_config().unwrap();
+        assert!(c.controller.copy);
+        assert_eq!(c.controller.ocfs, 0xf);
+        let c = args(&[], &["copy=off,ocfs=0x5"]).device_config().unwrap();
+        assert!(!c.controller.copy);
+        assert_eq!(c.controller.ocfs, 5);
+        let c = args(&[], &["ocfs=0"]).device_config().unwrap();
+        assert_eq!(c.controller.ocfs, 0);
+        for (bad, needle) in [
+            ("ocfs=0x10", "--ctrl ocfs: 0x10 is not a mask"),
+            ("ocfs=16", "--ctrl ocfs: 0x10 is not a mask"),
+            ("ocfs=lots", "--ctrl ocfs: 'lots' is not a number"),
+            ("ocfs=0x10000", "--ctrl ocfs: 65536 is out of range"),
+            ("ocfs=-1", "--ctrl ocfs"),
+            ("copy=maybe", "--ctrl copy: 'maybe' is not on or off"),
+            ("copy=", "--ctrl copy"),
+        ] {
+            let e = args(&[], &[bad]).device_config().unwrap_err();
+            assert!(e.0.contains(needle), "{bad}: {e}");
+            assert!(!e.0.contains('\n'), "{bad}: {e}");
+        }
+        // Copy limits of 0 are refused (the spec forbids them with Copy supported).
+        for (bad, needle) in [("mssrl=0", "--ns mssrl"), ("mcl=0", "--ns mcl")] {
+            let e = args(&[&format!("size=1M,{bad}")], &[])
+                .device_config()
+                .unwrap_err();
+            assert!(e.0.starts_with(needle), "{bad}: {e}");
+        }
     }
 
     #[test]

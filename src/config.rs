@@ -84,6 +84,13 @@ pub struct ControllerConfig {
     pub device_id: u16,
     pub subsystem_vendor_id: u16,
     pub subsystem_id: u16,
+    /// Copy command supported (`copy=on|off`): ONCS bit 8 and opcode 19h. Off makes
+    /// Copy an Invalid Command Opcode and drops it from the Commands Supported and
+    /// Effects log.
+    pub copy: bool,
+    /// Optional Copy Formats Supported (`ocfs=MASK`, 0 to 0xF): one bit per source
+    /// range descriptor format. A format whose bit is clear is Invalid Field.
+    pub ocfs: u16,
 }
 
 impl Default for ControllerConfig {
@@ -97,6 +104,8 @@ impl Default for ControllerConfig {
             device_id: 0x0010,
             subsystem_vendor_id: 0x1af4,
             subsystem_id: 0x1100,
+            copy: true,
+            ocfs: 0xf,
         }
     }
 }
@@ -118,6 +127,12 @@ impl ControllerConfig {
             return Err(ConfigError(
                 "--ctrl mqes: must be between 2 and 65536".into(),
             ));
+        }
+        if self.ocfs > 0xf {
+            return Err(ConfigError(format!(
+                "--ctrl ocfs: {:#x} is not a mask of copy formats 0-3 (0 to 0xf)",
+                self.ocfs
+            )));
         }
         Ok(())
     }

@@ -4,12 +4,19 @@ use clap::Parser;
 
 use vnvme::cli::{Cli, Command, RunArgs};
 
+mod bench;
+
 fn main() {
     // Before any thread exists: SIGINT/SIGTERM then stop the server in order.
     if let Err(e) = vnvme::server::signals::block() {
         eprintln!("vnvme: blocking signals: {e}");
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // `vnvme bench ...` has its own options (src/bench.rs).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "bench") {
+        std::process::exit(bench::main(&argv[1..]));
+    }
     let code = match Cli::parse().into_command() {
         Command::Run(args) => run(&args),
     };

@@ -408,3 +408,232 @@ fn file_backed_namespaces_see_guest_writes() {
     let on_disk = std::fs::read(&f4k).unwrap();
     assert_eq!(&on_disk[7 * 4096..9 * 4096], &b[..]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Simple Copy over the real socket.
+
+/// Copy descriptors of `format` (0 or 2) from (snsid, slba, nlb 1-based).
+fn copy_descriptors(ranges: &[(u32, u64, u16)]) -> Vec<u8> {
+    let mut d = vec![0u8; 32 * ranges.len()];
+    for (i, (snsid, slba, nlb)) in ranges.iter().enumerate() {
+        let e = &mut d[i * 32..i * 32 + 32];
+        e[0..4].copy_from_slice(&snsid.to_le_bytes());
+        e[8..16].copy_from_slice(&slba.to_le_bytes());
+        e[16..18].copy_from_slice(&(nlb - 1).to_le_bytes());
+    }
+    d
+}
+
+/// A Copy of `ranges` into `nsid` at `sdlba`.
+fn copy(n: &mut Nvme, nsid: u32, sdlba: u64, format: u32, ranges: &[(u32, u64, u16)]) -> Cqe {
+    let list = n.alloc(PAGE);
+    n.write_mem(list, &copy_descriptors(ranges));
+    let nr = ranges.len() as u32 - 1;
+    n.exec(
+        1,
+        Sqe::new(IO_COPY, nsid)
+            .prp(list, 0)
+            .cdw(10, sdlba as u32)
+            .cdw(11, (sdlba >> 32) as u32)
+            .cdw(12, nr | (format << 8)),
+    )
+}
+
+/// Writes `nlb` blocks of `pattern(.., seed)` at `slba`; returns the data.
+fn put(n: &mut Nvme, nsid: u32, slba: u64, nlb: u32, seed: u8) -> Vec<u8> {
+    let len = nlb as u64 * LBS;
+    let buf = n.alloc(len);
+    let data = pattern(len as usize, seed);
+    n.write_mem(buf, &data);
+    let c = n.rw_prp(1, Sqe::new(IO_WRITE, nsid).lba(slba, nlb), buf, len);
+    assert_eq!(c.sc(), 0, "write");
+    data
+}
+
+fn get(n: &mut Nvme, nsid: u32, slba: u64, nlb: u32) -> Vec<u8> {
+    let len = nlb as u64 * LBS;
+    let buf = n.alloc(len);
+    let c = n.rw_prp(1, Sqe::new(IO_READ, nsid).lba(slba, nlb), buf, len);
+    assert_eq!(c.sc(), 0, "read");
+    n.read_mem(buf, len as usize)
+}
+
+/// Two 4 MiB memory namespaces with the given extra `--ns` keys.
+fn copy_server(tag: &str, ns_keys: &str) -> TestServer {
+    let args = vnvme::cli::RunArgs {
+        socket: "unused".into(),
+        ns: vec![format!("size=4M{ns_keys}"), format!("size=4M{ns_keys}")],
+        ctrl: vec!["max_ioqpairs=2".into()],
+        print_qemu_args: false,
+    };
+    TestServer::start(tag, &args.device_config().unwrap())
+}
+
+#[test]
+fn copy_format0_several_ranges() {
+    let s = copy_server("nvme-copy0", "");
+    let mut n = Nvme::new(&s);
+    n.create_io_queues(1, 8);
+    let a = put(&mut n, 1, 10, 4, 1);
+    let b = put(&mut n, 1, 50, 8, 2);
+    let c = put(&mut n, 1, 90, 1, 3);
+    // Out of order, one range twice, a partial range: 50..58, 10..14, 90, 12..14.
+    let r = copy(
+        &mut n,
+        1,
+        1000,
+        0,
+        &[(0, 50, 8), (0, 10, 4), (0, 90, 1), (0, 12, 2)],
+    );
+    assert_eq!((r.sc(), r.dw0), (0, 0), "status {:#x}", r.status);
+    let mut want = b.clone();
+    want.extend(&a);
+    want.extend(&c);
+    want.extend(&a[1024..]);
+    assert_eq!(get(&mut n, 1, 1000, 15), want);
+    // The block after the destination is untouched.
+    assert_eq!(get(&mut n, 1, 1015, 1), vec![0u8; 512]);
+}
+
+#[test]
+fn copy_format2_across_namespaces_after_cdfe() {
+    let s = copy_server("nvme-copy2", "");
+    let mut n = Nvme::new(&s);
+    let id = n.identify(1, 0);
+    assert_eq!(le16(&id, 534), 0xf, "OCFS");
+    n.create_io_queues(1, 8);
+    let a = put(&mut n, 1, 0, 4, 11);
+    let b = put(&mut n, 2, 100, 2, 12);
+    // Format 2 is refused until the host enables it.
+    let r = copy(&mut n, 1, 500, 2, &[(2, 100, 2)]);
+    assert_eq!(r.sc(), 0x002, "Invalid Field before CDFE");
+    assert_ne!(r.status & (1 << 14), 0, "DNR");
+    let hbs = n.alloc(PAGE);
+    let mut v = vec![0u8; 512];
+    v[4] = 1 << 2; // CDFE: format 2
+    n.write_mem(hbs, &v);
+    n.exec_ok(0, Sqe::new(ADMIN_SET_FEATURES, 0).prp(hbs, 0).cdw(10, 0x16));
+    // ns 2, ns 1, ns 2 into ns 1.
+    let r = copy(&mut n, 1, 500, 2, &[(2, 100, 2), (1, 0, 4), (2, 101, 1)]);
+    assert_eq!((r.sc(), r.dw0), (0, 0), "status {:#x}", r.status);
+    let mut want = b.clone();
+    want.extend(&a);
+    want.extend(&b[512..]);
+    assert_eq!(get(&mut n, 1, 500, 7), want);
+}
+
+#[test]
+fn copy_over_limit_and_failure_at_range_k() {
+    let s = copy_server("nvme-copy-limits", ",mssrl=4,mcl=12,msrc=3");
+    let mut n = Nvme::new(&s);
+    let ns = n.identify(0, 1);
+    assert_eq!((le16(&ns, 74), le32(&ns, 76), ns[80]), (4, 12, 3));
+    n.create_io_queues(1, 8);
+    let a = put(&mut n, 1, 0, 16, 21);
+    // Range 1 has 5 blocks > MSSRL 4: Command Size Limit Exceeded, DNR, Dword 0 = 1.
+    let r = copy(&mut n, 1, 100, 0, &[(0, 0, 4), (0, 4, 5)]);
+    assert_eq!((r.sc(), r.dw0), (0x183, 1), "status {:#x}", r.status);
+    assert_ne!(r.status & (1 << 14), 0, "DNR");
+    // Five ranges > MSRC 3 + 1: refused as a whole.
+    let five = [(0, 0, 1), (0, 1, 1), (0, 2, 1), (0, 3, 1), (0, 4, 1)];
+    let r = copy(&mut n, 1, 200, 0, &five);
+    assert_eq!((r.sc(), r.dw0), (0x183, 0));
+    assert_ne!(r.status & (1 << 14), 0, "DNR");
+    // Exactly MCL (12 blocks) is fine, 13 blocks are refused as a whole.
+    let r = copy(&mut n, 1, 200, 0, &[(0, 0, 4), (0, 4, 4), (0, 8, 4)]);
+    assert_eq!(r.sc(), 0, "exactly MCL");
+    assert_eq!(get(&mut n, 1, 200, 12), a[..12 * 512].to_vec());
+    let r = copy(
+        &mut n,
+        1,
+        300,
+        0,
+        &[(0, 0, 4), (0, 4, 4), (0, 8, 4), (0, 12, 1)],
+    );
+    assert_eq!((r.sc(), r.dw0), (0x183, 0));
+    assert_ne!(r.status & (1 << 14), 0, "DNR");
+    assert_eq!(get(&mut n, 1, 300, 1), vec![0u8; 512], "nothing copied");
+    let nsze = (4 << 20) / LBS;
+    // Range 2 reads past the end: LBA Out of Range, Dword 0 = 2; ranges 0 and 1 written.
+    let r = copy(
+        &mut n,
+        1,
+        400,
+        0,
+        &[(0, 8, 2), (0, 0, 3), (0, nsze - 1, 2), (0, 5, 1)],
+    );
+    assert_eq!((r.sc(), r.dw0), (0x080, 2), "status {:#x}", r.status);
+    assert_ne!(r.status & (1 << 14), 0, "DNR");
+    let mut want = a[8 * 512..10 * 512].to_vec();
+    want.extend(&a[..3 * 512]);
+    assert_eq!(get(&mut n, 1, 400, 5), want);
+    assert_eq!(
+        get(&mut n, 1, 405, 2),
+        vec![0u8; 1024],
+        "range 2 and 3 not written"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The binary: Copy options at start-up, `vnvme bench copy`.
+
+fn vnvme(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vnvme"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run vnvme");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn copy_options_are_checked_at_start_up() {
+    for (args, needle) in [
+        (vec!["--ns", "size=1M,mssrl=0"], "--ns mssrl: must not be 0"),
+        (vec!["--ns", "size=1M,mcl=0"], "--ns mcl: must not be 0"),
+        (vec!["--ns", "size=1M,msrc=256"], "--ns msrc"),
+        (vec!["--ctrl", "ocfs=0x10"], "--ctrl ocfs"),
+        (vec!["--ctrl", "ocfs=four"], "--ctrl ocfs"),
+        (vec!["--ctrl", "copy=perhaps"], "--ctrl copy"),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--print-qemu-args"]);
+        let (code, _, err) = vnvme(&all);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+    let (code, _, err) = vnvme(&["--ctrl", "copy=off,ocfs=0x1", "--print-qemu-args"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn bench_copy_runs_and_prints_three_measurements() {
+    let dir = common::TempDir::new("bench");
+    let file = dir.path("bench.img");
+    let (code, out, err) = vnvme(&[
+        "bench",
+        "copy",
+        "--size",
+        "16M",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for prefix in ["raw copy_file_range", "read+write", "vnvme Copy"] {
+        let n = out.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(n, 1, "one '{prefix}' line:\n{out}");
+        let line = out.lines().find(|l| l.starts_with(prefix)).unwrap();
+        assert!(line.contains("MB/s"), "{line}");
+    }
+    assert!(out.contains("vnvme/raw"), "{out}");
+    assert!(out.contains("vnvme/read+write"), "{out}");
+    assert!(file.exists(), "a --file given by the user is kept");
+    let (code, _, err) = vnvme(&["bench", "copy", "--size", "lots"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--size"), "{err}");
+}

@@ -306,7 +306,7 @@ fn get_log_page(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Result<(), Status> 
         log::SMART => smart_log(inner),
         log::FIRMWARE_SLOT => firmware_slot_log(),
         log::CHANGED_NS_LIST => lock(&inner.aer).changed_list(rae),
-        log::COMMANDS_EFFECTS => effects_log(),
+        log::COMMANDS_EFFECTS => effects_log(&inner.cfg),
         _ => return Err(status::INVALID_LOG_PAGE.dnr()),
     };
     let Ok(start) = usize::try_from(lpo) else {
@@ -357,8 +357,8 @@ fn firmware_slot_log() -> Vec<u8> {
 }
 
 /// Commands Supported and Effects: CSUPP for every command we run, LBCC for the ones
-/// that change logical block content.
-fn effects_log() -> Vec<u8> {
+/// that change logical block content. Copy is listed only when `--ctrl copy=on`.
+fn effects_log(cfg: &ControllerConfig) -> Vec<u8> {
     const CSUPP: u32 = 1;
     const LBCC: u32 = 1 << 1;
     let mut b = vec![0u8; 4096];
@@ -380,6 +380,9 @@ fn effects_log() -> Vec<u8> {
         super::spec::put_u32(&mut b, op as usize * 4, CSUPP);
     }
     for (op, fx) in super::io::SUPPORTED {
+        if *op == super::spec::io_op::COPY && !cfg.copy {
+            continue;
+        }
         let v = CSUPP | if *fx { LBCC } else { 0 };
         super::spec::put_u32(&mut b, 1024 + *op as usize * 4, v);
     }

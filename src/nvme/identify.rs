@@ -5,6 +5,8 @@
 use super::admin::{AERL, CRITICAL_TEMPERATURE, WARNING_TEMPERATURE};
 use super::controller::Inner;
 use super::namespace::Namespace;
+use crate::config::ControllerConfig;
+
 use super::spec::{
     id_ctrl, id_ns, nidt, put_ascii, put_u16, put_u32, put_u64, CSI_NVM, NVME_VERSION,
 };
@@ -16,18 +18,34 @@ pub const MODEL: &str = "vnvme";
 /// Firmware revision (8 ASCII characters at most).
 pub const FIRMWARE_REVISION: &str = env!("CARGO_PKG_VERSION");
 
-/// Optional NVM Command Support.
-pub const ONCS: u16 = id_ctrl::ONCS_COMPARE
+/// Optional NVM Command Support without Copy (`--ctrl copy=on` adds bit 8).
+pub const ONCS_BASE: u16 = id_ctrl::ONCS_COMPARE
     | id_ctrl::ONCS_DSM
     | id_ctrl::ONCS_WRITE_ZEROES
     | id_ctrl::ONCS_FEATURES_SAVE_SELECT
     | id_ctrl::ONCS_TIMESTAMP
-    | id_ctrl::ONCS_VERIFY
-    | id_ctrl::ONCS_COPY;
-/// Optional Copy Formats Supported: formats 0-3 (2 and 3 only once enabled through
-/// Host Behavior Support CDFE; 1 and 3 need protection information, which no namespace
-/// here has, so they fail with Invalid Format).
-pub const OCFS: u16 = 0xf;
+    | id_ctrl::ONCS_VERIFY;
+
+/// Optional NVM Command Support as configured.
+pub fn oncs(cfg: &ControllerConfig) -> u16 {
+    if cfg.copy {
+        ONCS_BASE | id_ctrl::ONCS_COPY
+    } else {
+        ONCS_BASE
+    }
+}
+
+/// Optional Copy Formats Supported: `--ctrl ocfs` (default 0xF, formats 0-3), 0 when
+/// Copy is off. Formats 2 and 3 also need the host to enable them through Host Behavior
+/// Support CDFE; 1 and 3 need 16-byte guard protection information, which no namespace
+/// here has, so they fail with Invalid Format.
+pub fn ocfs(cfg: &ControllerConfig) -> u16 {
+    if cfg.copy {
+        cfg.ocfs & 0xf
+    } else {
+        0
+    }
+}
 
 pub fn zeroes() -> Vec<u8> {
     vec![0u8; IDENTIFY_SIZE]
@@ -63,9 +81,9 @@ pub(crate) fn controller(inner: &Inner) -> Vec<u8> {
     b[id_ctrl::CQES] = 0x44;
     put_u16(&mut b, id_ctrl::MAXCMD, 0);
     put_u32(&mut b, id_ctrl::NN, inner.nn());
-    put_u16(&mut b, id_ctrl::ONCS, ONCS);
+    put_u16(&mut b, id_ctrl::ONCS, oncs(cfg));
     b[id_ctrl::VWC] = 1;
-    put_u16(&mut b, id_ctrl::OCFS, OCFS);
+    put_u16(&mut b, id_ctrl::OCFS, ocfs(cfg));
     put_u32(&mut b, id_ctrl::SGLS, 1); // SGLs supported, no alignment requirement
     let nqn = format!("nqn.2024-01.io.github.vnvme:{}", cfg.serial);
     let n = nqn.len().min(256);

@@ -44,7 +44,7 @@ pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Outcome {
         io_op::WRITE_ZEROES => write_zeroes(inner, sqe),
         io_op::DATASET_MANAGEMENT => dataset_management(inner, mem, sqe),
         io_op::VERIFY => verify(inner, sqe),
-        io_op::COPY => return super::copy::execute(inner, mem, sqe),
+        io_op::COPY if inner.cfg.copy => return super::copy::execute(inner, mem, sqe),
         _ => Err(status::INVALID_OPCODE.dnr()),
     };
     r.into()

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use vm_memory::VolatileSlice;
 
-use super::{copy_range_bounce, fd_of, Store, BOUNCE_LIMIT};
+use super::{copy_range_bounce, fd_of, CopyError, Store, BOUNCE_LIMIT};
 
 /// `_IOR(0x12, 114, size_t)`: size of a block device in bytes.
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
@@ -409,18 +409,35 @@ impl Store for FileStore {
         Some(fd_of(&self.file))
     }
 
+    /// copy_file_range(2) in the kernel (no data through user space), resuming after
+    /// short copies. When it cannot be used (EXDEV, ENOSYS, EOPNOTSUPP, EINVAL — e.g.
+    /// overlapping ranges of one file — or any other error), the rest goes through a
+    /// bounded bounce buffer, which also tells a read failure from a write failure.
     fn copy_range(
         &self,
         dst_offset: u64,
         src: &dyn Store,
         src_offset: u64,
         len: u64,
-    ) -> io::Result<()> {
+    ) -> Result<(), CopyError> {
         let Some(src_fd) = src.raw_fd() else {
             return copy_range_bounce(src, src_offset, self, dst_offset, len);
         };
-        let mut off_in = to_off(src_offset)?;
-        let mut off_out = to_off(dst_offset)?;
+        let done = self.kernel_copy(src_fd, src_offset, dst_offset, len);
+        if done < len {
+            copy_range_bounce(src, src_offset + done, self, dst_offset + done, len - done)?;
+        }
+        Ok(())
+    }
+}
+
+impl FileStore {
+    /// copy_file_range(2) from `src_fd` until `len` bytes are copied or the kernel
+    /// refuses; returns how many bytes were copied (no fallback).
+    pub fn kernel_copy(&self, src_fd: RawFd, src_offset: u64, dst_offset: u64, len: u64) -> u64 {
+        let (Ok(mut off_in), Ok(mut off_out)) = (to_off(src_offset), to_off(dst_offset)) else {
+            return 0;
+        };
         let mut done = 0u64;
         while done < len {
             let want = (len - done).min(1 << 30) as usize;
@@ -441,22 +458,55 @@ impl Store for FileStore {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                if unsupported(&e) || e.raw_os_error() == Some(libc::EXDEV) {
-                    break;
+                if !(unsupported(&e) || e.raw_os_error() == Some(libc::EXDEV)) {
+                    log::debug!("copy_file_range failed ({e}); using the bounce buffer");
                 }
-                return Err(e);
+                break;
             }
             if r == 0 {
                 break;
             }
             done += r as u64;
         }
-        if done < len {
-            copy_range_bounce(src, src_offset + done, self, dst_offset + done, len - done)?;
+        done
+    }
+
+    /// Writes back and drops this file's pages from the page cache (fdatasync, then
+    /// POSIX_FADV_DONTNEED), so that the next reads come from the device.
+    pub fn drop_cache(&self) -> io::Result<()> {
+        self.file.sync_data()?;
+        // SAFETY: posix_fadvise only reads its integer arguments; the fd is owned by self.
+        let r =
+            unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
         }
         Ok(())
     }
 }
+
+/// The file system type (statfs f_type) holding `path`.
+pub fn fs_type(path: &Path) -> io::Result<i64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: `c` is NUL-terminated and outlives the call; statfs fills the struct `st`
+    // points to, which is large enough for it.
+    let r = unsafe { libc::statfs(c.as_ptr(), st.as_mut_ptr()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statfs succeeded, so it initialised the struct (it was zeroed anyway).
+    let st = unsafe { st.assume_init() };
+    // f_type's width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as i64)
+}
+
+/// statfs f_type of tmpfs and ramfs: memory, not a device.
+pub const TMPFS_MAGIC: i64 = 0x0102_1994;
+pub const RAMFS_MAGIC: i64 = 0x8584_58f6;
 
 #[cfg(test)]
 mod tests {
@@ -529,6 +579,50 @@ mod tests {
         assert!(b[..100].iter().all(|&x| x == 0));
         assert!(b[100..4096].iter().all(|&x| x == 7));
         s.flush().unwrap();
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn copy_range_between_files_memfds_and_within_one_file() {
+        let d = tmpdir().join("copy");
+        std::fs::create_dir_all(&d).unwrap();
+        let f = FileStore::open(&d.join("f"), Some(4 << 20), false).unwrap();
+        let m = super::super::memfd::create("m", 4 << 20).unwrap();
+        let data: Vec<u8> = (0..(3 << 20) + 512).map(|i| (i % 249) as u8 + 1).collect();
+        f.write(0, &data).unwrap();
+        let n = data.len() as u64;
+        let mut back = vec![0u8; data.len()];
+        // File to memfd, memfd to memfd, memfd to file: copy_file_range or fallback.
+        m.copy_range(4096, &f, 0, n).unwrap();
+        m.read(4096, &mut back).unwrap();
+        assert!(back == data, "file -> memfd");
+        let m2 = super::super::memfd::create("m2", 4 << 20).unwrap();
+        m2.copy_range(0, &m, 4096, n).unwrap();
+        m2.read(0, &mut back).unwrap();
+        assert!(back == data, "memfd -> memfd");
+        let g = FileStore::open(&d.join("g"), Some(4 << 20), false).unwrap();
+        g.copy_range(512, &m2, 0, n).unwrap();
+        g.read(512, &mut back).unwrap();
+        assert!(back == data, "memfd -> file");
+        // Within one file, not overlapping.
+        f.copy_range(n, &f, 0, 1 << 20).unwrap();
+        f.read(n, &mut back[..1 << 20]).unwrap();
+        assert!(back[..1 << 20] == data[..1 << 20], "same file");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn drop_cache_and_fs_type() {
+        let d = tmpdir().join("cache");
+        std::fs::create_dir_all(&d).unwrap();
+        let f = FileStore::open(&d.join("f"), Some(1 << 20), false).unwrap();
+        f.write(0, &[1u8; 4096]).unwrap();
+        f.drop_cache().unwrap();
+        let mut b = [0u8; 4096];
+        f.read(0, &mut b).unwrap();
+        assert_eq!(b, [1u8; 4096]);
+        assert!(fs_type(&d).is_ok());
+        assert!(fs_type(&d.join("missing")).is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -72,33 +72,101 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The file descriptor, when the store has one (lets `copy_range` use copy_file_range).
     fn raw_fd(&self) -> Option<RawFd>;
 
-    /// Copies `len` bytes from `src` at `src_offset` to this store at `dst_offset`.
+    /// Copies `len` bytes from `src` at `src_offset` to this store at `dst_offset`. The
+    /// ranges must not overlap when both are the same file (callers handle overlap, see
+    /// [`same_file`]).
     fn copy_range(
         &self,
         dst_offset: u64,
         src: &dyn Store,
         src_offset: u64,
         len: u64,
-    ) -> io::Result<()>;
+    ) -> Result<(), CopyError>;
 }
 
-/// Copies through a bounce buffer of at most [`BOUNCE_LIMIT`] bytes.
+/// Why a copy stopped: reading the source or writing the destination failed.
+#[derive(Debug)]
+pub enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+impl std::fmt::Display for CopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyError::Read(e) => write!(f, "reading the source: {e}"),
+            CopyError::Write(e) => write!(f, "writing the destination: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CopyError {}
+
+/// Copies through a bounce buffer of at most [`BOUNCE_LIMIT`] bytes, front to back.
 pub fn copy_range_bounce(
     src: &dyn Store,
     src_offset: u64,
     dst: &dyn Store,
     dst_offset: u64,
     len: u64,
-) -> io::Result<()> {
+) -> Result<(), CopyError> {
     let mut buf = vec![0u8; (len.min(BOUNCE_LIMIT as u64)) as usize];
     let mut done = 0u64;
     while done < len {
         let n = (len - done).min(buf.len() as u64) as usize;
-        src.read(src_offset + done, &mut buf[..n])?;
-        dst.write(dst_offset + done, &buf[..n])?;
+        src.read(src_offset + done, &mut buf[..n])
+            .map_err(CopyError::Read)?;
+        dst.write(dst_offset + done, &buf[..n])
+            .map_err(CopyError::Write)?;
         done += n as u64;
     }
     Ok(())
+}
+
+/// Moves `len` bytes inside one store from `src` to `dst` like memmove (the ranges may
+/// overlap; the result is the original source bytes), through a buffer of at most
+/// [`BOUNCE_LIMIT`] bytes.
+pub fn move_within(store: &dyn Store, src: u64, dst: u64, len: u64) -> Result<(), CopyError> {
+    if src == dst || len == 0 {
+        return Ok(());
+    }
+    let mut buf = vec![0u8; len.min(BOUNCE_LIMIT as u64) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64);
+        // Forward when moving down, backward when moving up: no byte is overwritten
+        // before it has been read.
+        let off = if dst < src { done } else { len - done - n };
+        store
+            .read(src + off, &mut buf[..n as usize])
+            .map_err(CopyError::Read)?;
+        store
+            .write(dst + off, &buf[..n as usize])
+            .map_err(CopyError::Write)?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// (device, inode) of a store's file, when it has a descriptor.
+fn file_id(s: &dyn Store) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let fd = s.raw_fd()?;
+    // stat through /proc follows the descriptor to its inode (memfds included).
+    let m = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+/// True if both stores are the same file (the same object, or two stores opened on one
+/// path), so that byte ranges in them can overlap.
+pub fn same_file(a: &dyn Store, b: &dyn Store) -> bool {
+    if std::ptr::addr_eq(a as *const dyn Store, b as *const dyn Store) {
+        return true;
+    }
+    match (file_id(a), file_id(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// Returns the raw fd of anything that has one (a helper for implementations).
@@ -109,6 +177,36 @@ pub(crate) fn fd_of<T: AsRawFd>(t: &T) -> RawFd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memmove_both_directions() {
+        let s = memfd::create("mv", 1 << 22).unwrap();
+        let data: Vec<u8> = (0..(3 << 20)).map(|i| (i % 253) as u8).collect();
+        s.write(0, &data).unwrap();
+        // Move up by 1000 bytes (overlapping, backward copy needed).
+        move_within(&s, 0, 1000, data.len() as u64).unwrap();
+        let mut back = vec![0u8; data.len()];
+        s.read(1000, &mut back).unwrap();
+        assert_eq!(back, data);
+        // And down again.
+        move_within(&s, 1000, 0, data.len() as u64).unwrap();
+        s.read(0, &mut back).unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn same_file_sees_through_two_opens() {
+        let p = std::env::temp_dir().join(format!("vnvme-same-{}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        let a = FileStore::open(&p, Some(4096), false).unwrap();
+        let b = FileStore::open(&p, None, false).unwrap();
+        let m = memfd::create("m", 4096).unwrap();
+        assert!(same_file(&a, &a));
+        assert!(same_file(&a, &b));
+        assert!(!same_file(&a, &m));
+        assert!(same_file(&m, &m));
+        std::fs::remove_file(&p).unwrap();
+    }
 
     #[test]
     fn bounce_copy_between_memfds() {
