@@ -36,6 +36,12 @@ impl Cli {
 pub enum Command {
     /// Serve the device on a vfio-user socket (the default).
     Run(RunArgs),
+    /// Benchmarks: `vnvme bench copy --help`.
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -19,6 +19,11 @@ fn main() {
     }
     let code = match Cli::parse().into_command() {
         Command::Run(args) => run(&args),
+        Command::Bench { args } => {
+            let mut argv = vec![std::ffi::OsString::from("bench")];
+            argv.extend(args);
+            bench::main(&argv)
+        }
     };
     std::process::exit(code);
 }
