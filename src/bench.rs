@@ -65,8 +65,9 @@ struct CopyArgs {
     /// Blocks (4096 bytes) per source range of the Copy commands, 1 to 65535 (MSSRL).
     #[arg(long, value_name = "BLOCKS", default_value_t = MSSRL)]
     chunk: u16,
-    /// Times each measurement runs; the reported rate is total bytes over total time.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    /// Times each measurement runs (the order rotates between repeats); the reported rate
+    /// is total bytes over total time.
+    #[arg(long, value_name = "N", default_value_t = 3)]
     repeat: u32,
 }
 
