@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod controller;
 pub mod copy;
+pub mod experiment;
 pub mod identify;
 pub mod io;
 pub mod namespace;
