@@ -637,3 +637,39 @@ fn bench_copy_runs_and_prints_three_measurements() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--size"), "{err}");
 }
+
+#[test]
+fn many_commands_in_flight_on_several_queues() {
+    let s = server("nvme-qd");
+    let mut n = Nvme::new(&s);
+    n.create_io_queues(3, 16);
+    let mut expect = Vec::new();
+    let mut cids = std::collections::HashSet::new();
+    // 10 writes on each of 3 queues before reaping anything.
+    for i in 0..30u64 {
+        let q = 1 + (i % 3) as u16;
+        let buf = n.alloc(PAGE);
+        let data = pattern(4096, 100 + i as u8);
+        n.write_mem(buf, &data);
+        let cid = n.submit(q, Sqe::new(IO_WRITE, 1).lba(i * 8, 8).prp(buf, 0));
+        cids.insert((q, cid));
+        expect.push((i * 8, data));
+    }
+    for _ in 0..10 {
+        for q in 1..=3 {
+            let c = n.wait_cqe(q);
+            assert_eq!(c.sc(), 0);
+            assert!(cids.remove(&(q, c.cid)), "unexpected completion {c:?}");
+        }
+    }
+    assert!(cids.is_empty());
+    for (slba, data) in expect {
+        let rb = n.alloc(PAGE);
+        assert_eq!(
+            n.rw_prp(2, Sqe::new(IO_READ, 1).lba(slba, 8), rb, 4096)
+                .sc(),
+            0
+        );
+        assert_eq!(n.read_mem(rb, 4096), data, "LBA {slba}");
+    }
+}

@@ -336,15 +336,24 @@ impl Nvme {
     }
 
     /// Waits for the next completion on `qid`; returns it and whether its interrupt
-    /// vector fired while waiting (or had fired already).
+    /// vector fired while waiting (or fires shortly after the entry appears).
     pub fn wait_cqe_irq(&mut self, qid: u16) -> (Cqe, bool) {
+        self.wait(qid, true)
+    }
+
+    /// Waits for the next completion on `qid`, the interrupt only waking the wait.
+    pub fn wait_cqe(&mut self, qid: u16) -> Cqe {
+        self.wait(qid, false).0
+    }
+
+    fn wait(&mut self, qid: u16, want_irq: bool) -> (Cqe, bool) {
         let deadline = Instant::now() + TIMEOUT;
         let vector = self.queue(qid).vector as usize;
         let mut fired = false;
         loop {
             if let Some(c) = self.poll_cqe(qid) {
-                // The interrupt may trail the CQE slightly.
-                if !fired {
+                // The interrupt may trail the entry slightly.
+                if want_irq && !fired {
                     fired = wait_eventfd(&self.irq[vector], Duration::from_millis(500)).is_some();
                 }
                 return (c, fired);
@@ -355,10 +364,6 @@ impl Nvme {
                 fired = true;
             }
         }
-    }
-
-    pub fn wait_cqe(&mut self, qid: u16) -> Cqe {
-        self.wait_cqe_irq(qid).0
     }
 
     /// Submits and waits; returns the completion (status not checked).
