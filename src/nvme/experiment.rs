@@ -427,7 +427,7 @@ impl Fault {
         self.info.matched += 1;
         let s = &self.info.spec;
         let n = self.info.matched;
-        if !eligible || n <= s.after || (n - s.after - 1) % s.every != 0 {
+        if !eligible || n <= s.after || !(n - s.after - 1).is_multiple_of(s.every) {
             return false;
         }
         if s.count.is_some_and(|c| self.info.injected >= c) {
