@@ -536,11 +536,18 @@ impl Experiment {
         Some(Duration::from_micros(us))
     }
 
-    fn ns_counters(&self, key: StatsKey) -> Arc<Mutex<NsCounters>> {
-        if let Some(c) = read(&self.counters).get(&key) {
-            return c.clone();
+    /// Runs `f` on the counters of `key`: under the map's read lock and the namespace's
+    /// own lock (the write lock only the first time a key is seen).
+    fn with_counters(&self, key: StatsKey, f: impl FnOnce(&mut NsCounters)) {
+        {
+            let map = read(&self.counters);
+            if let Some(c) = map.get(&key) {
+                f(&mut lock(c));
+                return;
+            }
         }
-        write(&self.counters).entry(key).or_default().clone()
+        let c = write(&self.counters).entry(key).or_default().clone();
+        f(&mut lock(&c));
     }
 
     /// Counts a posted completion and reports it to the observer.
@@ -557,9 +564,7 @@ impl Experiment {
             (_, Some(c)) => c.blocks_copied,
             _ => 0,
         };
-        {
-            let c = self.ns_counters(key);
-            let mut c = lock(&c);
+        self.with_counters(key, |c| {
             let op = c.ops.entry(done.opcode).or_default();
             op.commands += 1;
             op.blocks += blocks;
@@ -572,7 +577,7 @@ impl Experiment {
                 c.blocks_copied += cp.blocks_copied;
                 *c.ranges_histogram.entry(nr).or_default() += 1;
             }
-        }
+        });
         if !self.observing() {
             return;
         }
