@@ -6,6 +6,13 @@
 //! creation/deletion and resets; doorbells take it for reading and touch one queue.
 //! Each SQ has its own worker and wake-up; each CQ has its own ring lock. CC transitions
 //! are serialised by `cc_lock`, which no worker ever takes.
+//!
+//! Experiment hooks (see [`super::experiment`]): a worker checks the installed faults
+//! before running an I/O command, counts and reports each completion after posting it,
+//! and hands a completion the latency model delays to the controller's timer thread
+//! ([`super::timer`]) instead of posting it. The timer posts under the SQ's post gate, so
+//! once a queue deletion or reset has stopped the SQ, none of its delayed completions is
+//! posted; the reset then drops them from the timer.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
