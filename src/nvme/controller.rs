@@ -10,7 +10,7 @@
 //! Experiment hooks (see [`super::experiment`]): a worker checks the installed faults
 //! before running an I/O command, counts and reports each completion after posting it,
 //! and hands a completion the latency model delays to the controller's timer thread
-//! ([`super::timer`]) instead of posting it. The timer posts under the SQ's post gate, so
+//! (`timer.rs`) instead of posting it. The timer posts under the SQ's post gate, so
 //! once a queue deletion or reset has stopped the SQ, none of its delayed completions is
 //! posted; the reset then drops them from the timer.
 
