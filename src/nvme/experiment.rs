@@ -82,7 +82,9 @@ pub trait CommandObserver: Send + Sync {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpcodeStats {
     pub commands: u64,
-    /// Logical blocks moved (read, written, zeroed, copied...).
+    /// Logical blocks moved (read, written, zeroed, copied...): NLB of a successful read,
+    /// write, write zeroes, compare or verify; the blocks a Copy really wrote (also when
+    /// it failed part way); 0 for flush, DSM and failed commands.
     pub blocks: u64,
     /// Errors by status (hex string "0x4183" -> count).
     pub errors: BTreeMap<String, u64>,
@@ -753,7 +755,8 @@ impl Controller {
     }
 
     /// Installs a fault; returns its id (ids keep increasing, also across
-    /// `clear_faults`). Errors name the field.
+    /// `clear_faults`). Errors name the field. Faults, like latencies and counters, stay
+    /// across controller resets and reconnections.
     pub fn add_fault(&self, spec: FaultSpec) -> Result<u32, String> {
         validate_fault(&spec)?;
         let exp = &self.inner().exp;
