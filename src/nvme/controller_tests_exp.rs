@@ -798,3 +798,30 @@ fn set_copy_limits_changes_identify_and_checks_and_raises_the_event() {
         "refused changes change nothing"
     );
 }
+
+#[test]
+fn an_earlier_deadline_added_later_is_served_first() {
+    let mut h = two_ns_host();
+    h.io_pair(2, 16);
+    // The timer sleeps towards the first deadline, far away...
+    slow_reads(&h, 3000);
+    let slow = h.submit(1, read(1, 0, 1));
+    let start = Instant::now();
+    while h.ctrl.delayed_completions() == 0 && start.elapsed() < TIMEOUT {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // ...and a nearer one wakes it.
+    slow_reads(&h, 20);
+    let fast = h.submit(2, read(1, 1, 1));
+    let c = h.reap(2);
+    assert_eq!(c.cid, fast);
+    assert_eq!(
+        h.ctrl.delayed_completions(),
+        1,
+        "the slow read is still held"
+    );
+    assert!(h.try_reap(1, Duration::from_millis(10)).is_none());
+    let c = h.reap(1);
+    assert_eq!(c.cid, slow);
+    assert_eq!(h.ctrl.delayed_completions(), 0);
+}
