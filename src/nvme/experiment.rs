@@ -586,6 +586,11 @@ impl Experiment {
         let Some(obs) = read(&self.observer).clone() else {
             return;
         };
+        // A command fetched before the observer was installed is not reported: its
+        // latency is unknown, and a trace then starts cleanly at its first command.
+        let Some(fetched) = done.fetched else {
+            return;
+        };
         let now = Instant::now();
         let rec = CommandRecord {
             time_us: now.duration_since(self.started).as_micros() as u64,
@@ -611,9 +616,7 @@ impl Experiment {
             }),
             status: status.0,
             dw0,
-            latency_us: done
-                .fetched
-                .map_or(0, |t| now.duration_since(t).as_micros() as u64),
+            latency_us: now.duration_since(fetched).as_micros() as u64,
         };
         obs.completed(&rec);
     }
