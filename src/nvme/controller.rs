@@ -340,20 +340,29 @@ impl Inner {
     }
 
     /// Posts a completion on `cq` and raises its interrupt. True if it was posted.
+    /// `report` runs once the entry is posted and before the interrupt, so counters and
+    /// traces already hold a command when the host learns that it completed.
     pub fn complete(
         &self,
         mem: &Mem,
         cq: &CompletionQueue,
         c: &Completion,
         cancelled: &dyn Fn() -> bool,
+        report: impl FnOnce(),
     ) -> bool {
-        self.posted(cq, cq.post(mem, c, cancelled))
+        self.posted(cq, cq.post(mem, c, cancelled), report)
     }
 
-    /// Raises the interrupt of a posted completion; handles a failed post.
-    fn posted(&self, cq: &CompletionQueue, r: Result<(), PostError>) -> bool {
+    /// Reports a posted completion and raises its interrupt; handles a failed post.
+    fn posted(
+        &self,
+        cq: &CompletionQueue,
+        r: Result<(), PostError>,
+        report: impl FnOnce(),
+    ) -> bool {
         match r {
             Ok(()) => {
+                report();
                 if cq.ien {
                     if let Some(irq) = self.irq() {
                         irq.raise(cq.vector);
@@ -383,7 +392,16 @@ impl Inner {
             return;
         };
         let mem = link.mem.memory();
-        let posted = self.complete(
+        let done = Done {
+            qid: 0,
+            cid,
+            opcode: admin_op::ASYNC_EVENT_REQUEST,
+            nsid: 0,
+            block: None,
+            copy: None,
+            fetched: Some(since),
+        };
+        self.complete(
             &mem,
             &cq,
             &Completion {
@@ -395,19 +413,8 @@ impl Inner {
                 status: st,
             },
             &|| false,
+            || self.exp.completed(done, st, dw0),
         );
-        if posted {
-            let done = Done {
-                qid: 0,
-                cid,
-                opcode: admin_op::ASYNC_EVENT_REQUEST,
-                nsid: 0,
-                block: None,
-                copy: None,
-                fetched: Some(since),
-            };
-            self.exp.completed(done, st, dw0);
-        }
     }
 
     fn namespace_changed(&self, nsid: u32) {
@@ -609,7 +616,7 @@ impl Inner {
                             .schedule(self, Instant::now() + d, job, Inner::post_delayed);
                         continue;
                     }
-                    let posted = self.complete(
+                    self.complete(
                         &m,
                         cq,
                         &Completion {
@@ -621,10 +628,8 @@ impl Inner {
                             status,
                         },
                         &|| sq.stopped(),
+                        || self.exp.completed(done, status, dw0),
                     );
-                    if posted {
-                        self.exp.completed(done, status, dw0);
-                    }
                 }
             }
         }
@@ -650,9 +655,10 @@ impl Inner {
             None => None,
             Some(Err(PostError::Full)) => Some(job),
             Some(r) => {
-                if self.posted(&job.cq, r) {
-                    self.exp.completed(job.done, job.status, job.dw0);
-                }
+                let Delayed {
+                    done, status, dw0, ..
+                } = job;
+                self.posted(&job.cq, r, || self.exp.completed(done, status, dw0));
                 None
             }
         }
