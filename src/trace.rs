@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -159,7 +159,7 @@ impl Tracer {
     }
 
     /// Opens `path` (`-` = stderr) and starts the writer.
-    pub fn open(path: &PathBuf) -> io::Result<Tracer> {
+    pub fn open(path: &Path) -> io::Result<Tracer> {
         Tracer::start(open_output(path)?, DEFAULT_QUEUE_LEN)
     }
 
