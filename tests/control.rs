@@ -554,3 +554,24 @@ fn no_trace_without_the_option() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 0);
 }
+
+#[test]
+fn trace_to_stderr() {
+    let mut s = BinServer::start_with("ctl-stderr", &["size=1M"], &[], &["--trace", "-"], false);
+    let mut n = Nvme::new(&s.server);
+    n.create_io_queues(1, 16);
+    let c = read_status(&mut n, 1, 1234);
+    assert_eq!(c.status, 0);
+    assert_eq!(s.stop(), 0);
+    let err = s.stderr_text();
+    let reads: Vec<Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["opcode_name"] == "read" && v["qid"] == 1)
+        .collect();
+    assert_eq!(reads.len(), 1, "{err}");
+    assert_eq!(reads[0]["slba"], 1234);
+    assert_eq!(reads[0]["cid"], c.cid);
+    assert!(!s.trace.exists());
+}

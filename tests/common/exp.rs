@@ -26,6 +26,18 @@ impl BinServer {
     /// Starts `vnvme --socket .. --control .. --trace ..` with `--ns` lists `ns`, `--ctrl`
     /// lists `ctrl` and further options `extra`; waits for the vfio-user socket.
     pub fn start(tag: &str, ns: &[&str], ctrl: &[&str], extra: &[&str]) -> BinServer {
+        Self::start_with(tag, ns, ctrl, extra, true)
+    }
+
+    /// Like [`start`]; without `--trace FILE` when `trace` is false (`extra` may then
+    /// give its own `--trace`).
+    pub fn start_with(
+        tag: &str,
+        ns: &[&str],
+        ctrl: &[&str],
+        extra: &[&str],
+        trace_file: bool,
+    ) -> BinServer {
         let dir = TempDir::new(tag);
         let socket = dir.path("vnvme.sock");
         let control = dir.path("control.sock");
@@ -36,9 +48,11 @@ impl BinServer {
             socket.to_string_lossy().into(),
             "--control".into(),
             control.to_string_lossy().into(),
-            "--trace".into(),
-            trace.to_string_lossy().into(),
         ];
+        if trace_file {
+            args.push("--trace".into());
+            args.push(trace.to_string_lossy().into());
+        }
         for n in ns {
             args.push("--ns".into());
             args.push(n.to_string());
