@@ -147,7 +147,14 @@ impl Tracer {
         let s2 = shared.clone();
         let thread = std::thread::Builder::new()
             .name("trace".into())
-            .spawn(move || write_loop(rx, out, &s2))?;
+            .spawn(move || {
+                let r = write_loop(rx, out, &s2);
+                if let Err(e) = &r {
+                    // From here on every record counts as dropped; the queue never blocks.
+                    log::error!("--trace: writing the trace failed: {e}; tracing stops");
+                }
+                r
+            })?;
         Ok(Tracer {
             observer: Arc::new(TraceObserver {
                 tx,

@@ -15,11 +15,13 @@ ctl() {
         return 1
     }
     log "ctl $*: $out"
-    echo "$out" >/tmp/vnvme-host-ctl.$$
+    echo "$out" >"$_last"
 }
+# (next to $VNVME_READY: guest-run's work directory, removed after the run)
+_last="$(dirname "$VNVME_READY")/host-last-reply.json"
 
 # last_reply: the reply of the last ctl call.
-last_reply() { cat /tmp/vnvme-host-ctl.$$; }
+last_reply() { cat "$_last"; }
 
 # ready: the guest may boot now.
 ready() { touch "$VNVME_READY"; }
