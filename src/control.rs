@@ -271,6 +271,10 @@ pub fn parse_fault(map: &Map<String, Value>) -> Result<FaultSpec, String> {
             }
         })?
         .unwrap_or(1.0);
+    let dnr = a.opt("dnr", value_bool)?;
+    if dnr == Some(false) && dnr_in_status {
+        return Err("dnr: false, but the status has the DNR bit (0x4000) set".into());
+    }
     let every = a.opt("every", int::<u64>)?.unwrap_or(1);
     if every == 0 {
         return Err("every: 0 is not allowed (1 = every matching command)".into());
@@ -284,7 +288,7 @@ pub fn parse_fault(map: &Map<String, Value>) -> Result<FaultSpec, String> {
         probability,
         seed: a.opt("seed", int::<u64>)?,
         status,
-        dnr: a.opt("dnr", value_bool)?.unwrap_or(true) || dnr_in_status,
+        dnr: dnr.unwrap_or(true),
         copy_range: a.opt("copy_range", int::<u32>)?,
     })
 }

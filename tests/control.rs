@@ -238,6 +238,40 @@ fn bad_requests_get_errors_and_the_device_keeps_serving() {
 }
 
 #[test]
+fn many_clients_at_once_while_the_device_serves() {
+    let s = server("ctl-many", &[]);
+    let mut n = Nvme::new(&s.server);
+    n.create_io_queues(1, 16);
+    let control = s.control.clone();
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let control = control.clone();
+            std::thread::spawn(move || {
+                for j in 0..50 {
+                    let req = if j % 2 == 0 {
+                        json!({"execute": "query-stats", "id": [i, j]})
+                    } else {
+                        json!({"execute": "no-such-command", "id": [i, j]})
+                    };
+                    let r = vnvme::control::request(&control, &req, TIMEOUT).unwrap();
+                    assert_eq!(r["id"], json!([i, j]));
+                    assert_eq!(r.get("return").is_some(), j % 2 == 0, "{r}");
+                }
+            })
+        })
+        .collect();
+    for i in 0..100 {
+        put(&mut n, 1, i, 1, i as u8);
+    }
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!(get(&mut n, 1, 99, 1), pattern(512, 99));
+    let st = s.ok("query-stats", json!({}));
+    assert_eq!(st["1"]["opcodes"]["write"]["commands"], 100, "{st}");
+}
+
+#[test]
 fn injected_status_is_seen_by_the_host() {
     let s = server("ctl-inject", &[]);
     let mut n = Nvme::new(&s.server);
