@@ -23,19 +23,33 @@ pub struct Cli {
 
     #[command(flatten)]
     pub run: RunArgs,
+
+    #[command(flatten)]
+    pub experiment: ExperimentArgs,
 }
 
 impl Cli {
     /// The command to run; no subcommand means `run`.
     pub fn into_command(self) -> Command {
-        self.command.unwrap_or(Command::Run(self.run))
+        self.command.unwrap_or(Command::Run {
+            args: self.run,
+            experiment: self.experiment,
+        })
     }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the device on a vfio-user socket (the default).
-    Run(RunArgs),
+    Run {
+        #[command(flatten)]
+        args: RunArgs,
+        #[command(flatten)]
+        experiment: ExperimentArgs,
+    },
+    /// Send one command to a running vnvme's --control socket and print the JSON reply
+    /// (exit 0 on "return", 1 on "error", 2 on a usage error).
+    Ctl(CtlArgs),
     /// Benchmarks: `vnvme bench copy --help`.
     #[command(disable_help_flag = true)]
     Bench {
@@ -65,6 +79,93 @@ pub struct RunArgs {
     /// Print the QEMU options that attach this device, then exit.
     #[arg(long)]
     pub print_qemu_args: bool,
+}
+
+/// Watching and steering the device (docs/control.md, docs/trace.md).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ExperimentArgs {
+    /// Write one JSON line per completed command to FILE (`-` = stderr); docs/trace.md.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+
+    /// Serve the JSON control protocol (docs/control.md) on this unix socket.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+
+    /// A fault installed at start: opcode=NAME|N,status=HEX[,nsid=N][,after=N][,count=N]
+    /// [,every=N][,probability=P][,seed=N][,dnr=true|false][,copy_range=K]. Repeatable.
+    #[arg(long = "fault", value_name = "KEY=VALUE,...")]
+    pub fault: Vec<String>,
+
+    /// A latency set at start: opcode=NAME|N[,fixed_us=N][,per_block_us=N]. Repeatable.
+    #[arg(long = "latency", value_name = "KEY=VALUE,...")]
+    pub latency: Vec<String>,
+}
+
+impl ExperimentArgs {
+    /// The `--fault` and `--latency` lists, parsed; the error names the option.
+    pub fn specs(
+        &self,
+    ) -> Result<
+        (
+            Vec<crate::nvme::experiment::FaultSpec>,
+            Vec<crate::nvme::experiment::LatencySpec>,
+        ),
+        ConfigError,
+    > {
+        let mut faults = Vec::new();
+        for f in &self.fault {
+            faults.push(crate::control::fault_option(f).map_err(ConfigError)?);
+        }
+        let mut lat = Vec::new();
+        for l in &self.latency {
+            lat.push(crate::control::latency_option(l).map_err(ConfigError)?);
+        }
+        Ok((faults, lat))
+    }
+}
+
+/// `vnvme ctl --control PATH COMMAND [KEY=VALUE ...]`.
+#[derive(Debug, Clone, Args)]
+pub struct CtlArgs {
+    /// The control socket (vnvme --control PATH).
+    #[arg(long, value_name = "PATH")]
+    pub control: PathBuf,
+
+    /// The arguments as one JSON object (KEY=VALUE pairs are added to it).
+    #[arg(long, value_name = "JSON")]
+    pub json: Option<String>,
+
+    /// The command (e.g. query-stats, inject-fault; `help` lists them).
+    pub command: String,
+
+    /// Arguments: numbers, 0x-hex, true/false, else strings (e.g. opcode=copy status=0x0281).
+    #[arg(value_name = "KEY=VALUE")]
+    pub args: Vec<String>,
+}
+
+impl CtlArgs {
+    /// The request these options describe; errors are usage errors.
+    pub fn request(&self) -> Result<serde_json::Value, String> {
+        let mut args = match &self.json {
+            None => serde_json::Map::new(),
+            Some(j) => match serde_json::from_str(j) {
+                Ok(serde_json::Value::Object(m)) => m,
+                Ok(_) => return Err("--json: not a JSON object".into()),
+                Err(e) => return Err(format!("--json: {e}")),
+            },
+        };
+        for kv in &self.args {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err(format!("'{kv}' is not of the form KEY=VALUE"));
+            };
+            if k.is_empty() {
+                return Err(format!("'{kv}': empty key"));
+            }
+            args.insert(k.to_string(), crate::control::cli_value(v));
+        }
+        Ok(serde_json::json!({"execute": self.command, "arguments": args}))
+    }
 }
 
 impl RunArgs {
@@ -310,6 +411,99 @@ mod tests {
             ctrl: ctrl.iter().map(|s| s.to_string()).collect(),
             print_qemu_args: false,
         }
+    }
+
+    #[test]
+    fn experiment_options() {
+        let cli = Cli::try_parse_from([
+            "vnvme",
+            "--trace",
+            "-",
+            "--control",
+            "c.sock",
+            "--fault",
+            "opcode=copy,status=0x281",
+            "--fault",
+            "opcode=2,status=0x4281,after=1",
+            "--latency",
+            "opcode=0x2,fixed_us=5",
+        ])
+        .unwrap();
+        let Command::Run { experiment, .. } = cli.into_command() else {
+            panic!("run expected");
+        };
+        assert_eq!(experiment.trace, Some(PathBuf::from("-")));
+        assert_eq!(experiment.control, Some(PathBuf::from("c.sock")));
+        assert_eq!(experiment.fault.len(), 2);
+        // Opcode names come from the model's table; numbers always work.
+        let e = ExperimentArgs {
+            fault: vec!["opcode=2,status=zz".into()],
+            ..Default::default()
+        };
+        let err = e.specs().unwrap_err();
+        assert!(err.0.starts_with("--fault status:"), "{err}");
+        let e = ExperimentArgs {
+            latency: vec!["opcode=2,fixed_us=1,per_block_us=2".into()],
+            fault: vec!["opcode=0x19,status=0x4281,after=2,count=1".into()],
+            ..Default::default()
+        };
+        let (f, l) = e.specs().unwrap();
+        assert_eq!((f[0].opcode, f[0].status, f[0].dnr), (0x19, 0x281, true));
+        assert_eq!((l[0].fixed_us, l[0].per_block_us), (1, 2));
+        let cli = Cli::try_parse_from(["vnvme", "run", "--trace", "t.json"]).unwrap();
+        assert!(matches!(
+            cli.into_command(),
+            Command::Run {
+                experiment: ExperimentArgs { trace: Some(_), .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn ctl_requests() {
+        let cli = Cli::try_parse_from([
+            "vnvme",
+            "ctl",
+            "--control",
+            "c.sock",
+            "inject-fault",
+            "opcode=copy",
+            "after=2",
+            "status=0x0281",
+            "dnr=false",
+        ])
+        .unwrap();
+        let Some(Command::Ctl(c)) = cli.command else {
+            panic!("ctl expected");
+        };
+        assert_eq!(
+            c.request().unwrap(),
+            serde_json::json!({"execute": "inject-fault", "arguments":
+                {"opcode": "copy", "after": 2, "status": "0x0281", "dnr": false}})
+        );
+        let c = CtlArgs {
+            control: "x".into(),
+            json: Some(r#"{"nsid": 1, "mssrl": 4}"#.into()),
+            command: "set-copy-limits".into(),
+            args: vec!["mcl=8".into()],
+        };
+        assert_eq!(
+            c.request().unwrap()["arguments"],
+            serde_json::json!({"nsid": 1, "mssrl": 4, "mcl": 8})
+        );
+        let bad = CtlArgs {
+            json: Some("[1]".into()),
+            ..c.clone()
+        };
+        assert!(bad.request().unwrap_err().contains("--json"));
+        let bad = CtlArgs {
+            json: None,
+            args: vec!["mcl".into()],
+            ..c
+        };
+        assert!(bad.request().unwrap_err().contains("KEY=VALUE"));
+        assert!(Cli::try_parse_from(["vnvme", "ctl", "query-stats"]).is_err());
     }
 
     #[test]

@@ -6,11 +6,15 @@
 //! - [`pci`]: a PCI function (config space, capabilities) any transport can present.
 //! - [`vfio_user`]: the vfio-user transport; knows the wire, not NVMe.
 //! - [`server`]: wires one transport to one controller and its namespaces.
+//! - [`control`] and [`trace`]: steering and watching a running device (the control
+//!   socket, the command trace); they use the model's experiment hooks.
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod nvme;
 pub mod pci;
 pub mod server;
 pub mod storage;
+pub mod trace;
 pub mod vfio_user;

@@ -2,7 +2,10 @@
 
 use clap::Parser;
 
-use vnvme::cli::{Cli, Command, RunArgs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vnvme::cli::{Cli, Command, CtlArgs, ExperimentArgs, RunArgs};
 
 mod bench;
 
@@ -18,7 +21,8 @@ fn main() {
         std::process::exit(bench::main(&argv[1..]));
     }
     let code = match Cli::parse().into_command() {
-        Command::Run(args) => run(&args),
+        Command::Run { args, experiment } => run(&args, &experiment),
+        Command::Ctl(args) => ctl(&args),
         Command::Bench { args } => {
             let mut argv = vec![std::ffi::OsString::from("bench")];
             argv.extend(args);
@@ -28,10 +32,42 @@ fn main() {
     std::process::exit(code);
 }
 
+/// `vnvme ctl`: 0 on a "return" reply, 1 on an "error" reply or no reply, 2 on usage.
+fn ctl(args: &CtlArgs) -> i32 {
+    let req = match args.request() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vnvme ctl: {e}");
+            return 2;
+        }
+    };
+    match vnvme::control::request(&args.control, &req, Duration::from_secs(60)) {
+        Ok(reply) => {
+            println!("{reply}");
+            if reply.get("return").is_some() {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("vnvme ctl: --control {}: {e}", args.control.display());
+            1
+        }
+    }
+}
+
 /// `vnvme [run]`: exit status 2 for a bad configuration, 1 for a runtime failure.
-fn run(args: &RunArgs) -> i32 {
+fn run(args: &RunArgs, exp: &ExperimentArgs) -> i32 {
     let cfg = match args.device_config() {
         Ok(c) => c,
+        Err(e) => {
+            eprintln!("vnvme: {e}");
+            return 2;
+        }
+    };
+    let (faults, latencies) = match exp.specs() {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("vnvme: {e}");
             return 2;
@@ -48,6 +84,64 @@ fn run(args: &RunArgs) -> i32 {
             return 2;
         }
     };
+    let ctrl = dev.controller().clone();
+    // Faults and latencies before any client can connect.
+    for f in faults {
+        if let Err(e) = ctrl.add_fault(f) {
+            eprintln!("vnvme: --fault: {e}");
+            return 2;
+        }
+    }
+    for l in latencies {
+        if let Err(e) = ctrl.set_latency(l) {
+            eprintln!("vnvme: --latency: {e}");
+            return 2;
+        }
+    }
+    let tracer = match &exp.trace {
+        None => None,
+        Some(p) => match vnvme::trace::Tracer::open(p) {
+            Ok(t) => {
+                ctrl.set_observer(Some(t.observer()));
+                Some(t)
+            }
+            Err(e) => {
+                eprintln!("vnvme: --trace {}: {e}", p.display());
+                return 1;
+            }
+        },
+    };
+    // The control socket exists before the vfio-user socket: whoever waits for the
+    // latter finds the former.
+    let control = match &exp.control {
+        None => None,
+        Some(p) => {
+            let ctx = Arc::new(vnvme::control::Context {
+                ctrl: ctrl.clone(),
+                namespaces: cfg.namespaces.clone(),
+            });
+            match vnvme::control::spawn(p, ctx) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("vnvme: --control {}: {e}", p.display());
+                    return 1;
+                }
+            }
+        }
+    };
+    let code = serve(args, &dev);
+    drop(control);
+    if let Some(t) = tracer {
+        ctrl.set_observer(None);
+        if let Err(e) = t.finish() {
+            eprintln!("vnvme: --trace: {e}");
+            return 1;
+        }
+    }
+    code
+}
+
+fn serve(args: &RunArgs, dev: &vnvme::server::NvmeFunction) -> i32 {
     let server = match vnvme::vfio_user::Server::bind(&args.socket) {
         Ok(s) => s,
         Err(e) => {
@@ -62,7 +156,7 @@ fn run(args: &RunArgs) -> i32 {
         eprintln!("vnvme: {e}");
         return 1;
     }
-    match server.run(&dev) {
+    match server.run(dev) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("vnvme: {e}");

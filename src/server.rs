@@ -48,6 +48,11 @@ impl NvmeFunction {
         }
     }
 
+    /// The controller model (for the control socket and the trace).
+    pub fn controller(&self) -> &Arc<Controller> {
+        &self.ctrl
+    }
+
     fn config(&self) -> MutexGuard<'_, ConfigSpace> {
         self.config.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -2,6 +2,7 @@
 //! server on a temporary socket and to make shared guest memory.
 #![allow(dead_code)]
 
+pub mod exp;
 pub mod nvme;
 
 use std::fs::File;
