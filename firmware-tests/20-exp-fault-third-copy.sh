@@ -1,10 +1,10 @@
 # CHECKS: experiment (host-steered): inject-fault opcode=copy after=2 count=1 status=0x0281 makes the third Copy fail in nvme-cli with 0x4281 while copies 1, 2 and 4 succeed
 # DEVICE-ARGS: --ns size=64M
 # HOST: firmware-tests/host/20-exp-fault-third-copy.sh installs the fault before the guest boots.
-# Run by scripts/guest-experiments (vnvme only); in the plain suite it skips.
+# Run by scripts/guest-experiments (vnvme only); scripts/guest-test leaves it out.
 if [ ! -e /exp/host-steered ]; then
-    echo "SKIP: needs the host side (scripts/guest-experiments, vnvme only)"
-    exit 0
+    echo "FAIL-REASON: needs its host side: run it with scripts/guest-experiments (vnvme only)"
+    exit 1
 fi
 fail() { echo "FAIL-REASON: $*"; exit 1; }
 d=/dev/nvme0n1

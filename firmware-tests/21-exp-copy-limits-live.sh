@@ -1,10 +1,10 @@
 # CHECKS: experiment (host-steered): set-copy-limits under the running guest changes MSSRL/MCL in nvme id-ns, and the Namespace Attribute Changed event shows in dmesg
 # DEVICE-ARGS: --ns size=64M,mssrl=128,mcl=128,msrc=127
 # HOST: firmware-tests/host/21-exp-copy-limits-live.sh waits for EXP-21-READY, then sets mssrl=16,mcl=64.
-# Run by scripts/guest-experiments (vnvme only); in the plain suite it skips.
+# Run by scripts/guest-experiments (vnvme only); scripts/guest-test leaves it out.
 if [ ! -e /exp/host-steered ]; then
-    echo "SKIP: needs the host side (scripts/guest-experiments, vnvme only)"
-    exit 0
+    echo "FAIL-REASON: needs its host side: run it with scripts/guest-experiments (vnvme only)"
+    exit 1
 fi
 fail() { echo "FAIL-REASON: $*"; exit 1; }
 field() {

@@ -1,10 +1,10 @@
 # CHECKS: experiment (host-steered): the --trace of a known nvme-cli command sequence (write, read, two copies at distinctive LBAs) holds exactly those commands with their fields
 # DEVICE-ARGS: --ns size=64M
 # HOST: firmware-tests/host/22-exp-trace-known-commands.sh checks the trace after EXP-22-DONE.
-# Run by scripts/guest-experiments (vnvme only); in the plain suite it skips.
+# Run by scripts/guest-experiments (vnvme only); scripts/guest-test leaves it out.
 if [ ! -e /exp/host-steered ]; then
-    echo "SKIP: needs the host side (scripts/guest-experiments, vnvme only)"
-    exit 0
+    echo "FAIL-REASON: needs its host side: run it with scripts/guest-experiments (vnvme only)"
+    exit 1
 fi
 fail() { echo "FAIL-REASON: $*"; exit 1; }
 d=/dev/nvme0n1

@@ -1,10 +1,10 @@
 # CHECKS: experiment (host-steered): inject-fault copy_range=2 makes a 4-range Copy fail with 0x4281 after really copying ranges 0 and 1 (Dword 0 = 2 in the trace), range 2 and 3 not copied
 # DEVICE-ARGS: --ns size=64M
 # HOST: firmware-tests/host/23-exp-copy-fails-at-range-k.sh installs the fault before boot and checks Dword 0 in the trace.
-# Run by scripts/guest-experiments (vnvme only); in the plain suite it skips.
+# Run by scripts/guest-experiments (vnvme only); scripts/guest-test leaves it out.
 if [ ! -e /exp/host-steered ]; then
-    echo "SKIP: needs the host side (scripts/guest-experiments, vnvme only)"
-    exit 0
+    echo "FAIL-REASON: needs its host side: run it with scripts/guest-experiments (vnvme only)"
+    exit 1
 fi
 fail() { echo "FAIL-REASON: $*"; exit 1; }
 d=/dev/nvme0n1
