@@ -15,6 +15,7 @@ pub mod control;
 pub mod nvme;
 pub mod pci;
 pub mod server;
+pub mod signals;
 pub mod storage;
 pub mod trace;
 pub mod vfio_user;

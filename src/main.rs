@@ -11,7 +11,7 @@ mod bench;
 
 fn main() {
     // Before any thread exists: SIGINT/SIGTERM then stop the server in order.
-    if let Err(e) = vnvme::server::signals::block() {
+    if let Err(e) = vnvme::signals::block() {
         eprintln!("vnvme: blocking signals: {e}");
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -151,7 +151,7 @@ fn serve(args: &RunArgs, dev: &vnvme::server::NvmeFunction) -> i32 {
     };
     if let Err(e) = server
         .stop_handle()
-        .and_then(vnvme::server::signals::stop_on_signal)
+        .and_then(vnvme::signals::stop_on_signal)
     {
         eprintln!("vnvme: {e}");
         return 1;
