@@ -65,10 +65,20 @@ impl Features {
     }
 }
 
+/// An Asynchronous Event Request completion now due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AerDue {
+    pub cid: u16,
+    pub dw0: u32,
+    /// When the request was fetched.
+    pub since: Instant,
+}
+
 /// Held Asynchronous Event Requests and events waiting for one.
 #[derive(Debug, Default)]
 pub(crate) struct AerState {
-    outstanding: VecDeque<u16>,
+    /// Held requests: command id and when it was fetched (for the command record).
+    outstanding: VecDeque<(u16, Instant)>,
     pending: VecDeque<u32>,
     /// A namespace notice was reported and the host has not read log page 4 yet.
     ns_notice_masked: bool,
@@ -82,29 +92,31 @@ impl AerState {
         | ((aer::INFO_NS_ATTR_CHANGED as u32) << 8)
         | ((log::CHANGED_NS_LIST as u32) << 16);
 
-    fn deliver(&mut self) -> Vec<(u16, u32)> {
+    fn deliver(&mut self) -> Vec<AerDue> {
         let mut out = Vec::new();
         while !self.outstanding.is_empty() && !self.pending.is_empty() {
-            if let (Some(cid), Some(ev)) = (self.outstanding.pop_front(), self.pending.pop_front())
+            if let (Some((cid, since)), Some(dw0)) =
+                (self.outstanding.pop_front(), self.pending.pop_front())
             {
-                out.push((cid, ev));
+                out.push(AerDue { cid, dw0, since });
             }
         }
         out
     }
 
-    /// Holds a new request. Returns the completions now due, or AER Limit Exceeded.
-    pub fn request(&mut self, cid: u16) -> Result<Vec<(u16, u32)>, Status> {
+    /// Holds a new request fetched at `since`. Returns the completions now due, or AER
+    /// Limit Exceeded.
+    pub fn request(&mut self, cid: u16, since: Instant) -> Result<Vec<AerDue>, Status> {
         if self.outstanding.len() > AERL as usize {
             return Err(status::AER_LIMIT_EXCEEDED.dnr());
         }
-        self.outstanding.push_back(cid);
+        self.outstanding.push_back((cid, since));
         Ok(self.deliver())
     }
 
     /// Records a changed namespace and, if `aec` enables the notice and it is not masked,
     /// queues the event. Returns the completions now due.
-    pub fn namespace_changed(&mut self, nsid: u32, aec: u32) -> Vec<(u16, u32)> {
+    pub fn namespace_changed(&mut self, nsid: u32, aec: u32) -> Vec<AerDue> {
         if !self.changed.contains(&nsid) {
             if self.changed.len() < CHANGED_NS_LIST_SIZE / 4 {
                 self.changed.push(nsid);
@@ -195,16 +207,16 @@ pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Outcome {
         admin_op::SET_FEATURES => set_features(inner, mem, sqe).into(),
         admin_op::GET_FEATURES => get_features(inner, mem, sqe).into(),
         admin_op::ASYNC_EVENT_REQUEST => {
-            let due = lock(&inner.aer).request(sqe.cid);
+            let due = lock(&inner.aer).request(sqe.cid, Instant::now());
             match due {
                 Ok(due) => {
                     let mut own = None;
-                    for (cid, dw0) in due {
-                        if cid == sqe.cid {
+                    for d in due {
+                        if d.cid == sqe.cid {
                             // Completed at once by a pending event: posted by our worker.
-                            own = Some(dw0);
+                            own = Some(d.dw0);
                         } else {
-                            inner.complete_admin(cid, status::SUCCESS, dw0);
+                            inner.complete_admin(d, status::SUCCESS);
                         }
                     }
                     own.map_or(Outcome::Deferred, Outcome::ok)

@@ -6,6 +6,13 @@
 //! creation/deletion and resets; doorbells take it for reading and touch one queue.
 //! Each SQ has its own worker and wake-up; each CQ has its own ring lock. CC transitions
 //! are serialised by `cc_lock`, which no worker ever takes.
+//!
+//! Experiment hooks (see [`super::experiment`]): a worker checks the installed faults
+//! before running an I/O command, counts and reports each completion after posting it,
+//! and hands a completion the latency model delays to the controller's timer thread
+//! (`timer.rs`) instead of posting it. The timer posts under the SQ's post gate, so
+//! once a queue deletion or reset has stopped the SQ, none of its delayed completions is
+//! posted; the reset then drops them from the timer.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -14,12 +21,14 @@ use std::time::Instant;
 
 use vm_memory::GuestAddressSpace;
 
-use super::admin::{self, AerState, Features};
+use super::admin::{self, AerDue, AerState, Features};
+use super::experiment::{Done, Experiment};
 use super::io;
 use super::prp::Mem;
 use super::queue::{Completion, CompletionQueue, PostError, Shadow, SubmissionQueue};
 use super::regs::{split_write, Regs, REGS_SIZE};
-use super::spec::{cc, csts, reg, status, Status, PAGE_SIZE};
+use super::spec::{admin_op, cc, csts, reg, status, Status, PAGE_SIZE};
+use super::timer::Timer;
 use super::{GuestMemory, InterruptSink, Namespace};
 use crate::config::ControllerConfig;
 
@@ -141,6 +150,20 @@ pub(crate) struct Inner {
     pub write_cache: AtomicBool,
     pub stats: Stats,
     pub started: Instant,
+    /// Observer, counters, faults and latencies (survive resets).
+    pub exp: Experiment,
+    /// Posts the completions the latency model delays.
+    timer: Timer,
+}
+
+/// A completion held back by the latency model.
+pub(crate) struct Delayed {
+    sq: Arc<SubmissionQueue>,
+    cq: Arc<CompletionQueue>,
+    mem: GuestMemory,
+    status: Status,
+    dw0: u32,
+    done: Done,
 }
 
 /// The NVMe controller model.
@@ -158,6 +181,7 @@ impl Controller {
             }
         }
         let nq = cfg.max_ioqpairs as usize + 1;
+        let started = Instant::now();
         Arc::new(Controller {
             inner: Arc::new(Inner {
                 cfg: cfg.clone(),
@@ -171,7 +195,9 @@ impl Controller {
                 aer: Mutex::new(AerState::default()),
                 write_cache: AtomicBool::new(true),
                 stats: Stats::default(),
-                started: Instant::now(),
+                started,
+                exp: Experiment::new(started),
+                timer: Timer::default(),
             }),
         })
     }
@@ -264,12 +290,22 @@ impl Controller {
     pub fn csts(&self) -> u32 {
         self.inner.csts.load(Ordering::Acquire)
     }
+
+    /// Completions held back by the latency model, not yet posted.
+    pub fn delayed_completions(&self) -> usize {
+        self.inner.timer.pending()
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
 }
 
 impl Drop for Controller {
     fn drop(&mut self) {
         let _g = lock(&self.inner.cc_lock);
         self.inner.full_reset();
+        self.inner.timer.shutdown();
     }
 }
 
@@ -303,29 +339,39 @@ impl Inner {
         self.csts.fetch_or(csts::CFS, Ordering::AcqRel);
     }
 
-    /// Posts a completion on `cq` and raises its interrupt.
+    /// Posts a completion on `cq` and raises its interrupt. True if it was posted.
     pub fn complete(
         &self,
         mem: &Mem,
         cq: &CompletionQueue,
         c: &Completion,
         cancelled: &dyn Fn() -> bool,
-    ) {
-        match cq.post(mem, c, cancelled) {
+    ) -> bool {
+        self.posted(cq, cq.post(mem, c, cancelled))
+    }
+
+    /// Raises the interrupt of a posted completion; handles a failed post.
+    fn posted(&self, cq: &CompletionQueue, r: Result<(), PostError>) -> bool {
+        match r {
             Ok(()) => {
                 if cq.ien {
                     if let Some(irq) = self.irq() {
                         irq.raise(cq.vector);
                     }
                 }
+                true
             }
-            Err(PostError::Stopped) => {}
-            Err(PostError::Fault) => self.fatal("completion queue is outside guest memory"),
+            Err(PostError::Stopped | PostError::Full) => false,
+            Err(PostError::Fault) => {
+                self.fatal("completion queue is outside guest memory");
+                false
+            }
         }
     }
 
     /// Posts a completion for an admin command completed outside the admin worker (AER).
-    pub fn complete_admin(&self, cid: u16, st: Status, dw0: u32) {
+    pub(crate) fn complete_admin(&self, due: AerDue, st: Status) {
+        let AerDue { cid, dw0, since } = due;
         let (cq, sqhd) = {
             let t = read(&self.queues);
             match (t.cqs.first(), t.sqs.first()) {
@@ -337,7 +383,7 @@ impl Inner {
             return;
         };
         let mem = link.mem.memory();
-        self.complete(
+        let posted = self.complete(
             &mem,
             &cq,
             &Completion {
@@ -350,13 +396,25 @@ impl Inner {
             },
             &|| false,
         );
+        if posted {
+            let done = Done {
+                qid: 0,
+                cid,
+                opcode: admin_op::ASYNC_EVENT_REQUEST,
+                nsid: 0,
+                block: None,
+                copy: None,
+                fetched: Some(since),
+            };
+            self.exp.completed(done, st, dw0);
+        }
     }
 
     fn namespace_changed(&self, nsid: u32) {
         let aec = lock(&self.features).aec;
         let deliveries = lock(&self.aer).namespace_changed(nsid, aec);
-        for (cid, dw0) in deliveries {
-            self.complete_admin(cid, status::SUCCESS, dw0);
+        for d in deliveries {
+            self.complete_admin(d, status::SUCCESS);
         }
     }
 
@@ -491,7 +549,12 @@ impl Inner {
 
     /// A submission queue worker: sleeps until the doorbell rings, then runs every
     /// command between head and tail.
-    fn run_sq(self: &Arc<Self>, sq: &SubmissionQueue, cq: &CompletionQueue, mem: &GuestMemory) {
+    fn run_sq(
+        self: &Arc<Self>,
+        sq: &Arc<SubmissionQueue>,
+        cq: &Arc<CompletionQueue>,
+        mem: &GuestMemory,
+    ) {
         while sq.wait() {
             loop {
                 if sq.stopped() {
@@ -504,14 +567,19 @@ impl Inner {
                     }
                     break;
                 }
+                // The clock is read only for the records of an installed observer.
+                let fetched = self.exp.observing().then(Instant::now);
                 let Some(sqe) = sq.fetch(&m) else {
                     self.fatal(&format!("SQ {} is outside guest memory", sq.id));
                     return;
                 };
+                let mut done = Done::new(sq.id, &sqe, fetched);
                 let outcome = if sq.id == 0 {
                     admin::execute(self, &m, &sqe)
                 } else {
-                    io::execute(self, &m, &sqe)
+                    let (outcome, copy) = io::execute(self, &m, &sqe);
+                    done.copy = copy;
+                    outcome
                 };
                 if let Outcome::Complete { status, dw0 } = outcome {
                     if !status.is_success() {
@@ -523,7 +591,25 @@ impl Inner {
                             status.0
                         );
                     }
-                    self.complete(
+                    let delay = if sq.id == 0 {
+                        None
+                    } else {
+                        self.exp.delay(sqe.opcode, done.delay_blocks())
+                    };
+                    if let Some(d) = delay {
+                        let job = Delayed {
+                            sq: sq.clone(),
+                            cq: cq.clone(),
+                            mem: mem.clone(),
+                            status,
+                            dw0,
+                            done,
+                        };
+                        self.timer
+                            .schedule(self, Instant::now() + d, job, Inner::post_delayed);
+                        continue;
+                    }
+                    let posted = self.complete(
                         &m,
                         cq,
                         &Completion {
@@ -536,7 +622,38 @@ impl Inner {
                         },
                         &|| sq.stopped(),
                     );
+                    if posted {
+                        self.exp.completed(done, status, dw0);
+                    }
                 }
+            }
+        }
+    }
+
+    /// Posts a delayed completion (on the timer thread), unless its submission queue was
+    /// deleted or reset meanwhile. SQ Head is the head now. Returns the job if the
+    /// completion queue is full, to be tried again.
+    fn post_delayed(self: &Arc<Self>, job: Delayed) -> Option<Delayed> {
+        let r = job.sq.unless_stopped(|| {
+            let m = job.mem.memory();
+            let c = Completion {
+                dw0: job.dw0,
+                dw1: 0,
+                sqhd: job.sq.head() as u16,
+                sqid: job.sq.id,
+                cid: job.done.cid,
+                status: job.status,
+            };
+            job.cq.try_post(&m, &c)
+        });
+        match r {
+            None => None,
+            Some(Err(PostError::Full)) => Some(job),
+            Some(r) => {
+                if self.posted(&job.cq, r) {
+                    self.exp.completed(job.done, job.status, job.dw0);
+                }
+                None
             }
         }
     }
@@ -557,6 +674,7 @@ impl Inner {
         for sq in &sqs {
             sq.stop_and_join();
         }
+        self.timer.purge(|j| j.sq.stopped());
         lock(&self.aer).reset();
         *lock(&self.features) = Features::new(&self.cfg);
         self.write_cache.store(true, Ordering::Release);
@@ -654,6 +772,7 @@ impl Inner {
         };
         if let Some(sq) = sq {
             sq.stop_and_join();
+            self.timer.purge(|j| j.sq.stopped());
         }
         Ok(())
     }

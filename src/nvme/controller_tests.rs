@@ -421,6 +421,8 @@ pub fn rw(opcode: u8, nsid: u32, slba: u64, nlb: u32, prp1: u64, prp2: u64) -> S
 mod admin_tests;
 #[path = "controller_tests_copy.rs"]
 mod copy_tests;
+#[path = "controller_tests_exp.rs"]
+mod exp_tests;
 #[path = "controller_tests_io.rs"]
 mod io_tests;
 

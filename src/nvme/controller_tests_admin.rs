@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::*;
 use crate::nvme::admin::AerState;
 
-fn feat_sqe(opcode: u8, fid: u8, cdw11: u32) -> Sqe {
+pub(super) fn feat_sqe(opcode: u8, fid: u8, cdw11: u32) -> Sqe {
     Sqe {
         opcode,
         cdw10: fid as u32,
@@ -15,7 +15,14 @@ fn feat_sqe(opcode: u8, fid: u8, cdw11: u32) -> Sqe {
     }
 }
 
-fn get_log(h: &mut Host, lid: u8, nsid: u32, len: u32, lpo: u64, rae: bool) -> (Cqe, Vec<u8>) {
+pub(super) fn get_log(
+    h: &mut Host,
+    lid: u8,
+    nsid: u32,
+    len: u32,
+    lpo: u64,
+    rae: bool,
+) -> (Cqe, Vec<u8>) {
     h.fill(BUF, 4096, 0xee);
     let numd = len / 4 - 1;
     let c = h.admin(Sqe {

@@ -2,11 +2,11 @@
 
 use super::*;
 
-const RANGES: u64 = 0x880000;
-const DATA: u64 = 0x800000;
+pub(super) const RANGES: u64 = 0x880000;
+pub(super) const DATA: u64 = 0x800000;
 
 /// Builds descriptors of `format` from (snsid, slba, nlb 1-based).
-fn descriptors(format: u8, ranges: &[(u32, u64, u32)]) -> Vec<u8> {
+pub(super) fn descriptors(format: u8, ranges: &[(u32, u64, u32)]) -> Vec<u8> {
     let size = copy::descriptor_size(format).unwrap();
     let mut b = vec![0u8; size * ranges.len()];
     for (i, (snsid, slba, nlb)) in ranges.iter().enumerate() {
@@ -18,7 +18,13 @@ fn descriptors(format: u8, ranges: &[(u32, u64, u32)]) -> Vec<u8> {
     b
 }
 
-fn copy_cmd(h: &mut Host, nsid: u32, sdlba: u64, format: u8, ranges: &[(u32, u64, u32)]) -> Cqe {
+pub(super) fn copy_cmd(
+    h: &mut Host,
+    nsid: u32,
+    sdlba: u64,
+    format: u8,
+    ranges: &[(u32, u64, u32)],
+) -> Cqe {
     let d = descriptors(format, ranges);
     h.write_mem(RANGES, &d);
     let s = Sqe {
@@ -36,7 +42,7 @@ fn copy_cmd(h: &mut Host, nsid: u32, sdlba: u64, format: u8, ranges: &[(u32, u64
 }
 
 /// Fills blocks [0, n) of `nsid` with block-numbered patterns.
-fn seed(h: &mut Host, nsid: u32, n: u32) {
+pub(super) fn seed(h: &mut Host, nsid: u32, n: u32) {
     let data: Vec<u8> = (0..n as usize * 512)
         .map(|i| (i / 512) as u8 ^ 0x5a)
         .collect();
@@ -54,15 +60,15 @@ fn seed(h: &mut Host, nsid: u32, n: u32) {
     assert!(h.cmd(1, rw(io_op::WRITE, nsid, 0, n, DATA, prp2)).ok());
 }
 
-fn block(h: &Host, nsid: u32, lba: u64) -> Vec<u8> {
+pub(super) fn block(h: &Host, nsid: u32, lba: u64) -> Vec<u8> {
     h.store_bytes(nsid, lba * 512, 512)
 }
 
-fn seeded(lba: u64) -> Vec<u8> {
+pub(super) fn seeded(lba: u64) -> Vec<u8> {
     vec![(lba as u8) ^ 0x5a; 512]
 }
 
-fn limited(mssrl: u16, mcl: u32, msrc: u8) -> NamespaceConfig {
+pub(super) fn limited(mssrl: u16, mcl: u32, msrc: u8) -> NamespaceConfig {
     NamespaceConfig {
         size: Some(1 << 20),
         mssrl,
@@ -72,7 +78,7 @@ fn limited(mssrl: u16, mcl: u32, msrc: u8) -> NamespaceConfig {
     }
 }
 
-fn copy_host(ns: Vec<Namespace>) -> Host {
+pub(super) fn copy_host(ns: Vec<Namespace>) -> Host {
     let mut h = Host::new(ControllerConfig::default(), ns);
     h.io_pair(1, 32);
     h
@@ -241,7 +247,7 @@ fn readonly_destination_and_overlap() {
 // ---------------------------------------------------------------------------------------
 // Configuration: ONCS, OCFS, copy=off, the effects log, Host Behavior Support.
 
-fn set_cdfe(h: &mut Host, cdfe: u16) {
+pub(super) fn set_cdfe(h: &mut Host, cdfe: u16) {
     let mut hbs = vec![0u8; 512];
     hbs[4..6].copy_from_slice(&cdfe.to_le_bytes());
     h.write_mem(BUF, &hbs);

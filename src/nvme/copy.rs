@@ -61,12 +61,73 @@ fn has_pi16(_ns: &Namespace) -> bool {
     false
 }
 
-/// Runs one Copy command.
-pub(crate) fn execute(inner: &Inner, mem: &Mem, sqe: &Sqe) -> Outcome {
-    match run(inner, mem, sqe) {
-        Ok(()) => Outcome::ok(0),
-        Err((status, range)) => Outcome::Complete { status, dw0: range },
+/// What a Copy command did, for the experiment records, counters and latency model.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyDone {
+    pub sdlba: u64,
+    pub format: u8,
+    /// NR as in CDW12 (0's based).
+    pub nr: u8,
+    /// The ranges as parsed (empty if the list was never read: a command-level check
+    /// failed first, or the list is not in guest memory).
+    pub ranges: Vec<SourceRange>,
+    /// Blocks really written to the destination.
+    pub blocks_copied: u64,
+}
+
+impl CopyDone {
+    fn of(sqe: &Sqe) -> CopyDone {
+        CopyDone {
+            sdlba: sqe.slba(),
+            format: ((sqe.cdw12 >> 8) & 0xf) as u8,
+            nr: sqe.cdw12 as u8,
+            ranges: Vec::new(),
+            blocks_copied: 0,
+        }
     }
+
+    /// Total blocks of the parsed ranges.
+    pub fn total_blocks(&self) -> u64 {
+        self.ranges.iter().map(|r| r.nlb).sum()
+    }
+}
+
+/// Runs one Copy command. With `fault = Some((k, status))` (an injected failure at range
+/// k), ranges 0..k-1 are copied with every normal check, then the command completes with
+/// `status` and Dword 0 = k; a real failure before range k wins. If k is at least the
+/// number of ranges, every range is copied and the command still fails with Dword 0 = k.
+pub(crate) fn execute(
+    inner: &Inner,
+    mem: &Mem,
+    sqe: &Sqe,
+    fault: Option<(u32, Status)>,
+) -> (Outcome, CopyDone) {
+    let mut done = CopyDone::of(sqe);
+    let stop_at = fault.map(|(k, _)| k as usize);
+    let outcome = match run(inner, mem, sqe, stop_at, &mut done) {
+        Ok(()) => match fault {
+            Some((k, status)) => Outcome::Complete { status, dw0: k },
+            None => Outcome::ok(0),
+        },
+        Err((status, range)) => Outcome::Complete { status, dw0: range },
+    };
+    (outcome, done)
+}
+
+/// The command's fields and its range list, read without copying anything (for the
+/// record of a Copy failed by an injected fault). Best effort: no ranges if the format
+/// is unknown or the list is not in guest memory.
+pub(crate) fn describe(mem: &Mem, sqe: &Sqe) -> CopyDone {
+    let mut done = CopyDone::of(sqe);
+    let nr = done.nr as usize + 1;
+    if let Some(size) = copy::descriptor_size(done.format) {
+        if let Ok(dma) = Dma::map(mem, sqe, (nr * size) as u64) {
+            let mut buf = vec![0u8; nr * size];
+            dma.read_into(&mut buf);
+            done.ranges = parse_ranges(&buf, done.format, nr);
+        }
+    }
+    done
 }
 
 /// A failure and the index of the first range not copied.
@@ -76,7 +137,13 @@ fn at(range: usize) -> impl Fn(Status) -> Failure {
     move |s| (s, range as u32)
 }
 
-fn run(inner: &Inner, mem: &Mem, sqe: &Sqe) -> Result<(), Failure> {
+fn run(
+    inner: &Inner,
+    mem: &Mem,
+    sqe: &Sqe,
+    stop_at: Option<usize>,
+    done: &mut CopyDone,
+) -> Result<(), Failure> {
     let cmd = at(0);
     let dns = inner
         .namespace(sqe.nsid)
@@ -84,6 +151,8 @@ fn run(inner: &Inner, mem: &Mem, sqe: &Sqe) -> Result<(), Failure> {
     if dns.readonly() {
         return Err(cmd(status::NAMESPACE_WRITE_PROTECTED.dnr()));
     }
+    // One consistent set of limits for the whole command, even if they change meanwhile.
+    let limits = dns.copy_limits();
     let nr = (sqe.cdw12 & 0xff) as usize + 1;
     let format = ((sqe.cdw12 >> 8) & 0xf) as u8;
     if ocfs(&inner.cfg) & (1 << format) == 0 {
@@ -95,7 +164,7 @@ fn run(inner: &Inner, mem: &Mem, sqe: &Sqe) -> Result<(), Failure> {
             return Err(cmd(status::INVALID_FIELD.dnr()));
         }
     }
-    if nr > dns.cfg.msrc as usize + 1 {
+    if nr > limits.msrc as usize + 1 {
         return Err(cmd(status::COMMAND_SIZE_LIMIT_EXCEEDED.dnr()));
     }
     if matches!(format, copy::FORMAT_1 | copy::FORMAT_3) != has_pi16(&dns) {
@@ -106,15 +175,18 @@ fn run(inner: &Inner, mem: &Mem, sqe: &Sqe) -> Result<(), Failure> {
     let dma = Dma::map(mem, sqe, (nr * size) as u64).map_err(&cmd)?;
     let mut buf = vec![0u8; nr * size];
     dma.read_into(&mut buf);
-    let ranges = parse_ranges(&buf, format, nr);
-    let total: u64 = ranges.iter().map(|r| r.nlb).sum();
-    if total > dns.cfg.mcl as u64 {
+    done.ranges = parse_ranges(&buf, format, nr);
+    if done.total_blocks() > limits.mcl as u64 {
         return Err(cmd(status::COMMAND_SIZE_LIMIT_EXCEEDED.dnr()));
     }
     let fua = sqe.cdw12 & FUA != 0 || !inner.write_cache.load(Ordering::Acquire);
     let nn = inner.nn();
     let mut dlba = sqe.slba();
-    for (i, r) in ranges.iter().enumerate() {
+    for i in 0..done.ranges.len() {
+        if stop_at == Some(i) {
+            return Ok(());
+        }
+        let r = done.ranges[i];
         let fail = at(i);
         let sns = match r.snsid {
             None => dns.clone(),
@@ -131,7 +203,7 @@ fn run(inner: &Inner, mem: &Mem, sqe: &Sqe) -> Result<(), Failure> {
         if sns.block_size() != dns.block_size() || has_pi16(&sns) != has_pi16(&dns) {
             return Err(fail(status::INCOMPATIBLE_NS_OR_FORMAT.dnr()));
         }
-        if r.nlb > dns.cfg.mssrl as u64 {
+        if r.nlb > limits.mssrl as u64 {
             return Err(fail(status::COMMAND_SIZE_LIMIT_EXCEEDED.dnr()));
         }
         if !sns.in_range(r.slba, r.nlb) || !dns.in_range(dlba, r.nlb) {
@@ -144,6 +216,7 @@ fn run(inner: &Inner, mem: &Mem, sqe: &Sqe) -> Result<(), Failure> {
                 CopyError::Write(_) => status::WRITE_FAULT.dnr(),
             })
         })?;
+        done.blocks_copied += r.nlb;
         if fua {
             dns.store()
                 .flush()

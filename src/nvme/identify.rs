@@ -113,9 +113,10 @@ pub fn namespace(ns: &Namespace) -> Vec<u8> {
     b[id_ns::DLFEAT] = id_ns::DLFEAT_VALUE;
     let bytes = nsze * ns.block_size();
     b[id_ns::NVMCAP..id_ns::NVMCAP + 8].copy_from_slice(&bytes.to_le_bytes());
-    put_u16(&mut b, id_ns::MSSRL, ns.cfg.mssrl);
-    put_u32(&mut b, id_ns::MCL, ns.cfg.mcl);
-    b[id_ns::MSRC] = ns.cfg.msrc;
+    let limits = ns.copy_limits();
+    put_u16(&mut b, id_ns::MSSRL, limits.mssrl);
+    put_u32(&mut b, id_ns::MCL, limits.mcl);
+    b[id_ns::MSRC] = limits.msrc;
     b[id_ns::NSATTR] = ns.readonly() as u8;
     b[id_ns::NGUID..id_ns::NGUID + 16].copy_from_slice(&ns.nguid());
     b[id_ns::EUI64..id_ns::EUI64 + 8].copy_from_slice(&ns.eui64());

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::controller::{Inner, Outcome};
+use super::copy::CopyDone;
 use super::namespace::Namespace;
 use super::prp::{Dma, Mem};
 use super::spec::{io_op, status, Sqe, Status, NSID_ALL, PAGE_SIZE};
@@ -34,9 +35,37 @@ const DEAC: u32 = 1 << 25;
 /// CDW11 bit 2 of Dataset Management: Attribute - Deallocate.
 const DSM_AD: u32 = 1 << 2;
 
-/// Runs one I/O command.
-pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Outcome {
-    let r = match sqe.opcode {
+/// Runs one I/O command, unless an injected fault decides its outcome first. Copy also
+/// returns what it did (ranges, blocks copied) for the records and counters.
+pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> (Outcome, Option<CopyDone>) {
+    let is_copy = sqe.opcode == io_op::COPY;
+    if let Some(inj) = inner.exp.inject(sqe.opcode, sqe.nsid) {
+        return match inj.copy_range {
+            Some(k) if is_copy && inner.cfg.copy => {
+                let (o, done) = super::copy::execute(inner, mem, sqe, Some((k, inj.status)));
+                (o, Some(done))
+            }
+            // Copy is off: the real failure (before any range) wins.
+            Some(_) if is_copy => (
+                Outcome::err(status::INVALID_OPCODE.dnr()),
+                Some(super::copy::describe(mem, sqe)),
+            ),
+            _ if is_copy => (
+                Outcome::err(inj.status),
+                Some(super::copy::describe(mem, sqe)),
+            ),
+            _ => (Outcome::err(inj.status), None),
+        };
+    }
+    if is_copy && inner.cfg.copy {
+        let (o, done) = super::copy::execute(inner, mem, sqe, None);
+        return (o, Some(done));
+    }
+    (run(inner, mem, sqe).into(), None)
+}
+
+fn run(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Result<u32, Status> {
+    match sqe.opcode {
         io_op::FLUSH => flush(inner, sqe),
         io_op::WRITE => read_write(inner, mem, sqe, true),
         io_op::READ => read_write(inner, mem, sqe, false),
@@ -44,10 +73,8 @@ pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Outcome {
         io_op::WRITE_ZEROES => write_zeroes(inner, sqe),
         io_op::DATASET_MANAGEMENT => dataset_management(inner, mem, sqe),
         io_op::VERIFY => verify(inner, sqe),
-        io_op::COPY if inner.cfg.copy => return super::copy::execute(inner, mem, sqe),
         _ => Err(status::INVALID_OPCODE.dnr()),
-    };
-    r.into()
+    }
 }
 
 fn namespace(inner: &Inner, nsid: u32) -> Result<Arc<Namespace>, Status> {

@@ -28,6 +28,7 @@ pub mod prp;
 pub mod queue;
 pub mod regs;
 pub mod spec;
+mod timer;
 
 pub use controller::Controller;
 pub use namespace::Namespace;

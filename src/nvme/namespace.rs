@@ -4,8 +4,10 @@
 //! memfd) and answers the questions the command handlers ask: how many blocks, is this
 //! range inside, where in the store does LBA n live.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::experiment::CopyLimits;
 use crate::config::{Backing, ConfigError, NamespaceConfig};
 use crate::storage::{memfd, FileStore, Store};
 
@@ -17,6 +19,22 @@ pub struct Namespace {
     lbs: u64,
     /// Namespace size in logical blocks (NSZE).
     nsze: u64,
+    /// Current Copy limits, packed so that one load sees one consistent set:
+    /// MSSRL in bits 15:0, MCL in 47:16, MSRC in 55:48. Starts from `cfg` (which keeps
+    /// the configured values); changed at run time by `set_copy_limits`.
+    copy_limits: AtomicU64,
+}
+
+fn pack(l: CopyLimits) -> u64 {
+    l.mssrl as u64 | (l.mcl as u64) << 16 | (l.msrc as u64) << 48
+}
+
+fn unpack(v: u64) -> CopyLimits {
+    CopyLimits {
+        mssrl: v as u16,
+        mcl: (v >> 16) as u32,
+        msrc: (v >> 48) as u8,
+    }
 }
 
 impl std::fmt::Debug for Namespace {
@@ -64,13 +82,29 @@ impl Namespace {
                 "--ns nsid={nsid}: size is smaller than one logical block ({lbs} bytes)"
             )));
         }
+        let limits = CopyLimits {
+            mssrl: cfg.mssrl,
+            mcl: cfg.mcl,
+            msrc: cfg.msrc,
+        };
         Ok(Namespace {
             nsid,
             cfg: cfg.clone(),
             store,
             lbs,
             nsze,
+            copy_limits: AtomicU64::new(pack(limits)),
         })
+    }
+
+    /// The Copy limits in force now (Identify Namespace and the Copy checks read these).
+    pub fn copy_limits(&self) -> CopyLimits {
+        unpack(self.copy_limits.load(Ordering::Acquire))
+    }
+
+    /// Replaces the Copy limits (all three at once). The caller validates them.
+    pub fn set_copy_limits(&self, l: CopyLimits) {
+        self.copy_limits.store(pack(l), Ordering::Release);
     }
 
     /// Logical block size in bytes.
@@ -149,6 +183,28 @@ mod tests {
         assert!(ns.in_range(0, ns.nsze()));
         assert!(!ns.in_range(1, ns.nsze()));
         assert!(!ns.in_range(u64::MAX, 2));
+    }
+
+    #[test]
+    fn copy_limits_start_from_the_config_and_change_together() {
+        let cfg = NamespaceConfig {
+            size: Some(1 << 20),
+            mssrl: 7,
+            mcl: 0x1234_5678,
+            msrc: 200,
+            ..Default::default()
+        };
+        let ns = Namespace::open(&cfg, 1).unwrap();
+        let l = ns.copy_limits();
+        assert_eq!((l.mssrl, l.mcl, l.msrc), (7, 0x1234_5678, 200));
+        let n = CopyLimits {
+            mssrl: u16::MAX,
+            mcl: u32::MAX,
+            msrc: 0,
+        };
+        ns.set_copy_limits(n);
+        assert_eq!(ns.copy_limits(), n);
+        assert_eq!(ns.cfg.mssrl, 7, "the configuration keeps the initial value");
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct SubmissionQueue {
     wake: Condvar,
     stop: AtomicBool,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// Held by whoever posts a completion of this queue from outside its worker (delayed
+    /// completions), across the stopped check and the post; `stop_and_join` takes it
+    /// after setting `stop`, so no such completion is posted once it returns.
+    post_gate: Mutex<()>,
 }
 
 impl SubmissionQueue {
@@ -88,7 +92,18 @@ impl SubmissionQueue {
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
             worker: Mutex::new(None),
+            post_gate: Mutex::new(()),
         }
+    }
+
+    /// Runs `f` unless the queue is stopped, excluding `stop_and_join` meanwhile (see
+    /// `post_gate`). Returns `None` if the queue was stopped.
+    pub fn unless_stopped<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        let _g = lock(&self.post_gate);
+        if self.stopped() {
+            return None;
+        }
+        Some(f())
     }
 
     /// MMIO tail doorbell. Returns false (and ignores the write) if `tail` is out of range.
@@ -128,6 +143,8 @@ impl SubmissionQueue {
             let _p = lock(&self.pending);
             self.wake.notify_all();
         }
+        // Wait for a delayed completion being posted right now.
+        drop(lock(&self.post_gate));
         let handle = lock(&self.worker).take();
         if let Some(h) = handle {
             if h.thread().id() != std::thread::current().id() {
@@ -220,6 +237,8 @@ pub enum PostError {
     Stopped,
     /// The ring is not in guest memory.
     Fault,
+    /// The ring is full (only from `try_post`).
+    Full,
 }
 
 /// A completion queue ring.
@@ -290,6 +309,21 @@ impl CompletionQueue {
         c: &Completion,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<(), PostError> {
+        self.post_inner(mem, c, cancelled, true)
+    }
+
+    /// Like `post`, but returns `PostError::Full` at once instead of waiting for room.
+    pub fn try_post(&self, mem: &Mem, c: &Completion) -> Result<(), PostError> {
+        self.post_inner(mem, c, &|| false, false)
+    }
+
+    fn post_inner(
+        &self,
+        mem: &Mem,
+        c: &Completion,
+        cancelled: &dyn Fn() -> bool,
+        wait: bool,
+    ) -> Result<(), PostError> {
         let mut st = lock(&self.state);
         loop {
             if self.stop.load(Ordering::Acquire) || cancelled() {
@@ -315,6 +349,9 @@ impl CompletionQueue {
                         continue;
                     }
                 }
+            }
+            if !wait {
+                return Err(PostError::Full);
             }
             st = self
                 .space
@@ -409,6 +446,20 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         cq.stop();
         assert_eq!(t.join().unwrap(), Err(PostError::Stopped));
+    }
+
+    #[test]
+    fn try_post_does_not_wait_and_the_gate_stops_posts() {
+        let m = mem();
+        let cq = CompletionQueue::new(1, 0x1000, 2, 0, true);
+        cq.try_post(&m, &c(1)).unwrap();
+        assert_eq!(cq.try_post(&m, &c(2)), Err(PostError::Full));
+        cq.ring_head(1);
+        cq.try_post(&m, &c(2)).unwrap();
+        let sq = SubmissionQueue::new(1, 1, 0x2000, 4);
+        assert_eq!(sq.unless_stopped(|| 5), Some(5));
+        sq.stop_and_join();
+        assert_eq!(sq.unless_stopped(|| 5), None);
     }
 
     #[test]
