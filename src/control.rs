@@ -779,6 +779,9 @@ mod tests {
         assert_eq!(value_opcode(&json!(25)), Ok(0x19));
         assert_eq!(value_opcode(&json!("0x19")), Ok(0x19));
         assert_eq!(value_opcode(&json!("2")), Ok(2));
+        assert_eq!(value_opcode(&json!("copy")), Ok(0x19));
+        assert_eq!(value_opcode(&json!("read")), Ok(2));
+        assert_eq!(value_opcode(&json!("Write_Zeroes")), Ok(8));
         assert!(value_opcode(&json!(256)).unwrap_err().contains("256"));
         assert!(value_opcode(&json!("frobnicate"))
             .unwrap_err()

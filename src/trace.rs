@@ -307,27 +307,18 @@ mod tests {
 
     #[test]
     fn read_record_schema() {
-        let line = format_record(&read_rec());
-        let name = io_opcode_name(2);
-        let st = status_name(0);
         assert_eq!(
-            line,
-            format!(
-                r#"{{"time_us":1234,"qid":1,"cid":7,"opcode":2,"opcode_name":"{name}","nsid":1,"slba":100,"nlb":8,"status":"0x0000","status_name":"{st}","dw0":0,"latency_us":15}}"#
-            )
+            format_record(&read_rec()),
+            r#"{"time_us":1234,"qid":1,"cid":7,"opcode":2,"opcode_name":"read","nsid":1,"slba":100,"nlb":8,"status":"0x0000","status_name":"success","dw0":0,"latency_us":15}"#
         );
     }
 
     #[test]
     fn copy_record_schema() {
         let line = format_record(&copy_rec());
-        let name = io_opcode_name(0x19);
-        let st = status_name(0x0281);
         assert_eq!(
             line,
-            format!(
-                r#"{{"time_us":99,"qid":2,"cid":3,"opcode":25,"opcode_name":"{name}","nsid":1,"sdlba":4096,"format":0,"nr":1,"ranges":[{{"nsid":1,"slba":0,"nlb":8}},{{"nsid":1,"slba":64,"nlb":4}}],"status":"0x4281","status_name":"{st}","dw0":1,"latency_us":40}}"#
-            )
+            r#"{"time_us":99,"qid":2,"cid":3,"opcode":25,"opcode_name":"copy","nsid":1,"sdlba":4096,"format":0,"nr":1,"ranges":[{"nsid":1,"slba":0,"nlb":8},{"nsid":1,"slba":64,"nlb":4}],"status":"0x4281","status_name":"unrecovered-read-error","dw0":1,"latency_us":40}"#
         );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["ranges"][1]["slba"], 64);
@@ -341,7 +332,7 @@ mod tests {
         r.slba = None;
         r.nlb = None;
         let v: serde_json::Value = serde_json::from_str(&format_record(&r)).unwrap();
-        assert_eq!(v["opcode_name"], admin_opcode_name(6));
+        assert_eq!(v["opcode_name"], "identify");
         assert!(v.get("slba").is_none());
     }
 
