@@ -14,29 +14,8 @@ use common::exp::*;
 use common::nvme::*;
 use common::TIMEOUT;
 
-const LBS: u64 = 512;
-
 fn server(tag: &str, extra: &[&str]) -> BinServer {
     BinServer::start(tag, &["size=4M", "size=4M"], &["max_ioqpairs=2"], extra)
-}
-
-/// Writes `nlb` blocks of pattern(seed) at `slba` of `nsid`; returns the data.
-fn put(n: &mut Nvme, nsid: u32, slba: u64, nlb: u32, seed: u8) -> Vec<u8> {
-    let len = nlb as u64 * LBS;
-    let buf = n.alloc(len);
-    let data = pattern(len as usize, seed);
-    n.write_mem(buf, &data);
-    let c = n.rw_prp(1, Sqe::new(IO_WRITE, nsid).lba(slba, nlb), buf, len);
-    assert_eq!(c.sc(), 0, "write at {slba}");
-    data
-}
-
-fn get(n: &mut Nvme, nsid: u32, slba: u64, nlb: u32) -> Vec<u8> {
-    let len = nlb as u64 * LBS;
-    let buf = n.alloc(len);
-    let c = n.rw_prp(1, Sqe::new(IO_READ, nsid).lba(slba, nlb), buf, len);
-    assert_eq!(c.sc(), 0, "read at {slba}");
-    n.read_mem(buf, len as usize)
 }
 
 fn read_status(n: &mut Nvme, qid: u16, slba: u64) -> Cqe {

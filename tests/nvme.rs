@@ -11,16 +11,8 @@ use vnvme::vfio_user::protocol::Command;
 use common::nvme::*;
 use common::{small_config, wait_eventfd, TestServer};
 
-const LBS: u64 = 512;
-
 fn server(tag: &str) -> TestServer {
     TestServer::start(tag, &small_config())
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
-        .collect()
 }
 
 fn le16(b: &[u8], off: usize) -> u16 {
@@ -412,18 +404,6 @@ fn file_backed_namespaces_see_guest_writes() {
 // ---------------------------------------------------------------------------------------
 // Simple Copy over the real socket.
 
-/// Copy descriptors of `format` (0 or 2) from (snsid, slba, nlb 1-based).
-fn copy_descriptors(ranges: &[(u32, u64, u16)]) -> Vec<u8> {
-    let mut d = vec![0u8; 32 * ranges.len()];
-    for (i, (snsid, slba, nlb)) in ranges.iter().enumerate() {
-        let e = &mut d[i * 32..i * 32 + 32];
-        e[0..4].copy_from_slice(&snsid.to_le_bytes());
-        e[8..16].copy_from_slice(&slba.to_le_bytes());
-        e[16..18].copy_from_slice(&(nlb - 1).to_le_bytes());
-    }
-    d
-}
-
 /// A Copy of `ranges` into `nsid` at `sdlba`.
 fn copy(n: &mut Nvme, nsid: u32, sdlba: u64, format: u32, ranges: &[(u32, u64, u16)]) -> Cqe {
     let list = n.alloc(PAGE);
@@ -437,25 +417,6 @@ fn copy(n: &mut Nvme, nsid: u32, sdlba: u64, format: u32, ranges: &[(u32, u64, u
             .cdw(11, (sdlba >> 32) as u32)
             .cdw(12, nr | (format << 8)),
     )
-}
-
-/// Writes `nlb` blocks of `pattern(.., seed)` at `slba`; returns the data.
-fn put(n: &mut Nvme, nsid: u32, slba: u64, nlb: u32, seed: u8) -> Vec<u8> {
-    let len = nlb as u64 * LBS;
-    let buf = n.alloc(len);
-    let data = pattern(len as usize, seed);
-    n.write_mem(buf, &data);
-    let c = n.rw_prp(1, Sqe::new(IO_WRITE, nsid).lba(slba, nlb), buf, len);
-    assert_eq!(c.sc(), 0, "write");
-    data
-}
-
-fn get(n: &mut Nvme, nsid: u32, slba: u64, nlb: u32) -> Vec<u8> {
-    let len = nlb as u64 * LBS;
-    let buf = n.alloc(len);
-    let c = n.rw_prp(1, Sqe::new(IO_READ, nsid).lba(slba, nlb), buf, len);
-    assert_eq!(c.sc(), 0, "read");
-    n.read_mem(buf, len as usize)
 }
 
 /// Two 4 MiB memory namespaces with the given extra `--ns` keys.

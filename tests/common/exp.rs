@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::nvme::{Cqe, Nvme, Sqe, IO_COPY, PAGE};
+use super::nvme::{copy_descriptors, Cqe, Nvme, Sqe, IO_COPY, PAGE};
 use super::{TempDir, TestServer, TIMEOUT};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vnvme");
@@ -176,18 +176,6 @@ impl Drop for BinServer {
     }
 }
 
-/// Format 0 source range descriptors for (snsid, slba, nlb 1-based).
-pub fn copy_descriptors(ranges: &[(u32, u64, u16)]) -> Vec<u8> {
-    let mut d = vec![0u8; 32 * ranges.len()];
-    for (i, (snsid, slba, nlb)) in ranges.iter().enumerate() {
-        let e = &mut d[i * 32..i * 32 + 32];
-        e[0..4].copy_from_slice(&snsid.to_le_bytes());
-        e[8..16].copy_from_slice(&slba.to_le_bytes());
-        e[16..18].copy_from_slice(&(nlb - 1).to_le_bytes());
-    }
-    d
-}
-
 /// A format 0 Copy of `ranges` into `nsid` at `sdlba` on queue `qid`; (cid, completion).
 pub fn copy_on(n: &mut Nvme, qid: u16, nsid: u32, sdlba: u64, ranges: &[(u32, u64, u16)]) -> Cqe {
     let list = n.alloc(PAGE);
@@ -201,11 +189,4 @@ pub fn copy_on(n: &mut Nvme, qid: u16, nsid: u32, sdlba: u64, ranges: &[(u32, u6
             .cdw(11, (sdlba >> 32) as u32)
             .cdw(12, nr),
     )
-}
-
-/// Deterministic data for `len` bytes.
-pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
-        .collect()
 }

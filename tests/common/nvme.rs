@@ -11,6 +11,47 @@ use vmm_sys_util::eventfd::EventFd;
 use super::{eventfd, wait_eventfd, Client, GuestMem, TestServer, TIMEOUT};
 
 pub const PAGE: u64 = 4096;
+/// Logical block size of the test namespaces.
+pub const LBS: u64 = 512;
+
+/// Deterministic data for `len` bytes.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+/// Format 0/2 source range descriptors for (snsid, slba, nlb 1-based).
+pub fn copy_descriptors(ranges: &[(u32, u64, u16)]) -> Vec<u8> {
+    let mut d = vec![0u8; 32 * ranges.len()];
+    for (i, (snsid, slba, nlb)) in ranges.iter().enumerate() {
+        let e = &mut d[i * 32..i * 32 + 32];
+        e[0..4].copy_from_slice(&snsid.to_le_bytes());
+        e[8..16].copy_from_slice(&slba.to_le_bytes());
+        e[16..18].copy_from_slice(&(nlb - 1).to_le_bytes());
+    }
+    d
+}
+
+/// Writes `nlb` blocks of `pattern(.., seed)` at `slba` through I/O queue 1; returns the data.
+pub fn put(n: &mut Nvme, nsid: u32, slba: u64, nlb: u32, seed: u8) -> Vec<u8> {
+    let len = nlb as u64 * LBS;
+    let buf = n.alloc(len);
+    let data = pattern(len as usize, seed);
+    n.write_mem(buf, &data);
+    let c = n.rw_prp(1, Sqe::new(IO_WRITE, nsid).lba(slba, nlb), buf, len);
+    assert_eq!(c.sc(), 0, "write at {slba}");
+    data
+}
+
+/// Reads `nlb` blocks at `slba` through I/O queue 1.
+pub fn get(n: &mut Nvme, nsid: u32, slba: u64, nlb: u32) -> Vec<u8> {
+    let len = nlb as u64 * LBS;
+    let buf = n.alloc(len);
+    let c = n.rw_prp(1, Sqe::new(IO_READ, nsid).lba(slba, nlb), buf, len);
+    assert_eq!(c.sc(), 0, "read at {slba}");
+    n.read_mem(buf, len as usize)
+}
 
 /// BAR0 registers.
 pub const REG_CAP: u64 = 0x00;
