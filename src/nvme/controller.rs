@@ -698,24 +698,39 @@ impl Inner {
         lock(&self.regs).max_queue_entries()
     }
 
-    pub fn create_cq(self: &Arc<Self>, p: &CqParams) -> Result<(), Status> {
+    /// The checks Create I/O CQ and Create I/O SQ share, in the order both apply them:
+    /// queue id (free and in range), size, alignment, physically contiguous.
+    fn check_new_queue(
+        &self,
+        qid: u16,
+        size: u32,
+        base: u64,
+        contiguous: bool,
+        exists: impl Fn(usize) -> bool,
+    ) -> Result<(), Status> {
         let max_q = self.cfg.max_ioqpairs as usize;
+        if qid == 0 || qid as usize > max_q || exists(qid as usize) {
+            return Err(status::INVALID_QUEUE_ID.dnr());
+        }
+        if size < 2 || size > self.max_queue_entries() {
+            return Err(status::INVALID_QUEUE_SIZE.dnr());
+        }
+        if !base.is_multiple_of(PAGE_SIZE) {
+            return Err(status::INVALID_PRP_OFFSET.dnr());
+        }
+        if !contiguous {
+            return Err(status::INVALID_FIELD.dnr());
+        }
+        Ok(())
+    }
+
+    pub fn create_cq(self: &Arc<Self>, p: &CqParams) -> Result<(), Status> {
         let mut t = write(&self.queues);
         if !t.enabled {
             return Err(status::COMMAND_SEQUENCE_ERROR.dnr());
         }
-        if p.qid == 0 || p.qid as usize > max_q || t.cqs[p.qid as usize].is_some() {
-            return Err(status::INVALID_QUEUE_ID.dnr());
-        }
-        if p.size < 2 || p.size > self.max_queue_entries() {
-            return Err(status::INVALID_QUEUE_SIZE.dnr());
-        }
-        if !p.base.is_multiple_of(PAGE_SIZE) {
-            return Err(status::INVALID_PRP_OFFSET.dnr());
-        }
-        if !p.contiguous {
-            return Err(status::INVALID_FIELD.dnr());
-        }
+        let exists = |q: usize| t.cqs[q].is_some();
+        self.check_new_queue(p.qid, p.size, p.base, p.contiguous, exists)?;
         if p.vector as u32 > self.cfg.max_ioqpairs as u32 {
             return Err(status::INVALID_INTERRUPT_VECTOR.dnr());
         }
@@ -732,7 +747,6 @@ impl Inner {
     }
 
     pub fn create_sq(self: &Arc<Self>, p: &SqParams) -> Result<(), Status> {
-        let max_q = self.cfg.max_ioqpairs as usize;
         let link = read(&self.link).clone();
         let mut t = write(&self.queues);
         if !t.enabled {
@@ -745,18 +759,8 @@ impl Inner {
             Some(Some(cq)) if p.cqid != 0 => cq.clone(),
             _ => return Err(status::COMPLETION_QUEUE_INVALID.dnr()),
         };
-        if p.qid == 0 || p.qid as usize > max_q || t.sqs[p.qid as usize].is_some() {
-            return Err(status::INVALID_QUEUE_ID.dnr());
-        }
-        if p.size < 2 || p.size > self.max_queue_entries() {
-            return Err(status::INVALID_QUEUE_SIZE.dnr());
-        }
-        if !p.base.is_multiple_of(PAGE_SIZE) {
-            return Err(status::INVALID_PRP_OFFSET.dnr());
-        }
-        if !p.contiguous {
-            return Err(status::INVALID_FIELD.dnr());
-        }
+        let exists = |q: usize| t.sqs[q].is_some();
+        self.check_new_queue(p.qid, p.size, p.base, p.contiguous, exists)?;
         let sq = Arc::new(SubmissionQueue::new(p.qid, p.cqid, p.base, p.size));
         if let Some((db, ei)) = t.dbbuf {
             let sh = Shadow::for_queue(db, ei, p.qid, false);
