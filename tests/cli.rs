@@ -4,7 +4,7 @@ mod common;
 
 use std::process::{Child, Command, Stdio};
 
-use common::{Client, TempDir};
+use common::{run_vnvme, Client, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vnvme");
 
@@ -16,19 +16,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run vnvme");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn spawn(socket: &std::path::Path) -> Proc {
@@ -45,7 +32,7 @@ fn spawn(socket: &std::path::Path) -> Proc {
 
 #[test]
 fn print_qemu_args_gives_absolute_socket() {
-    let (code, out, _) = run(&["--socket", "rel/dir/x.sock", "--print-qemu-args"]);
+    let (code, out, _) = run_vnvme(&["--socket", "rel/dir/x.sock", "--print-qemu-args"]);
     assert_eq!(code, 0);
     let cwd = std::env::current_dir().unwrap();
     let abs = cwd.join("rel/dir/x.sock");
@@ -56,7 +43,7 @@ fn print_qemu_args_gives_absolute_socket() {
         out.contains(&format!("\"path\":\"{}\"", abs.display())),
         "{out}"
     );
-    let (code, out, _) = run(&["run", "--print-qemu-args"]);
+    let (code, out, _) = run_vnvme(&["run", "--print-qemu-args"]);
     assert_eq!(code, 0);
     assert!(out.contains("vnvme.sock"), "{out}");
 }
@@ -78,7 +65,7 @@ fn bad_options_exit_2_with_one_line() {
         (vec!["--ctrl", "max_ioqpairs=0"], "--ctrl max_ioqpairs"),
         (vec!["--ctrl", "nonsense=1"], "--ctrl: unknown key"),
     ] {
-        let (code, _, err) = run(&args);
+        let (code, _, err) = run_vnvme(&args);
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
@@ -96,7 +83,7 @@ fn binary_serves_and_guards_its_socket() {
     drop(c);
 
     // A second instance refuses the live socket.
-    let (code, _, err) = run(&["--socket", sock.to_str().unwrap(), "--ns", "size=1M"]);
+    let (code, _, err) = run_vnvme(&["--socket", sock.to_str().unwrap(), "--ns", "size=1M"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("another process is listening"), "{err}");
 

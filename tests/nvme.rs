@@ -9,7 +9,7 @@ use vfio_bindings::bindings::vfio as vb;
 use vnvme::vfio_user::protocol::Command;
 
 use common::nvme::*;
-use common::{small_config, wait_eventfd, TestServer};
+use common::{run_vnvme, small_config, wait_eventfd, TestServer};
 
 fn server(tag: &str) -> TestServer {
     TestServer::start(tag, &small_config())
@@ -538,19 +538,6 @@ fn copy_over_limit_and_failure_at_range_k() {
 // ---------------------------------------------------------------------------------------
 // The binary: Copy options at start-up, `vnvme bench copy`.
 
-fn vnvme(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vnvme"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run vnvme");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn copy_options_are_checked_at_start_up() {
     for (args, needle) in [
@@ -563,12 +550,12 @@ fn copy_options_are_checked_at_start_up() {
     ] {
         let mut all = args.clone();
         all.extend(["--print-qemu-args"]);
-        let (code, _, err) = vnvme(&all);
+        let (code, _, err) = run_vnvme(&all);
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
-    let (code, _, err) = vnvme(&["--ctrl", "copy=off,ocfs=0x1", "--print-qemu-args"]);
+    let (code, _, err) = run_vnvme(&["--ctrl", "copy=off,ocfs=0x1", "--print-qemu-args"]);
     assert_eq!(code, 0, "{err}");
 }
 
@@ -576,7 +563,7 @@ fn copy_options_are_checked_at_start_up() {
 fn bench_copy_runs_and_prints_three_measurements() {
     let dir = common::TempDir::new("bench");
     let file = dir.path("bench.img");
-    let (code, out, err) = vnvme(&[
+    let (code, out, err) = run_vnvme(&[
         "bench",
         "copy",
         "--size",
@@ -594,7 +581,7 @@ fn bench_copy_runs_and_prints_three_measurements() {
     assert!(out.contains("vnvme/raw"), "{out}");
     assert!(out.contains("vnvme/read+write"), "{out}");
     assert!(file.exists(), "a --file given by the user is kept");
-    let (code, _, err) = vnvme(&["bench", "copy", "--size", "lots"]);
+    let (code, _, err) = run_vnvme(&["bench", "copy", "--size", "lots"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--size"), "{err}");
 }

@@ -66,11 +66,7 @@ fn seabios_boots_from_the_controller() {
             .spawn()
             .expect("vnvme"),
     );
-    let deadline = Instant::now() + common::TIMEOUT;
-    while !sock.exists() {
-        assert!(Instant::now() < deadline, "vnvme did not create its socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_socket(&sock);
     let dev = format!(
         r#"{{"driver":"vfio-user-pci","socket":{{"path":"{}","type":"unix"}}}}"#,
         sock.display()
@@ -223,11 +219,7 @@ fn linux_guest_does_io_with_msix_and_survives_a_reboot() {
             .spawn()
             .expect("vnvme"),
     );
-    let deadline = Instant::now() + common::TIMEOUT;
-    while !sock.exists() {
-        assert!(Instant::now() < deadline, "vnvme did not create its socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_socket(&sock);
     let dev = format!(
         r#"{{"driver":"vfio-user-pci","socket":{{"path":"{}","type":"unix"}}}}"#,
         sock.display()

@@ -60,18 +60,7 @@ fn two_ns_host() -> Host {
 }
 
 fn fault(opcode: u8, status: u16) -> FaultSpec {
-    FaultSpec {
-        opcode,
-        nsid: None,
-        after: 0,
-        count: None,
-        every: 1,
-        probability: 1.0,
-        seed: None,
-        status,
-        dnr: true,
-        copy_range: None,
-    }
+    FaultSpec::new(opcode, status)
 }
 
 fn op<'a>(s: &'a StatsSnapshot, ns: &str, name: &str) -> &'a OpcodeStats {

@@ -171,6 +171,25 @@ pub struct FaultSpec {
     pub copy_range: Option<u32>,
 }
 
+impl FaultSpec {
+    /// A fault with every optional field at its default: each matching command, from
+    /// the first on, gets `status` with DNR.
+    pub fn new(opcode: u8, status: u16) -> FaultSpec {
+        FaultSpec {
+            opcode,
+            nsid: None,
+            after: 0,
+            count: None,
+            every: one(),
+            probability: certain(),
+            seed: None,
+            status,
+            dnr: yes(),
+            copy_range: None,
+        }
+    }
+}
+
 fn one() -> u64 {
     1
 }
@@ -917,18 +936,7 @@ mod tests {
     }
 
     fn spec(opcode: u8) -> FaultSpec {
-        FaultSpec {
-            opcode,
-            nsid: None,
-            after: 0,
-            count: None,
-            every: 1,
-            probability: 1.0,
-            seed: None,
-            status: 0x0281,
-            dnr: true,
-            copy_range: None,
-        }
+        FaultSpec::new(opcode, 0x0281)
     }
 
     #[test]

@@ -50,6 +50,29 @@ impl Drop for TempDir {
 }
 
 /// A device config with one small memory namespace and few queues.
+/// Runs the vnvme binary to completion: (exit status, stdout, stderr).
+pub fn run_vnvme(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vnvme"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run vnvme");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits (up to [`TIMEOUT`]) for a server to create its socket.
+pub fn wait_for_socket(path: &Path) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "no socket at {}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn small_config() -> DeviceConfig {
     let args = vnvme::cli::RunArgs {
         socket: "unused".into(),
