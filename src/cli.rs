@@ -72,7 +72,8 @@ pub struct RunArgs {
     pub ns: Vec<String>,
 
     /// The controller: serial=..,mdts=..,max_ioqpairs=..,mqes=..,vendor_id=..,device_id=..,
-    /// subsystem_vendor_id=..,subsystem_id=..,copy=on|off,ocfs=MASK (copy formats, 0-0xf)
+    /// subsystem_vendor_id=..,subsystem_id=..,copy=on|off,ocfs=MASK (copy formats, 0-0xf),
+    /// cdfe=MASK (Host Behavior Support CDFE after every reset, 0-0xf, e.g. 0xc)
     #[arg(long = "ctrl", value_name = "KEY=VALUE,...")]
     pub ctrl: Vec<String>,
 
@@ -350,7 +351,7 @@ pub fn parse_ns(spec: &str) -> Result<NamespaceConfig, ConfigError> {
 }
 
 const CTRL_KEYS: &str = "serial, mdts, max_ioqpairs, mqes, vendor_id, device_id, \
-     subsystem_vendor_id, subsystem_id, copy, ocfs";
+     subsystem_vendor_id, subsystem_id, copy, ocfs, cdfe";
 
 /// Parses one `--ctrl` list into `c`.
 pub fn parse_ctrl(spec: &str, c: &mut ControllerConfig) -> Result<(), ConfigError> {
@@ -367,6 +368,7 @@ pub fn parse_ctrl(spec: &str, c: &mut ControllerConfig) -> Result<(), ConfigErro
             "subsystem_id" => c.subsystem_id = parse_int(opt, &k, &v)?,
             "copy" => c.copy = parse_bool(opt, &k, &v)?,
             "ocfs" => c.ocfs = parse_int(opt, &k, &v)?,
+            "cdfe" => c.cdfe = parse_int(opt, &k, &v)?,
             _ => {
                 return Err(ConfigError(format!(
                     "{opt}: unknown key '{k}' (known: {CTRL_KEYS})"
@@ -593,7 +595,18 @@ mod tests {
         assert_eq!(c.controller.ocfs, 5);
         let c = args(&[], &["ocfs=0"]).device_config().unwrap();
         assert_eq!(c.controller.ocfs, 0);
+        assert_eq!(args(&[], &[]).device_config().unwrap().controller.cdfe, 0);
+        let c = args(&[], &["cdfe=0xc"]).device_config().unwrap();
+        assert_eq!(c.controller.cdfe, 0xc);
+        let c = args(&[], &["cdfe=4"]).device_config().unwrap();
+        assert_eq!(c.controller.cdfe, 4);
         for (bad, needle) in [
+            (
+                "cdfe=0x10",
+                "--ctrl cdfe: 0x10 is not a mask of copy formats 0-3",
+            ),
+            ("cdfe=many", "--ctrl cdfe: 'many' is not a number"),
+            ("cdfe=0x10000", "--ctrl cdfe: 65536 is out of range"),
             ("ocfs=0x10", "--ctrl ocfs: 0x10 is not a mask"),
             ("ocfs=16", "--ctrl ocfs: 0x10 is not a mask"),
             ("ocfs=lots", "--ctrl ocfs: 'lots' is not a number"),

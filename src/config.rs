@@ -91,6 +91,11 @@ pub struct ControllerConfig {
     /// Optional Copy Formats Supported (`ocfs=MASK`, 0 to 0xF): one bit per source
     /// range descriptor format. A format whose bit is clear is Invalid Field.
     pub ocfs: u16,
+    /// Copy Descriptor Formats Enable the controller comes out of every reset with
+    /// (`cdfe=MASK`, 0 to 0xF, bit n = format n), as if a host had set Host Behavior
+    /// Support. The spec's value after reset is 0; kernels since 6.12.117 refuse to let
+    /// user space set the feature, so this is the way to enable formats 2 and 3 there.
+    pub cdfe: u16,
 }
 
 impl Default for ControllerConfig {
@@ -106,6 +111,7 @@ impl Default for ControllerConfig {
             subsystem_id: 0x1100,
             copy: true,
             ocfs: 0xf,
+            cdfe: 0,
         }
     }
 }
@@ -132,6 +138,12 @@ impl ControllerConfig {
             return Err(ConfigError(format!(
                 "--ctrl ocfs: {:#x} is not a mask of copy formats 0-3 (0 to 0xf)",
                 self.ocfs
+            )));
+        }
+        if self.cdfe > 0xf {
+            return Err(ConfigError(format!(
+                "--ctrl cdfe: {:#x} is not a mask of copy formats 0-3 (0 to 0xf)",
+                self.cdfe
             )));
         }
         Ok(())

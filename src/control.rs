@@ -110,6 +110,16 @@ pub const COMMANDS: &[CommandInfo] = &[
         args: "",
         help: "the latency settings",
     },
+    CommandInfo {
+        name: "set-host-behavior",
+        args: "cdfe",
+        help: "set Host Behavior Support CDFE (bit n enables copy format n) now and after every reset, as if a host had set it",
+    },
+    CommandInfo {
+        name: "query-host-behavior",
+        args: "",
+        help: "Host Behavior Support CDFE now (cdfe) and after a reset (reset_cdfe)",
+    },
 ];
 
 // --- argument conversion ------------------------------------------------------------------------
@@ -534,6 +544,17 @@ pub fn execute(ctx: &Context, name: &str, args: &Map<String, Value>) -> Result<V
             no_args(&a)?;
             let l: Vec<Value> = ctx.ctrl.latencies().iter().map(latency_json).collect();
             Ok(json!({ "latency": l }))
+        }
+        "set-host-behavior" => {
+            a.only(&["cdfe"]).map_err(g)?;
+            let cdfe = a.req("cdfe", int::<u16>).map_err(g)?;
+            let hb = ctx.ctrl.set_host_behavior(cdfe).map_err(g)?;
+            Ok(json!({ "cdfe": hb.cdfe }))
+        }
+        "query-host-behavior" => {
+            no_args(&a)?;
+            let hb = ctx.ctrl.host_behavior();
+            Ok(json!({ "cdfe": hb.cdfe, "reset_cdfe": hb.reset_cdfe }))
         }
         _ => Err(CtlError {
             class: "CommandNotFound",

@@ -18,7 +18,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::nvme::experiment::{
-    admin_opcode_name, io_opcode_name, status_name, CommandObserver, CommandRecord, RangeRecord,
+    admin_opcode_name, io_opcode_name, status_name, AdminKey, CommandObserver, CommandRecord,
+    RangeRecord,
 };
 
 /// Records the queue holds before new ones are dropped.
@@ -45,6 +46,19 @@ pub struct TraceLine<'a> {
     pub nr: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ranges: Option<&'a [RangeRecord]>,
+    /// Set/Get Features: the feature id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fid: Option<u8>,
+    /// Identify: CNS, CNTID, CSI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cns: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cntid: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csi: Option<u8>,
+    /// Get Log Page: the log page id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lid: Option<u8>,
     pub status: String,
     pub status_name: &'static str,
     pub dw0: u32,
@@ -80,6 +94,26 @@ impl<'a> TraceLine<'a> {
             format: r.copy.as_ref().map(|c| c.format),
             nr: r.copy.as_ref().map(|c| c.nr),
             ranges: r.copy.as_ref().map(|c| c.ranges.as_slice()),
+            fid: match r.admin {
+                Some(AdminKey::Feature { fid }) => Some(fid),
+                _ => None,
+            },
+            cns: match r.admin {
+                Some(AdminKey::Identify { cns, .. }) => Some(cns),
+                _ => None,
+            },
+            cntid: match r.admin {
+                Some(AdminKey::Identify { cntid, .. }) => Some(cntid),
+                _ => None,
+            },
+            csi: match r.admin {
+                Some(AdminKey::Identify { csi, .. }) => Some(csi),
+                _ => None,
+            },
+            lid: match r.admin {
+                Some(AdminKey::LogPage { lid }) => Some(lid),
+                _ => None,
+            },
             status: status_hex(r.status),
             status_name: status_name(r.status & 0x3fff),
             dw0: r.dw0,
@@ -267,6 +301,7 @@ mod tests {
             slba: Some(100),
             nlb: Some(8),
             copy: None,
+            admin: None,
             status: 0,
             dw0: 0,
             latency_us: 15,
@@ -299,6 +334,7 @@ mod tests {
                     },
                 ],
             }),
+            admin: None,
             status: 0x4281,
             dw0: 1,
             latency_us: 40,
@@ -334,6 +370,33 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&format_record(&r)).unwrap();
         assert_eq!(v["opcode_name"], "identify");
         assert!(v.get("slba").is_none());
+    }
+
+    #[test]
+    fn admin_records_name_their_key_field() {
+        let mut r = read_rec();
+        r.qid = 0;
+        r.slba = None;
+        r.nlb = None;
+        r.opcode = 9;
+        r.admin = Some(AdminKey::Feature { fid: 0x16 });
+        let v: serde_json::Value = serde_json::from_str(&format_record(&r)).unwrap();
+        assert_eq!(v["opcode_name"], "set-features");
+        assert_eq!(v["fid"], 0x16);
+        assert!(v.get("cns").is_none() && v.get("lid").is_none());
+        r.opcode = 6;
+        r.admin = Some(AdminKey::Identify {
+            cns: 0x06,
+            cntid: 0,
+            csi: 0,
+        });
+        let line = format_record(&r);
+        assert!(line.contains(r#""cns":6,"cntid":0,"csi":0,"#), "{line}");
+        assert!(!line.contains("fid"), "{line}");
+        r.opcode = 2;
+        r.admin = Some(AdminKey::LogPage { lid: 4 });
+        let v: serde_json::Value = serde_json::from_str(&format_record(&r)).unwrap();
+        assert_eq!(v["lid"], 4);
     }
 
     /// A writer that blocks until released (a slow trace file).

@@ -53,6 +53,8 @@ fn every_command_replies() {
         "clear-faults",
         "set-latency",
         "query-latency",
+        "set-host-behavior",
+        "query-host-behavior",
         "query-version",
         "help",
     ] {
@@ -590,4 +592,114 @@ fn trace_to_stderr() {
     assert_eq!(reads[0]["slba"], 1234);
     assert_eq!(reads[0]["cid"], c.cid);
     assert!(!s.trace.exists());
+}
+
+/// A Copy of `ranges` with descriptor format `format` (0 or 2) into `nsid` at `sdlba`.
+fn copy_format(
+    n: &mut Nvme,
+    nsid: u32,
+    sdlba: u64,
+    format: u32,
+    ranges: &[(u32, u64, u16)],
+) -> Cqe {
+    let list = n.alloc(PAGE);
+    n.write_mem(list, &copy_descriptors(ranges));
+    n.exec(
+        1,
+        Sqe::new(IO_COPY, nsid)
+            .prp(list, 0)
+            .cdw(10, sdlba as u32)
+            .cdw(11, (sdlba >> 32) as u32)
+            .cdw(12, (ranges.len() as u32 - 1) | (format << 8)),
+    )
+}
+
+#[test]
+fn host_behavior_from_the_device_side() {
+    // --ctrl cdfe=0xc: format 2 works with no Set Features from the host.
+    let s = BinServer::start(
+        "ctl-cdfe",
+        &["size=4M", "size=4M"],
+        &["max_ioqpairs=2", "cdfe=0xc"],
+        &[],
+    );
+    assert_eq!(
+        s.ok("query-host-behavior", json!({})),
+        json!({"cdfe": 12, "reset_cdfe": 12})
+    );
+    let mut n = Nvme::new(&s.server);
+    n.create_io_queues(1, 16);
+    let a = put(&mut n, 2, 10, 4, 7);
+    let c = copy_format(&mut n, 1, 100, 2, &[(2, 10, 4)]);
+    assert_eq!((c.status, c.dw0), (0, 0), "format 2 with CDFE from --ctrl");
+    assert_eq!(get(&mut n, 1, 100, 4), a, "ns 2 -> ns 1");
+    // Cleared from the control socket: the next Copy is Invalid Field (with DNR).
+    assert_eq!(
+        s.ok("set-host-behavior", json!({"cdfe": 0})),
+        json!({"cdfe": 0})
+    );
+    let c = copy_format(&mut n, 1, 200, 2, &[(2, 10, 4)]);
+    assert_eq!(c.status, 0x4002);
+    // Format 0 needs no enable.
+    assert_eq!(copy_format(&mut n, 1, 200, 0, &[(1, 100, 4)]).status, 0);
+    // A hex string works as well as a number.
+    assert_eq!(
+        s.ok("set-host-behavior", json!({"cdfe": "0x4"})),
+        json!({"cdfe": 4})
+    );
+    assert_eq!(copy_format(&mut n, 1, 300, 2, &[(2, 10, 4)]).status, 0);
+    assert_eq!(
+        s.ok("query-host-behavior", json!({})),
+        json!({"cdfe": 4, "reset_cdfe": 4})
+    );
+    // Bad values name the field and change nothing.
+    for (args, needle) in [
+        (
+            json!({"cdfe": 16}),
+            "set-host-behavior: cdfe: 0x10 is not a mask",
+        ),
+        (
+            json!({"cdfe": "0x10000"}),
+            "set-host-behavior: cdfe: 65536 is out of range",
+        ),
+        (json!({"cdfe": "lots"}), "set-host-behavior: cdfe:"),
+        (json!({"cdfe": -1}), "set-host-behavior: cdfe:"),
+        (json!({}), "set-host-behavior: cdfe: required"),
+        (
+            json!({"cdfe": 4, "acre": 1}),
+            "set-host-behavior: unknown argument 'acre'",
+        ),
+    ] {
+        let r = s.ctl("set-host-behavior", args.clone());
+        let desc = r["error"]["desc"].as_str().unwrap_or_default();
+        assert!(desc.starts_with(needle), "{args}: {r}");
+        assert_eq!(r["error"]["class"], "GenericError");
+    }
+    assert_eq!(s.ok("query-host-behavior", json!({}))["cdfe"], 4);
+    let r = s.ctl("query-host-behavior", json!({"cdfe": 1}));
+    assert!(
+        r["error"]["desc"]
+            .as_str()
+            .unwrap()
+            .contains("unknown argument"),
+        "{r}"
+    );
+    // The trace shows the admin commands' feature ids: the host never set feature 0x16.
+    // (Records are in completion order: once the I/O ones are there, the admin ones are.)
+    assert!(s.wait_io_records(6).len() >= 6);
+    let recs = s.trace_lines();
+    let fids: Vec<u64> = recs
+        .iter()
+        .filter(|r| r["opcode_name"] == "set-features")
+        .filter_map(|r| r["fid"].as_u64())
+        .collect();
+    assert!(
+        !fids.is_empty(),
+        "the driver's Set Features are in the trace"
+    );
+    assert!(!fids.contains(&0x16), "{fids:?}");
+    assert!(recs
+        .iter()
+        .filter(|r| r["opcode_name"] == "identify")
+        .all(|r| r["cns"].is_u64() && r["csi"].is_u64() && r["cntid"].is_u64()));
 }

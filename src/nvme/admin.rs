@@ -44,7 +44,11 @@ pub(crate) struct Features {
 }
 
 impl Features {
-    pub fn new(cfg: &ControllerConfig) -> Features {
+    /// The values after a reset; Host Behavior Support holds `cdfe` (0 unless the
+    /// device was told otherwise: `--ctrl cdfe`, `set-host-behavior`).
+    pub fn new(cfg: &ControllerConfig, cdfe: u16) -> Features {
+        let mut host_behavior = [0; HOST_BEHAVIOR_SIZE];
+        host_behavior[4..6].copy_from_slice(&cdfe.to_le_bytes());
         Features {
             arbitration: 0,
             power_management: 0,
@@ -55,13 +59,18 @@ impl Features {
             vector_cd: vec![false; cfg.max_ioqpairs as usize + 1],
             aec: 0,
             timestamp: None,
-            host_behavior: [0; HOST_BEHAVIOR_SIZE],
+            host_behavior,
         }
     }
 
     /// Copy Descriptor Formats Enable (Host Behavior Support bytes 5:4), for Copy.
     pub fn cdfe(&self) -> u16 {
         u16::from_le_bytes([self.host_behavior[4], self.host_behavior[5]])
+    }
+
+    /// Sets CDFE, leaving the rest of Host Behavior Support as the host set it.
+    pub fn set_cdfe(&mut self, cdfe: u16) {
+        self.host_behavior[4..6].copy_from_slice(&cdfe.to_le_bytes());
     }
 }
 
@@ -531,7 +540,7 @@ fn get_features(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Result<u32, Status>
     let f = if sel == 0 {
         lock(&inner.features).clone()
     } else {
-        Features::new(&inner.cfg)
+        inner.reset_features()
     };
     let v = sqe.cdw11;
     Ok(match fid {

@@ -15,7 +15,7 @@
 //! posted; the reset then drops them from the timer.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
@@ -145,6 +145,8 @@ pub(crate) struct Inner {
     link: RwLock<Option<Link>>,
     queues: RwLock<QueueTable>,
     pub features: Mutex<Features>,
+    /// Host Behavior Support CDFE after a reset (`--ctrl cdfe`, `set-host-behavior`).
+    pub reset_cdfe: AtomicU16,
     pub aer: Mutex<AerState>,
     /// Volatile Write Cache enabled (feature 6); when off every write is made durable.
     pub write_cache: AtomicBool,
@@ -191,7 +193,8 @@ impl Controller {
                 cc_lock: Mutex::new(()),
                 link: RwLock::new(None),
                 queues: RwLock::new(QueueTable::new(nq)),
-                features: Mutex::new(Features::new(cfg)),
+                features: Mutex::new(Features::new(cfg, cfg.cdfe)),
+                reset_cdfe: AtomicU16::new(cfg.cdfe),
                 aer: Mutex::new(AerState::default()),
                 write_cache: AtomicBool::new(true),
                 stats: Stats::default(),
@@ -281,7 +284,8 @@ impl Controller {
         self.inner.namespace(nsid)
     }
 
-    /// Copy Descriptor Formats Enable as last set by the host (Host Behavior Support).
+    /// Copy Descriptor Formats Enable now (Host Behavior Support, as the host or the
+    /// device's configuration last set it).
     pub fn copy_formats_enabled(&self) -> u16 {
         lock(&self.inner.features).cdfe()
     }
@@ -399,6 +403,7 @@ impl Inner {
             nsid: 0,
             block: None,
             copy: None,
+            admin: None,
             fetched: Some(since),
         };
         self.complete(
@@ -682,7 +687,7 @@ impl Inner {
         }
         self.timer.purge(|j| j.sq.stopped());
         lock(&self.aer).reset();
-        *lock(&self.features) = Features::new(&self.cfg);
+        *lock(&self.features) = self.reset_features();
         self.write_cache.store(true, Ordering::Release);
     }
 
@@ -691,6 +696,11 @@ impl Inner {
         self.controller_reset();
         lock(&self.regs).reset();
         self.csts.store(0, Ordering::Release);
+    }
+
+    /// Feature values as a reset leaves them.
+    pub(crate) fn reset_features(&self) -> Features {
+        Features::new(&self.cfg, self.reset_cdfe.load(Ordering::Acquire))
     }
 
     /// Largest queue size in entries (CAP.MQES + 1).

@@ -397,6 +397,95 @@ fn host_behavior_support_returns_cdfe() {
     assert!(get(&mut h, 0).iter().all(|&b| b == 0));
 }
 
+fn get_hbs(h: &mut Host, sel: u32) -> Vec<u8> {
+    h.fill(BUF, 512, 0xee);
+    let c = h.admin(Sqe {
+        opcode: admin_op::GET_FEATURES,
+        cdw10: feat::HOST_BEHAVIOR_SUPPORT as u32 | (sel << 8),
+        dptr1: BUF,
+        ..Default::default()
+    });
+    assert!(c.ok(), "{c:?}");
+    h.read_mem(BUF, 512)
+}
+
+fn cdfe_of(b: &[u8]) -> u16 {
+    u16::from_le_bytes([b[4], b[5]])
+}
+
+#[test]
+fn configured_cdfe_holds_after_every_reset_until_a_host_changes_it() {
+    let cfg = ControllerConfig {
+        cdfe: 0xc,
+        ..Default::default()
+    };
+    let mut h = host_with(cfg, vec![memns(1, limited(16, 64, 7))]);
+    seed(&mut h, 1, 8);
+    // No Set Features: format 2 works at once, and Get Features shows the value (also as
+    // the default, select 1).
+    assert_eq!(cdfe_of(&get_hbs(&mut h, 0)), 0xc);
+    assert_eq!(cdfe_of(&get_hbs(&mut h, 1)), 0xc);
+    assert!(copy_cmd(&mut h, 1, 100, 2, &[(1, 3, 1)]).ok());
+    assert_eq!(block(&h, 1, 100), seeded(3));
+    // A host's Set Features still changes it...
+    set_cdfe(&mut h, 0);
+    assert_eq!(copy_cmd(&mut h, 1, 101, 2, &[(1, 3, 1)]).sc(), (0, 0x02));
+    assert_eq!(
+        h.ctrl.host_behavior(),
+        crate::nvme::experiment::HostBehavior {
+            cdfe: 0,
+            reset_cdfe: 0xc
+        }
+    );
+    // ...until the next reset.
+    h.disable();
+    h.enable();
+    h.io_pair(1, 32);
+    assert_eq!(cdfe_of(&get_hbs(&mut h, 0)), 0xc);
+    assert!(copy_cmd(&mut h, 1, 102, 2, &[(1, 3, 1)]).ok());
+}
+
+#[test]
+fn set_host_behavior_takes_effect_for_the_next_copy_and_after_resets() {
+    let mut h = copy_host(vec![memns(1, limited(16, 64, 7))]);
+    seed(&mut h, 1, 8);
+    // Other Host Behavior Support fields the host set stay as they are.
+    let mut hbs = vec![0u8; 512];
+    hbs[0] = 1;
+    hbs[100] = 7;
+    h.write_mem(BUF, &hbs);
+    let c = h.admin(Sqe {
+        opcode: admin_op::SET_FEATURES,
+        cdw10: feat::HOST_BEHAVIOR_SUPPORT as u32,
+        dptr1: BUF,
+        ..Default::default()
+    });
+    assert!(c.ok());
+    assert_eq!(copy_cmd(&mut h, 1, 100, 2, &[(1, 3, 1)]).sc(), (0, 0x02));
+    let hb = h.ctrl.set_host_behavior(0x4).unwrap();
+    assert_eq!((hb.cdfe, hb.reset_cdfe), (4, 4));
+    assert!(copy_cmd(&mut h, 1, 100, 2, &[(1, 3, 1)]).ok());
+    let got = get_hbs(&mut h, 0);
+    assert_eq!((cdfe_of(&got), got[0], got[100]), (4, 1, 7));
+    // Format 3 is not enabled by bit 2.
+    assert_eq!(copy_cmd(&mut h, 1, 100, 3, &[(1, 3, 1)]).sc(), (0, 0x02));
+    h.disable();
+    h.enable();
+    h.io_pair(1, 32);
+    let got = get_hbs(&mut h, 0);
+    assert_eq!((cdfe_of(&got), got[0]), (4, 0), "after a reset: CDFE only");
+    assert!(copy_cmd(&mut h, 1, 101, 2, &[(1, 3, 1)]).ok());
+    h.ctrl.set_host_behavior(0).unwrap();
+    assert_eq!(copy_cmd(&mut h, 1, 102, 2, &[(1, 3, 1)]).sc(), (0, 0x02));
+    let e = h.ctrl.set_host_behavior(0x10).unwrap_err();
+    assert!(e.starts_with("cdfe: 0x10 is not a mask"), "{e}");
+    assert_eq!(
+        h.ctrl.host_behavior().cdfe,
+        0,
+        "a refused value changes nothing"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Limits: exactly at the limit succeeds, one more fails with Command Size Limit Exceeded.
 

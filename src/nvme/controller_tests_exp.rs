@@ -814,3 +814,52 @@ fn an_earlier_deadline_added_later_is_served_first() {
     assert_eq!(c.cid, slow);
     assert_eq!(h.ctrl.delayed_completions(), 0);
 }
+
+#[test]
+fn admin_records_carry_feature_identify_and_log_page_keys() {
+    let mut h = two_ns_host();
+    let r = observe(&h);
+    set_cdfe(&mut h, 0b0100);
+    h.identify(0x06, 0, 0);
+    h.identify(0x05, 1, 0);
+    get_log(&mut h, 4, 0, 4096, 0, false);
+    let recs = r.wait(4);
+    let keys: Vec<_> = recs.iter().map(|r| (r.qid, r.opcode, r.admin)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            (
+                0,
+                admin_op::SET_FEATURES,
+                Some(AdminKey::Feature { fid: 0x16 })
+            ),
+            (
+                0,
+                admin_op::IDENTIFY,
+                Some(AdminKey::Identify {
+                    cns: 6,
+                    cntid: 0,
+                    csi: 0
+                })
+            ),
+            (
+                0,
+                admin_op::IDENTIFY,
+                Some(AdminKey::Identify {
+                    cns: 5,
+                    cntid: 0,
+                    csi: 0
+                })
+            ),
+            (
+                0,
+                admin_op::GET_LOG_PAGE,
+                Some(AdminKey::LogPage { lid: 4 })
+            ),
+        ]
+    );
+    // I/O commands have no admin key.
+    seed(&mut h, 1, 1);
+    let recs = r.wait(5);
+    assert_eq!(recs[4].admin, None);
+}

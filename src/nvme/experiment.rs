@@ -30,6 +30,16 @@ use super::copy::CopyDone;
 use super::spec::{admin_op, io_op, Status};
 use super::Controller;
 
+/// Largest Copy Descriptor Formats Enable mask: formats 0 to 3.
+pub const MAX_CDFE: u16 = 0xf;
+
+/// Host Behavior Support's Copy Descriptor Formats Enable, now and after a reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostBehavior {
+    pub cdfe: u16,
+    pub reset_cdfe: u16,
+}
+
 /// One source range of a Copy, as the trace shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeRecord {
@@ -50,6 +60,34 @@ pub struct CopyRecord {
     pub ranges: Vec<RangeRecord>,
 }
 
+/// The field that says what an admin command asked for, as its record shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminKey {
+    /// Set Features / Get Features: Feature Identifier (CDW10 7:0).
+    Feature { fid: u8 },
+    /// Identify: CNS (CDW10 7:0), CNTID (CDW10 31:16), CSI (CDW11 31:24).
+    Identify { cns: u8, cntid: u16, csi: u8 },
+    /// Get Log Page: Log Page Identifier (CDW10 7:0).
+    LogPage { lid: u8 },
+}
+
+impl AdminKey {
+    /// The key of an admin command, if its opcode has one.
+    pub fn of(sqe: &super::spec::Sqe) -> Option<AdminKey> {
+        let low = (sqe.cdw10 & 0xff) as u8;
+        match sqe.opcode {
+            admin_op::SET_FEATURES | admin_op::GET_FEATURES => Some(AdminKey::Feature { fid: low }),
+            admin_op::IDENTIFY => Some(AdminKey::Identify {
+                cns: low,
+                cntid: (sqe.cdw10 >> 16) as u16,
+                csi: (sqe.cdw11 >> 24) as u8,
+            }),
+            admin_op::GET_LOG_PAGE => Some(AdminKey::LogPage { lid: low }),
+            _ => None,
+        }
+    }
+}
+
 /// One completed command (admin or I/O).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {
@@ -64,6 +102,8 @@ pub struct CommandRecord {
     pub slba: Option<u64>,
     pub nlb: Option<u32>,
     pub copy: Option<CopyRecord>,
+    /// Admin commands: what they asked for (feature, identify structure, log page).
+    pub admin: Option<AdminKey>,
     /// The CQE status field without the phase tag: DNR in bit 14, SCT 10:8, SC 7:0
     /// (the form nvme-cli prints, e.g. 0x4183).
     pub status: u16,
@@ -381,6 +421,7 @@ pub(crate) struct Done {
     /// Block commands: SLBA and 1-based NLB.
     pub block: Option<(u64, u32)>,
     pub copy: Option<CopyDone>,
+    pub admin: Option<AdminKey>,
     /// When the SQE was fetched (taken only while an observer is installed).
     pub fetched: Option<Instant>,
 }
@@ -400,6 +441,7 @@ impl Done {
             nsid: sqe.nsid,
             block,
             copy: None,
+            admin: if qid == 0 { AdminKey::of(sqe) } else { None },
             fetched,
         }
     }
@@ -633,6 +675,7 @@ impl Experiment {
                     })
                     .collect(),
             }),
+            admin: done.admin,
             status: status.0,
             dw0,
             latency_us: now.duration_since(fetched).as_micros() as u64,
@@ -833,6 +876,33 @@ impl Controller {
         f.store(spec.fixed_us, Ordering::Relaxed);
         p.store(spec.per_block_us, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Host Behavior Support as the device sees it: CDFE now, and after a reset.
+    pub fn host_behavior(&self) -> HostBehavior {
+        let inner = self.inner();
+        HostBehavior {
+            cdfe: lock(&inner.features).cdfe(),
+            reset_cdfe: inner.reset_cdfe.load(Ordering::Acquire),
+        }
+    }
+
+    /// Sets Copy Descriptor Formats Enable from the device's side, as if a host had sent
+    /// Set Features Host Behavior Support: at once (the next Copy sees it) and for every
+    /// later reset (like `--ctrl cdfe`). A host's Set Features still changes it until the
+    /// next reset. The rest of the host's Host Behavior Support data is kept. Errors name
+    /// the field.
+    pub fn set_host_behavior(&self, cdfe: u16) -> Result<HostBehavior, String> {
+        if cdfe > MAX_CDFE {
+            return Err(format!(
+                "cdfe: {cdfe:#x} is not a mask of copy formats 0-3 (0 to {MAX_CDFE:#x})"
+            ));
+        }
+        let inner = self.inner();
+        inner.reset_cdfe.store(cdfe, Ordering::Release);
+        lock(&inner.features).set_cdfe(cdfe);
+        log::info!("Host Behavior Support CDFE set to {cdfe:#x} by the device's control");
+        Ok(self.host_behavior())
     }
 
     /// The latencies set, by opcode.
