@@ -9,6 +9,56 @@ fail() {
     exit 1
 }
 
+# skip REASON: this test cannot run here (the runner counts it as skipped, never passed).
+skip() {
+    echo "SKIP-REASON: $*"
+    exit 77
+}
+
+# The kernel the guest runs (for messages).
+KERNEL_RELEASE=$(uname -r)
+
+# The device's control socket as a serial port, when guest-run was given --guest-control
+# (vnvme only): the kernel command line names it (vnvme.control=ttyS1).
+CONTROL_TTY=""
+for _w in $(cat /proc/cmdline); do
+    case "$_w" in vnvme.control=*) CONTROL_TTY=/dev/${_w#vnvme.control=} ;; esac
+done
+[ -c "$CONTROL_TTY" ] || CONTROL_TTY=""
+
+# host_ctl COMMAND [ARGS-JSON]: one request to the device's control socket (docs/control.md)
+# through $CONTROL_TTY. Prints the reply line; status 0 on a "return" reply, 1 on an
+# "error" reply or no reply within 10 s, 2 without a control channel.
+_ctl_seq=0
+host_ctl() {
+    [ -n "$CONTROL_TTY" ] || return 2
+    _ctl_seq=$((_ctl_seq + 1))
+    _id="g$$-$_ctl_seq"
+    exec 9<>"$CONTROL_TTY"
+    stty raw -echo <&9 2>/dev/null
+    _args=${2:-}
+    [ -n "$_args" ] || _args='{}'
+    printf '{"execute":"%s","arguments":%s,"id":"%s"}\n' "$1" "$_args" "$_id" >&9
+    _reply=""
+    # Skip stale lines (a reply to an earlier request that timed out).
+    while IFS= read -r -t 10 _line <&9; do
+        case "$_line" in *"\"id\":\"$_id\""*) _reply=$_line; break ;; esac
+    done
+    exec 9<&-
+    echo "$_reply"
+    case "$_reply" in *'"return":'*) return 0 ;; esac
+    return 1
+}
+
+# get_cdfe: Host Behavior Support CDFE as Get Features (from the guest) reports it.
+get_cdfe() {
+    nvme get-feature /dev/nvme0 --feature-id=0x16 --data-len=512 --raw-binary >/tmp/hbs.get 2>/tmp/gf.err ||
+        fail "get-feature 0x16 failed: $(head -n1 /tmp/gf.err)"
+    _lo=$(od -An -tu1 -j4 -N1 /tmp/hbs.get | tr -d ' ')
+    _hi=$(od -An -tu1 -j5 -N1 /tmp/hbs.get | tr -d ' ')
+    echo $((_lo + 256 * _hi))
+}
+
 # field KEY: value of "KEY : value" in nvme-cli's human output on stdin.
 field() {
     awk -F: -v k="$1" '{g=$1; gsub(/[ \t]/,"",g)} g==k {v=$2; for(i=3;i<=NF;i++) v=v":"$i; sub(/^[ \t]*/,"",v); sub(/[ \t]*$/,"",v); print v; exit}'
@@ -79,12 +129,27 @@ repeat_list() {
     awk -v v="$1" -v n="$2" 'BEGIN{for(i=0;i<n;i++) printf "%s%s", (i?",":""), v}'
 }
 
-# set_cdfe MASK: Set Features Host Behavior Support with CDFE (bytes 5:4) = MASK.
-set_cdfe() {
+# guest_set_cdfe MASK: Set Features Host Behavior Support from the guest with CDFE
+# (bytes 5:4) = MASK. Status 0 when set, 3 when the kernel refuses it (Linux >= 6.12.117
+# returns EACCES: the driver owns the feature); any other failure fails the test.
+guest_set_cdfe() {
     dd if=/dev/zero of=/tmp/hbs bs=512 count=1 2>/dev/null
     printf "$(printf '\\%03o' $(($1 & 255)))" | dd of=/tmp/hbs bs=1 seek=4 conv=notrunc 2>/dev/null
-    nvme set-feature /dev/nvme0 --feature-id=0x16 --data-len=512 --data=/tmp/hbs >/tmp/sf.out 2>&1 ||
-        fail "set-feature 0x16 (CDFE=$1) failed: $(head -n1 /tmp/sf.out)"
+    if nvme set-feature /dev/nvme0 --feature-id=0x16 --data-len=512 --data=/tmp/hbs >/tmp/sf.out 2>&1; then
+        return 0
+    fi
+    grep -qi 'permission denied' /tmp/sf.out && return 3
+    fail "set-feature 0x16 (CDFE=$1) failed: $(head -n1 /tmp/sf.out)"
+}
+
+# host_set_cdfe MASK: set CDFE from the device's side (control command set-host-behavior),
+# then wait until the guest's Get Features shows it. Status 2 without a control channel.
+host_set_cdfe() {
+    [ -n "$CONTROL_TTY" ] || return 2
+    host_ctl set-host-behavior "{\"cdfe\":$1}" >/tmp/ctl.out || fail "set-host-behavior cdfe=$1: $(cat /tmp/ctl.out)"
+    grep -q "\"return\":{\"cdfe\":$1}" /tmp/ctl.out || fail "set-host-behavior cdfe=$1 replied $(cat /tmp/ctl.out)"
+    _seen=$(get_cdfe)
+    [ "$_seen" = "$1" ] || fail "after set-host-behavior cdfe=$1 the guest's Get Features 0x16 shows CDFE=$_seen"
 }
 
 # known_deviation ID TEXT: the device under test is QEMU's emulated NVMe and showed a

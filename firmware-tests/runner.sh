@@ -1,9 +1,13 @@
 # The guest-side runner: runs every /tests/[0-9]*.sh in order, each in its own shell,
-# prints PASS/FAIL per test (with the reason a failing test printed), and ends with
-# "N passed, N failed". Exit status 0 only when nothing failed.
+# prints PASS/FAIL/SKIP per test (with the reason a failing or skipped test printed), and
+# ends with "N passed, N failed, N skipped". A test skips by exiting 77 after a
+# "SKIP-REASON: ..." line (lib.sh skip); exit 77 without a reason is a failure.
+# Exit status 0 only when nothing failed.
 passed=0
 failed=0
+skipped=0
 failed_names=""
+echo "guest kernel: $(uname -r)"
 for t in /tests/[0-9]*.sh; do
     name=$(basename "$t" .sh)
     what=$(sed -n 's/^# CHECKS: //p' "$t" | head -n1)
@@ -14,16 +18,22 @@ for t in /tests/[0-9]*.sh; do
     end=$(cut -d' ' -f1 /proc/uptime)
     sed 's/^/    /' /tmp/out.$name | tail -n 40
     grep '^KNOWN-DEVIATION ' /tmp/out.$name >>/tmp/deviations
+    reason=$(sed -n 's/^SKIP-REASON: //p' /tmp/out.$name | tail -n1)
     if [ $rc -eq 0 ]; then
         passed=$((passed + 1))
         echo "PASS $name ($(awk "BEGIN{print $end-$start}") s)"
+    elif [ $rc -eq 77 ] && [ -n "$reason" ]; then
+        skipped=$((skipped + 1))
+        echo "SKIP $name: $reason"
     else
         failed=$((failed + 1))
         failed_names="$failed_names $name"
-        echo "FAIL $name (exit $rc): $(sed -n 's/^FAIL-REASON: //p' /tmp/out.$name | tail -n1)"
+        why=$(sed -n 's/^FAIL-REASON: //p' /tmp/out.$name | tail -n1)
+        [ $rc -eq 77 ] && [ -z "$why" ] && why="exit 77 (skip) without a SKIP-REASON line"
+        echo "FAIL $name (exit $rc): $why"
     fi
 done
 [ -n "$failed_names" ] && echo "failed:$failed_names"
 [ -s /tmp/deviations ] && cat /tmp/deviations
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ $failed -eq 0 ]
