@@ -122,6 +122,9 @@ fn counters_per_namespace_and_opcode() {
             ranges: 3,
             blocks_copied: 6,
             ranges_histogram: BTreeMap::from([("1".into(), 1), ("2".into(), 1)]),
+            formats: BTreeMap::from([("0".into(), 2)]),
+            max_range_blocks: 3,
+            max_command_blocks: 5,
         }
     );
     let cp2 = op(&s, "2", "copy");
@@ -130,6 +133,11 @@ fn counters_per_namespace_and_opcode() {
     assert_eq!(s["2"].copy.ranges, 3);
     assert_eq!(s["2"].copy.blocks_copied, 2);
     assert_eq!(s["2"].copy.ranges_histogram["3"], 1);
+    // What was asked for, also when refused: the 17-block range over MSSRL 16 shows.
+    assert_eq!(
+        (s["2"].copy.max_range_blocks, s["2"].copy.max_command_blocks),
+        (17, 20)
+    );
     // Admin commands are counted under "admin" (the queue creation before the reset is
     // not, the Identify after it is).
     let a = op(&s, "admin", "identify");

@@ -139,6 +139,13 @@ pub struct CopyStats {
     pub blocks_copied: u64,
     /// Number of ranges per command (1-based, as a decimal string) -> commands.
     pub ranges_histogram: BTreeMap<String, u64>,
+    /// Descriptor format (as a decimal string) -> commands.
+    pub formats: BTreeMap<String, u64>,
+    /// The longest source range of any Copy whose range list was read (blocks, 1-based):
+    /// compare with MSSRL.
+    pub max_range_blocks: u64,
+    /// The most blocks one Copy asked for (sum of its ranges): compare with MCL.
+    pub max_command_blocks: u64,
 }
 
 /// Counters of one namespace.
@@ -475,6 +482,9 @@ struct NsCounters {
     copy_ranges: u64,
     blocks_copied: u64,
     ranges_histogram: BTreeMap<u32, u64>,
+    copy_formats: BTreeMap<u8, u64>,
+    max_range_blocks: u64,
+    max_command_blocks: u64,
 }
 
 /// An installed fault and its generator.
@@ -639,6 +649,10 @@ impl Experiment {
                 c.copy_ranges += nr as u64;
                 c.blocks_copied += cp.blocks_copied;
                 *c.ranges_histogram.entry(nr).or_default() += 1;
+                *c.copy_formats.entry(cp.format).or_default() += 1;
+                let longest = cp.ranges.iter().map(|r| r.nlb).max().unwrap_or(0);
+                c.max_range_blocks = c.max_range_blocks.max(longest);
+                c.max_command_blocks = c.max_command_blocks.max(cp.total_blocks());
             }
         });
         if !self.observing() {
@@ -709,6 +723,13 @@ impl Experiment {
                     .iter()
                     .map(|(k, v)| (k.to_string(), *v))
                     .collect(),
+                formats: c
+                    .copy_formats
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect(),
+                max_range_blocks: c.max_range_blocks,
+                max_command_blocks: c.max_command_blocks,
             };
             let name = match key {
                 StatsKey::Admin => "admin".to_string(),
