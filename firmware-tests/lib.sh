@@ -152,6 +152,19 @@ host_set_cdfe() {
     [ "$_seen" = "$1" ] || fail "after set-host-behavior cdfe=$1 the guest's Get Features 0x16 shows CDFE=$_seen"
 }
 
+# kernel_bug ID TEXT: the booted kernel (copy-offload series $KERNEL_SERIES) did something
+# wrong: wrong data reported as success, a limit ignored, a hang. Fails the test, unless
+# /tests/kernel.known (firmware-tests/kernels/<series>.known: lines "ID evidence") lists
+# ID: then it is recorded as KNOWN-KERNEL-BUG and the test goes on.
+kernel_bug() {
+    if [ -f /tests/kernel.known ] && grep -q "^$1[[:space:]]" /tests/kernel.known; then
+        echo "KNOWN-KERNEL-BUG ${KERNEL_SERIES:-stock} $1: $2"
+        return 0
+    fi
+    echo "KERNEL-BUG ${KERNEL_SERIES:-stock} $1: $2"
+    fail "kernel bug $1: $2"
+}
+
 # known_deviation ID TEXT: the device under test is QEMU's emulated NVMe and showed a
 # documented deviation from the spec (docs/copy.md lists each ID): record it and go on.
 # Against any other device the same observation is a failure.

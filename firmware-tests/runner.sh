@@ -18,6 +18,7 @@ for t in /tests/[0-9]*.sh; do
     end=$(cut -d' ' -f1 /proc/uptime)
     sed 's/^/    /' /tmp/out.$name | tail -n 40
     grep '^KNOWN-DEVIATION ' /tmp/out.$name >>/tmp/deviations
+    grep '^KNOWN-KERNEL-BUG ' /tmp/out.$name >>/tmp/kernel-bugs
     reason=$(sed -n 's/^SKIP-REASON: //p' /tmp/out.$name | tail -n1)
     if [ $rc -eq 0 ]; then
         passed=$((passed + 1))
@@ -35,5 +36,9 @@ for t in /tests/[0-9]*.sh; do
 done
 [ -n "$failed_names" ] && echo "failed:$failed_names"
 [ -s /tmp/deviations ] && cat /tmp/deviations
+if [ -s /tmp/kernel-bugs ]; then
+    cat /tmp/kernel-bugs
+    echo "known kernel bugs seen: $(wc -l </tmp/kernel-bugs)"
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ $failed -eq 0 ]
