@@ -71,6 +71,8 @@ copy_check() {
         _ga=yes
         kcopy fill "$_dev" $((_after * LBS)) "$LBS" 9 >/dev/null || fail "$_what: fill guard"
     fi
+    [ -n "$CONTROL_TTY" ] && host_ctl reset-stats >/dev/null
+    dmesg | grep -c 'Cmd(0x19)' >/tmp/kc.dmesg0
     kc "$_dev" $((_sb * LBS)) $((_db * LBS)) $((_nb * LBS))
     _rc=$?
     KC_ERR=""
@@ -93,11 +95,33 @@ copy_check() {
         kcopy check "$_dev" $((_after * LBS)) "$LBS" 9 >/dev/null 2>&1 || _bad="$_bad; the block after the destination changed"
     fi
     if [ -n "$_bad" ]; then
-        kernel_bug wrong-data "$_what: reported done ($(head -n1 /tmp/kc.out)) but ${_bad#; }"
+        if copies_failed "$_dev"; then
+            kernel_bug success-after-failed-copy "$_what: the device failed the Copy ($COPIES_FAILED) yet the kernel reported the copy done ($(head -n1 /tmp/kc.out)) and ${_bad#; }"
+        else
+            kernel_bug wrong-data "$_what: reported done ($(head -n1 /tmp/kc.out)) but ${_bad#; }"
+        fi
         return 2
     fi
     echo "$_what: ok ($(head -n1 /tmp/kc.out))"
     return 0
+}
+
+# copies_failed DEV: did the device fail a Copy since copy_check started? From the device's
+# counters (vnvme) or the kernel's error log (any device). COPIES_FAILED says how it knows.
+copies_failed() {
+    COPIES_FAILED=""
+    if [ -n "$CONTROL_TTY" ] && host_ctl query-stats >/tmp/ctl.json; then
+        _nsid=$(cat "/sys/block/${1#/dev/}/nsid" 2>/dev/null)
+        _e=$(stat_of "$(copy_stats "$_nsid")" errors)
+        [ -n "$_e" ] && COPIES_FAILED="device counters: $_e" && return 0
+    fi
+    _n0=$(cat /tmp/kc.dmesg0 2>/dev/null || echo 0)
+    _n1=$(dmesg | grep -c 'Cmd(0x19)')
+    if [ "$_n1" -gt "$_n0" ]; then
+        COPIES_FAILED="kernel log: $(dmesg | grep 'Cmd(0x19)' | tail -n1 | sed 's/^\[[^]]*\] //')"
+        return 0
+    fi
+    return 1
 }
 
 # ctl_json COMMAND [ARGS-JSON]: host_ctl, failing the test on an error; the reply in /tmp/ctl.json.

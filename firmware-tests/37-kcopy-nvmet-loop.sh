@@ -1,0 +1,60 @@
+# CHECKS: kernel copy offload through the NVMe target: the namespace exported by nvmet over the loop transport (configfs, nvme connect -t loop) takes nvme copy, which reaches the device as Copy with the right data — the fabrics path without a network
+. /tests/lib.sh
+. /tests/kcopy-lib.sh
+kcopy_setup
+[ "$COPY" = on ] || skip "the device has no Copy (--ctrl copy=off)"
+ns_limits 1
+grep -q " /sys/kernel/config configfs" /proc/mounts || mount -t configfs none /sys/kernel/config 2>/dev/null
+t=/sys/kernel/config/nvmet
+[ -d $t ] || skip "kernel $KERNEL_RELEASE has no NVMe target (no $t)"
+nqn=nqn.2026-12.io.vnvme:kcopy host=nqn.2026-12.io.vnvme:guest
+cleanup() {
+    nvme disconnect -n $nqn >/dev/null 2>&1
+    rm -f $t/ports/1/subsystems/$nqn 2>/dev/null
+    echo 0 >$t/subsystems/$nqn/namespaces/1/enable 2>/dev/null
+    rmdir $t/subsystems/$nqn/namespaces/1 $t/subsystems/$nqn $t/ports/1 2>/dev/null
+}
+mkdir $t/subsystems/$nqn || fail "mkdir subsystem"
+echo 1 >$t/subsystems/$nqn/attr_allow_any_host
+mkdir $t/subsystems/$nqn/namespaces/1
+echo -n $DEV >$t/subsystems/$nqn/namespaces/1/device_path
+echo 1 >$t/subsystems/$nqn/namespaces/1/enable || { cleanup; fail "cannot enable the nvmet namespace on $DEV"; }
+mkdir $t/ports/1
+echo loop >$t/ports/1/addr_trtype
+ln -s $t/subsystems/$nqn $t/ports/1/subsystems/$nqn || { cleanup; fail "cannot link the subsystem to the loop port"; }
+nvme connect -t loop -n $nqn --hostnqn=$host >/tmp/conn.out 2>&1 || { cleanup; fail "nvme connect -t loop: $(cat /tmp/conn.out)"; }
+loopdev=""
+i=0
+while [ -z "$loopdev" ] && [ $i -lt 50 ]; do
+    for c in /sys/class/nvme/nvme*; do
+        [ "$(cat $c/transport 2>/dev/null)" = loop ] || continue
+        for b in /sys/block/${c##*/}n* /sys/block/${c##*/}c*n*; do
+            [ -e "$b" ] && loopdev=/dev/${b##*/}
+        done
+    done
+    sleep 0.1
+    i=$((i + 1))
+done
+[ -n "$loopdev" ] || { cleanup; fail "no namespace appeared on the loop controller"; }
+nvme id-ctrl $loopdev >/tmp/lidc 2>&1
+nvme id-ns $loopdev >/tmp/lidns 2>&1
+oncs=$(field oncs </tmp/lidc)
+echo "nvmet loop namespace $loopdev over $DEV: oncs=$oncs mssrl=$(field mssrl </tmp/lidns) mcl=$(field mcl </tmp/lidns) msrc=$(field msrc </tmp/lidns)"
+if [ $(($oncs & 0x100)) = 0 ]; then
+    cleanup
+    [ "$NVMET" = yes ] && kernel_bug nvmet-no-copy "series ${KERNEL_SERIES:-?} should pass Copy through nvmet but its loop controller does not advertise Copy (ONCS=$oncs)"
+    skip "series ${KERNEL_SERIES:-?} does not pass Copy through nvmet (ONCS=$oncs on the loop controller)"
+fi
+[ -n "$CONTROL_TTY" ] && host_ctl reset-stats >/dev/null
+fill_random $loopdev $LBS 500 8
+blocks_to /tmp/want $loopdev $LBS 500 8
+copy_expect_status success $loopdev --sdlba=7000 --slbs=500 --blocks=7
+blocks_to /tmp/got $DEV $LBS 7000 8
+cmp -s /tmp/want /tmp/got || { cleanup; kernel_bug nvmet-wrong-data "nvme copy on the loop namespace succeeded but $DEV blocks 7000.. differ from the source"; }
+if [ -n "$CONTROL_TTY" ] && command -v jq >/dev/null 2>&1; then
+    ctl_json query-stats
+    st=$(copy_stats $NSID)
+    echo "the device saw (ns $NSID): $st"
+    [ "$(stat_of "$st" commands)" -gt 0 ] || { cleanup; fail "nvme copy on the loop namespace reached the device as no Copy"; }
+fi
+cleanup
