@@ -72,7 +72,7 @@ copy_check() {
         kcopy fill "$_dev" $((_after * LBS)) "$LBS" 9 >/dev/null || fail "$_what: fill guard"
     fi
     [ -n "$CONTROL_TTY" ] && host_ctl reset-stats >/dev/null
-    dmesg | grep -c 'Cmd(0x19)' >/tmp/kc.dmesg0
+    dmesg | grep -c '(0x19) @ LBA' >/tmp/kc.dmesg0
     kc "$_dev" $((_sb * LBS)) $((_db * LBS)) $((_nb * LBS))
     _rc=$?
     KC_ERR=""
@@ -116,9 +116,9 @@ copies_failed() {
         [ -n "$_e" ] && COPIES_FAILED="device counters: $_e" && return 0
     fi
     _n0=$(cat /tmp/kc.dmesg0 2>/dev/null || echo 0)
-    _n1=$(dmesg | grep -c 'Cmd(0x19)')
+    _n1=$(dmesg | grep -c '(0x19) @ LBA')
     if [ "$_n1" -gt "$_n0" ]; then
-        COPIES_FAILED="kernel log: $(dmesg | grep 'Cmd(0x19)' | tail -n1 | sed 's/^\[[^]]*\] //')"
+        COPIES_FAILED="kernel log: $(dmesg | grep '(0x19) @ LBA' | tail -n1 | sed 's/^\[[^]]*\] //')"
         return 0
     fi
     return 1
