@@ -20,10 +20,10 @@ for f in '{"opcode":"copy","status":"0x0281","nsid":NSID,"count":1}' '{"opcode":
     st=$(copy_stats $NSID)
     case $rc in
     0) outcome="the copy completed with the right data (fallback or retry)" ;;
-    1) outcome="the kernel returned an error to the caller: $KC_ERR" ;;
+    1) outcome="the kernel returned $KC_OUTCOME" ;;
     *) outcome="wrong data (see the KERNEL-BUG line)" ;;
     esac
-    [ "$inj" = 1 ] || outcome="$outcome; the fault was never injected (injected=$inj: no Copy had range 1)"
+    [ "$inj" = 1 ] || outcome="$outcome; the fault was never injected (injected=$inj)"
     echo "FAULT-OUTCOME ${KERNEL_SERIES:-?} $f: $outcome; device: $st"
 done
 ctl_json clear-faults

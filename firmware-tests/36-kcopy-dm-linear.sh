@@ -8,15 +8,20 @@ ns_limits 1
 sectors=$((NSBLOCKS * LBS / 512))
 # The second half of the namespace, so dm block 0 is namespace block NSBLOCKS/2.
 off=$((sectors / 2))
-dmsetup create kcopylin --table "0 $((sectors / 2)) linear $DEV $off" >/tmp/dm.out 2>&1 || fail "dmsetup create: $(cat /tmp/dm.out)"
-dm=/dev/$(basename "$(readlink -f /dev/mapper/kcopylin)")
-[ -b "$dm" ] || { dmsetup remove kcopylin; fail "no block device for /dev/mapper/kcopylin"; }
+# No udev in the guest: dmsetup makes no /dev/mapper node; devtmpfs has /dev/dm-N.
+export DM_DISABLE_UDEV=1
+dmsetup create --noudevsync kcopylin --table "0 $((sectors / 2)) linear $DEV $off" >/tmp/dm.out 2>&1 || fail "dmsetup create: $(cat /tmp/dm.out)"
+dm=""
+for b in /sys/block/dm-*; do
+    [ "$(cat $b/dm/name 2>/dev/null)" = kcopylin ] && dm=/dev/${b##*/}
+done
+[ -n "$dm" ] && [ -b "$dm" ] || { dmsetup remove --noudevsync kcopylin; fail "no block device for the dm-linear target kcopylin"; }
 q=/sys/block/${dm#/dev/}/queue
 limits=$(for a in $q/*copy*; do printf '%s=%s ' ${a##*/} $(cat $a 2>/dev/null); done)
 echo "dm-linear $dm over $DEV (sectors $off..$((off + sectors / 2 - 1))): $limits"
 cmb=$(cat $q/copy_max_bytes 2>/dev/null || echo 0)
 if [ "$cmb" = 0 ]; then
-    dmsetup remove kcopylin
+    dmsetup remove --noudevsync kcopylin
     [ "$DM_LINEAR" = yes ] && kernel_bug dm-no-offload "series ${KERNEL_SERIES:-?} should stack copy offload through dm-linear but $dm has copy_max_bytes=0"
     skip "series ${KERNEL_SERIES:-?} does not stack copy offload through dm-linear ($dm: copy_max_bytes=0)"
 fi
@@ -27,7 +32,7 @@ if [ -n "$CONTROL_TTY" ] && command -v jq >/dev/null 2>&1; then
     ctl_json query-stats
     st=$(copy_stats $NSID)
     echo "the device saw (ns $NSID): $st"
-    [ "$(stat_of "$st" commands)" -gt 0 ] || { dmsetup remove kcopylin; fail "the copy through dm-linear reached the device as no Copy"; }
+    [ "$(stat_of "$st" commands)" -gt 0 ] || { dmsetup remove --noudevsync kcopylin; fail "the copy through dm-linear reached the device as no Copy"; }
 fi
-dmsetup remove kcopylin || fail "dmsetup remove failed"
+dmsetup remove --noudevsync kcopylin || fail "dmsetup remove failed"
 [ $rc != 1 ] || fail "the copy through dm-linear failed: $KC_ERR"

@@ -47,10 +47,27 @@ if [ $(($oncs & 0x100)) = 0 ]; then
 fi
 [ -n "$CONTROL_TTY" ] && host_ctl reset-stats >/dev/null
 fill_random $loopdev $LBS 500 8
+fill_random $loopdev $LBS 7000 8
 blocks_to /tmp/want $loopdev $LBS 500 8
+blocks_to /tmp/dst_before $DEV $LBS 7000 8
 copy_expect_status success $loopdev --sdlba=7000 --slbs=500 --blocks=7
 blocks_to /tmp/got $DEV $LBS 7000 8
-cmp -s /tmp/want /tmp/got || { cleanup; kernel_bug nvmet-wrong-data "nvme copy on the loop namespace succeeded but $DEV blocks 7000.. differ from the source"; }
+blocks_to /tmp/src_after $DEV $LBS 500 8
+blocks_to /tmp/got_loop $loopdev $LBS 7000 8
+if cmp -s /tmp/got /tmp/dst_before && cmp -s /tmp/src_after /tmp/dst_before; then
+    cleanup
+    kernel_bug nvmet-copy-reversed "nvme copy on the loop namespace (blocks 500-507 -> 7000) succeeded, but the device was sent the Copy the other way round: blocks 7000-7007 are unchanged and 500-507 now hold what 7000 held"
+    exit 0
+fi
+if ! cmp -s /tmp/want /tmp/got; then
+    seen="the loop namespace reads $(cmp -s /tmp/want /tmp/got_loop && echo the source || echo other data) there"
+    if [ -n "$CONTROL_TTY" ] && command -v jq >/dev/null 2>&1; then
+        ctl_json query-stats
+        seen="$seen; the device saw $(copy_stats $NSID)"
+    fi
+    cleanup
+    kernel_bug nvmet-wrong-data "nvme copy on the loop namespace succeeded but $DEV blocks 7000-7007 differ from the source ($seen)"
+fi
 if [ -n "$CONTROL_TTY" ] && command -v jq >/dev/null 2>&1; then
     ctl_json query-stats
     st=$(copy_stats $NSID)

@@ -82,7 +82,15 @@ copy_check() {
     fi
     if [ $_rc != 0 ]; then
         KC_ERR=$(head -n1 /tmp/kc.out)
-        echo "$_what: the kernel returned an error: $KC_ERR"
+        # "cfr: requested N copied M calls C errno E (text) ..." / "blkcpy: ... errno E ..."
+        _copied=$(echo "$KC_ERR" | sed -n 's/.* copied \([0-9]*\).*/\1/p')
+        _errno=$(echo "$KC_ERR" | sed -n 's/.* errno \([0-9]*\).*/\1/p')
+        if [ "${_errno:-0}" = 0 ] && [ -n "$_copied" ]; then
+            KC_OUTCOME="a short copy: $_copied of $(($_nb * LBS)) bytes, no error (the call returned 0)"
+        else
+            KC_OUTCOME="an error to the caller: $(echo "$KC_ERR" | sed -n 's/.*\(errno [0-9]* ([^)]*)\).*/\1/p')"
+        fi
+        echo "$_what: the kernel returned $KC_OUTCOME: $KC_ERR"
         return 1
     fi
     _bad=""
