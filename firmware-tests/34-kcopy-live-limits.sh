@@ -20,31 +20,40 @@ done
 echo "ns $NSID limits $MSSRL/$MCL/$MSRC -> $new_mssrl/$new_mcl/$new_msrc; sysfs before: $before"
 echo "sysfs after $((i / 10)).$((i % 10)) s: $now"
 MSSRL=$new_mssrl MCL=$new_mcl MSRC=$new_msrc
-followed=yes
+sysfs_view=""
 if [ -n "$SYSFS" ]; then
     for kv in $SYSFS; do
         a=${kv%%=*}
         want=$(eval_expr "${kv#*=}")
         got=$(cat $q/$a 2>/dev/null)
-        [ "$got" = "$want" ] || followed=no
+        if [ "$got" = "$want" ]; then
+            sysfs_view="$sysfs_view $a follows ($got)"
+        else
+            sysfs_view="$sysfs_view $a does not ($got, the new limits give $want)"
+        fi
     done
 fi
-[ "$now" = "$before" ] && followed=no
 n=200
 copy_check "ns $NSID: $n blocks after the change" $DEV 100 $((NSBLOCKS / 2)) $n
 rc=$?
 ctl_json query-stats
 st=$(copy_stats $NSID)
 echo "the device saw: $st"
-if [ "$followed" = yes ]; then
-    echo "LIVE-LIMITS ${KERNEL_SERIES:-?}: the kernel followed the new limits (sysfs within $((i / 10)).$((i % 10)) s)"
-    [ "$(stat_of "$st" max_range)" -le $MSSRL ] || kernel_bug live-mssrl "sysfs follows MSSRL=$MSSRL but a Copy range had $(stat_of "$st" max_range) blocks"
-    [ "$(stat_of "$st" max_command)" -le $MCL ] || kernel_bug live-mcl "sysfs follows MCL=$MCL but a Copy had $(stat_of "$st" max_command) blocks"
-    [ "$(stat_of "$st" ranges_max)" -le $((MSRC + 1)) ] || kernel_bug live-msrc "a Copy had $(stat_of "$st" ranges_max) ranges, MSRC+1 is $((MSRC + 1))"
+within=yes
+[ "$(stat_of "$st" max_range)" -le $MSSRL ] || within=no
+[ "$(stat_of "$st" max_command)" -le $MCL ] || within=no
+[ "$(stat_of "$st" ranges_max)" -le $((MSRC + 1)) ] || within=no
+if [ "$now" = "$before" ]; then
+    view="sysfs unchanged after 10 s"
 else
-    echo "LIVE-LIMITS ${KERNEL_SERIES:-?}: the series ignores the change (sysfs unchanged after 10 s: $now); its next Copies: $st"
+    view="sysfs changed within $((i / 10)).$((i % 10)) s:${sysfs_view:- $now}"
 fi
-[ $rc = 1 ] && echo "LIVE-LIMITS ${KERNEL_SERIES:-?}: the copy after the change returned an error to the caller: $KC_ERR"
+if [ $within = yes ]; then
+    echo "LIVE-LIMITS ${KERNEL_SERIES:-?}: the next Copies follow the new limits ($view)"
+else
+    echo "LIVE-LIMITS ${KERNEL_SERIES:-?}: the series ignores the change: its next Copies exceed the new limits ($st; $view)"
+fi
+[ $rc = 1 ] && echo "LIVE-LIMITS ${KERNEL_SERIES:-?}: the copy after the change returned $KC_OUTCOME"
 # Back to the configured limits, for the tests after this one.
 ns_limits 1
 ctl_json set-copy-limits "{\"nsid\":$NSID,\"mssrl\":$MSSRL,\"mcl\":$MCL,\"msrc\":$MSRC}"

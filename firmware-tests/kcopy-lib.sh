@@ -72,7 +72,7 @@ copy_check() {
         kcopy fill "$_dev" $((_after * LBS)) "$LBS" 9 >/dev/null || fail "$_what: fill guard"
     fi
     [ -n "$CONTROL_TTY" ] && host_ctl reset-stats >/dev/null
-    dmesg | grep -c '(0x19) @ LBA' >/tmp/kc.dmesg0
+    dmesg | grep -c "$COPY_ERR_LOG" >/tmp/kc.dmesg0
     kc "$_dev" $((_sb * LBS)) $((_db * LBS)) $((_nb * LBS))
     _rc=$?
     KC_ERR=""
@@ -114,19 +114,22 @@ copy_check() {
     return 0
 }
 
+# How the kernel logs a failed Copy: the NVMe driver's "...(0x19) @ LBA ..." line, or the
+# block layer's "... error, dev X, sector N op 0x14:(COPY_SRC)" (the op names differ by series).
+COPY_ERR_LOG='(0x19) @ LBA\|:(COPY_SRC)\|:(COPY_DST)\|op 0x1[45]:'
 # copies_failed DEV: did the device fail a Copy since copy_check started? From the device's
 # counters (vnvme) or the kernel's error log (any device). COPIES_FAILED says how it knows.
 copies_failed() {
     COPIES_FAILED=""
-    if [ -n "$CONTROL_TTY" ] && host_ctl query-stats >/tmp/ctl.json; then
-        _nsid=$(cat "/sys/block/${1#/dev/}/nsid" 2>/dev/null)
-        _e=$(stat_of "$(copy_stats "$_nsid")" errors)
+    if [ -n "$CONTROL_TTY" ] && command -v jq >/dev/null 2>&1 && host_ctl query-stats >/tmp/ctl.json; then
+        # Any namespace: a copy through device mapper or nvmet lands on the one below.
+        _e=$(jq -r '[.return | to_entries[] | select(.key != "admin") | .value.opcodes.copy.errors // {} | to_entries[] | "\(.key)x\(.value)"] | join(",")' /tmp/ctl.json)
         [ -n "$_e" ] && COPIES_FAILED="device counters: $_e" && return 0
     fi
     _n0=$(cat /tmp/kc.dmesg0 2>/dev/null || echo 0)
-    _n1=$(dmesg | grep -c '(0x19) @ LBA')
+    _n1=$(dmesg | grep -c "$COPY_ERR_LOG")
     if [ "$_n1" -gt "$_n0" ]; then
-        COPIES_FAILED="kernel log: $(dmesg | grep '(0x19) @ LBA' | tail -n1 | sed 's/^\[[^]]*\] //')"
+        COPIES_FAILED="kernel log: $(dmesg | grep "$COPY_ERR_LOG" | tail -n1 | sed 's/^\[[^]]*\] //')"
         return 0
     fi
     return 1

@@ -165,6 +165,12 @@ kernel_bug() {
     fail "kernel bug $1: $2"
 }
 
+# known_kernel_bug ID: is ID listed for the booted kernel's series? (For a step that would
+# crash the kernel: a test does not take it when the crash is known.)
+known_kernel_bug() {
+    [ -f /tests/kernel.known ] && grep -q "^$1[[:space:]]" /tests/kernel.known
+}
+
 # known_deviation ID TEXT: the device under test is QEMU's emulated NVMe and showed a
 # documented deviation from the spec (docs/copy.md lists each ID): record it and go on.
 # Against any other device the same observation is a failure.

@@ -37,8 +37,12 @@ done
 [ -n "$failed_names" ] && echo "failed:$failed_names"
 [ -s /tmp/deviations ] && cat /tmp/deviations
 if [ -s /tmp/kernel-bugs ]; then
-    cat /tmp/kernel-bugs
-    echo "known kernel bugs seen: $(wc -l </tmp/kernel-bugs)"
+    # Once per bug id, with how often it was seen and its first occurrence.
+    cut -d' ' -f2,3 /tmp/kernel-bugs | sort | uniq -c | while read -r n sid; do
+        first=$(grep -m1 -F "KNOWN-KERNEL-BUG $sid " /tmp/kernel-bugs)
+        echo "$first [seen $n times]"
+    done
+    echo "known kernel bugs seen: $(cut -d' ' -f2,3 /tmp/kernel-bugs | sort -u | wc -l) ($(wc -l </tmp/kernel-bugs) times)"
 fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ $failed -eq 0 ]
