@@ -35,6 +35,8 @@ done
 if [ "$IFACE" = blkcpy ]; then
     # Many sources to one destination (BLKCPY_VEC), on the first namespace.
     ns_limits 1
+    vec_id=vec-wrong-data
+    [ "$COPY" = off ] && vec_id=vec-wrong-data-emulated
     _seed=900
     list="" want_off=0 dst=$((NSBLOCKS / 2 + 40000))
     for r in 10:8 200:1 300:64 1000:33 5000:128 7000:2 9000:16 12000:5; do
@@ -52,7 +54,7 @@ if [ "$IFACE" = blkcpy ]; then
             s=${r%%:*} n=${r#*:}
             _seed=$((_seed + 1))
             kcopy check $DEV $((off * LBS)) $((n * LBS)) $_seed $((s * LBS)) >/tmp/kc.chk 2>&1 ||
-                kernel_bug wrong-data "BLKCPY_VEC reported done but source $s ($n blocks) at $off differs: $(cat /tmp/kc.chk)"
+                kernel_bug "$vec_id" "BLKCPY_VEC reported done but source $s ($n blocks) at $off differs: $(cat /tmp/kc.chk)"
             off=$((off + n))
         done
         done_ok=$((done_ok + 1))
