@@ -74,6 +74,38 @@ pub fn opcode_name(qid: u16, opcode: u8) -> &'static str {
     }
 }
 
+/// An admin command's key as the trace line's `fid`, `cns`, `cntid`, `csi`, `lid`.
+#[derive(Default)]
+struct AdminFields {
+    fid: Option<u8>,
+    cns: Option<u8>,
+    cntid: Option<u16>,
+    csi: Option<u8>,
+    lid: Option<u8>,
+}
+
+impl AdminFields {
+    fn of(k: Option<AdminKey>) -> AdminFields {
+        match k {
+            Some(AdminKey::Feature { fid }) => AdminFields {
+                fid: Some(fid),
+                ..Default::default()
+            },
+            Some(AdminKey::Identify { cns, cntid, csi }) => AdminFields {
+                cns: Some(cns),
+                cntid: Some(cntid),
+                csi: Some(csi),
+                ..Default::default()
+            },
+            Some(AdminKey::LogPage { lid }) => AdminFields {
+                lid: Some(lid),
+                ..Default::default()
+            },
+            None => AdminFields::default(),
+        }
+    }
+}
+
 /// A status as `0x%04x` (DNR bit 14 included).
 pub fn status_hex(status: u16) -> String {
     format!("0x{status:04x}")
@@ -81,6 +113,7 @@ pub fn status_hex(status: u16) -> String {
 
 impl<'a> TraceLine<'a> {
     pub fn new(r: &'a CommandRecord) -> TraceLine<'a> {
+        let a = AdminFields::of(r.admin);
         TraceLine {
             time_us: r.time_us,
             qid: r.qid,
@@ -94,26 +127,11 @@ impl<'a> TraceLine<'a> {
             format: r.copy.as_ref().map(|c| c.format),
             nr: r.copy.as_ref().map(|c| c.nr),
             ranges: r.copy.as_ref().map(|c| c.ranges.as_slice()),
-            fid: match r.admin {
-                Some(AdminKey::Feature { fid }) => Some(fid),
-                _ => None,
-            },
-            cns: match r.admin {
-                Some(AdminKey::Identify { cns, .. }) => Some(cns),
-                _ => None,
-            },
-            cntid: match r.admin {
-                Some(AdminKey::Identify { cntid, .. }) => Some(cntid),
-                _ => None,
-            },
-            csi: match r.admin {
-                Some(AdminKey::Identify { csi, .. }) => Some(csi),
-                _ => None,
-            },
-            lid: match r.admin {
-                Some(AdminKey::LogPage { lid }) => Some(lid),
-                _ => None,
-            },
+            fid: a.fid,
+            cns: a.cns,
+            cntid: a.cntid,
+            csi: a.csi,
+            lid: a.lid,
             status: status_hex(r.status),
             status_name: status_name(r.status & 0x3fff),
             dw0: r.dw0,

@@ -370,33 +370,6 @@ fn formats_outside_ocfs_are_invalid_field() {
     assert_eq!(copy_cmd(&mut h, 1, 100, 0, &[(0, 0, 1)]).sc(), (0, 0x02));
 }
 
-#[test]
-fn host_behavior_support_returns_cdfe() {
-    let mut h = copy_host(vec![memns(1, limited(16, 64, 7))]);
-    let get = |h: &mut Host, sel: u32| {
-        h.fill(BUF, 512, 0xee);
-        let c = h.admin(Sqe {
-            opcode: admin_op::GET_FEATURES,
-            cdw10: feat::HOST_BEHAVIOR_SUPPORT as u32 | (sel << 8),
-            dptr1: BUF,
-            ..Default::default()
-        });
-        assert!(c.ok(), "{c:?}");
-        h.read_mem(BUF, 512)
-    };
-    assert!(get(&mut h, 0).iter().all(|&b| b == 0), "CDFE 0 after reset");
-    set_cdfe(&mut h, 0b0100);
-    let cur = get(&mut h, 0);
-    assert_eq!(u16::from_le_bytes([cur[4], cur[5]]), 0b0100);
-    assert_eq!(h.ctrl.copy_formats_enabled(), 0b0100);
-    // Select 1 (default value): all zeroes.
-    assert!(get(&mut h, 1).iter().all(|&b| b == 0));
-    // A controller reset forgets it.
-    h.disable();
-    h.enable();
-    assert!(get(&mut h, 0).iter().all(|&b| b == 0));
-}
-
 fn get_hbs(h: &mut Host, sel: u32) -> Vec<u8> {
     h.fill(BUF, 512, 0xee);
     let c = h.admin(Sqe {
@@ -407,6 +380,25 @@ fn get_hbs(h: &mut Host, sel: u32) -> Vec<u8> {
     });
     assert!(c.ok(), "{c:?}");
     h.read_mem(BUF, 512)
+}
+
+#[test]
+fn host_behavior_support_returns_cdfe() {
+    let mut h = copy_host(vec![memns(1, limited(16, 64, 7))]);
+    assert!(
+        get_hbs(&mut h, 0).iter().all(|&b| b == 0),
+        "CDFE 0 after reset"
+    );
+    set_cdfe(&mut h, 0b0100);
+    let cur = get_hbs(&mut h, 0);
+    assert_eq!(u16::from_le_bytes([cur[4], cur[5]]), 0b0100);
+    assert_eq!(h.ctrl.copy_formats_enabled(), 0b0100);
+    // Select 1 (default value): all zeroes.
+    assert!(get_hbs(&mut h, 1).iter().all(|&b| b == 0));
+    // A controller reset forgets it.
+    h.disable();
+    h.enable();
+    assert!(get_hbs(&mut h, 0).iter().all(|&b| b == 0));
 }
 
 fn cdfe_of(b: &[u8]) -> u16 {
