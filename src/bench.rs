@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 
+use vnvme::block::file::{fs_type, RAMFS_MAGIC, TMPFS_MAGIC};
+use vnvme::block::{FileStore, Store, Volume, BOUNCE_LIMIT};
 use vnvme::config::{ControllerConfig, NamespaceConfig};
 use vnvme::nvme::spec::{admin_op, io_op, Sqe};
-use vnvme::nvme::{Controller, GuestMemory, InterruptSink, Namespace};
-use vnvme::storage::file::{fs_type, RAMFS_MAGIC, TMPFS_MAGIC};
-use vnvme::storage::{FileStore, Store, BOUNCE_LIMIT};
+use vnvme::nvme::{Controller, GuestMemory, InterruptSink};
 
 /// Logical block size of the benchmark namespace.
 const LBS: u64 = 4096;
@@ -339,7 +339,9 @@ impl Device {
             msrc: (RANGES_PER_COMMAND - 1) as u8,
             ..Default::default()
         };
-        let ns = Namespace::with_store(&cfg, 1, store).map_err(|e| Failure::Run(e.0))?;
+        let volume = Volume::new("bench".into(), store, LBS, false)
+            .map_err(|e| Failure::Run(e.to_string()))?;
+        let ns = vnvme::server::namespace_on(&cfg, 1, Arc::new(volume));
         let ccfg = ControllerConfig {
             max_ioqpairs: 1,
             ..Default::default()

@@ -9,13 +9,14 @@
 //! - [`control`] and [`trace`]: steering and watching a running device (the control
 //!   socket, the command trace); they use the model's experiment hooks.
 
+pub mod block;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod hooks;
 pub mod nvme;
 pub mod pci;
 pub mod server;
 pub mod signals;
-pub mod storage;
 pub mod trace;
 pub mod vfio_user;

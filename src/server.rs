@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use crate::config::{ConfigError, DeviceConfig, NamespaceConfig};
+use crate::block::{memfd, Volume};
+use crate::config::{Backing, ConfigError, DeviceConfig, NamespaceConfig};
+use crate::nvme::namespace::{CopyLimits, NamespaceIds};
 use crate::nvme::{Controller, InterruptSink, Namespace};
 use crate::pci::{BarLayout, ConfigSpace, Interrupts, PciIds};
 use crate::vfio_user::server::{REGION_BAR0, REGION_BAR4, REGION_CONFIG};
@@ -162,10 +164,46 @@ pub fn build(cfg: &DeviceConfig) -> Result<NvmeFunction, ConfigError> {
     let ids = assign_nsids(&cfg.namespaces)?;
     let mut namespaces = Vec::with_capacity(cfg.namespaces.len());
     for (ns, id) in cfg.namespaces.iter().zip(ids) {
-        namespaces.push(Namespace::open(ns, id)?);
+        namespaces.push(open_namespace(ns, id)?);
     }
     let ctrl = Controller::new(&cfg.controller, namespaces);
     Ok(NvmeFunction::new(cfg, ctrl))
+}
+
+/// Opens (or creates) the volume of one `--ns`. Errors name the option at fault.
+pub fn open_volume(cfg: &NamespaceConfig, nsid: u32) -> Result<Arc<Volume>, ConfigError> {
+    cfg.validate()?;
+    let bs = cfg.logical_block_size as u64;
+    let v = match &cfg.backing {
+        Backing::File(path) => Volume::open_file(path, cfg.size, bs, cfg.readonly)
+            .map_err(|e| ConfigError(format!("--ns file={}: {e}", path.display())))?,
+        Backing::Memory => {
+            let size = cfg.size.unwrap_or(memfd::DEFAULT_SIZE);
+            Volume::memory(&format!("vnvme-ns{nsid}"), size, bs, cfg.readonly)
+                .map_err(|e| ConfigError(format!("--ns nsid={nsid}: {e}")))?
+        }
+    };
+    Ok(Arc::new(v))
+}
+
+/// The NVMe namespace of one `--ns` over an already opened volume.
+pub fn namespace_on(cfg: &NamespaceConfig, nsid: u32, volume: Arc<Volume>) -> Namespace {
+    let ids = NamespaceIds {
+        uuid: cfg.uuid,
+        nguid: cfg.nguid,
+        eui64: cfg.eui64,
+    };
+    let limits = CopyLimits {
+        mssrl: cfg.mssrl,
+        mcl: cfg.mcl,
+        msrc: cfg.msrc,
+    };
+    Namespace::new(nsid, volume, ids, limits)
+}
+
+/// Opens the volume of one `--ns` and makes it namespace `nsid`.
+pub fn open_namespace(cfg: &NamespaceConfig, nsid: u32) -> Result<Namespace, ConfigError> {
+    Ok(namespace_on(cfg, nsid, open_volume(cfg, nsid)?))
 }
 
 /// A server running on its own thread (for tests and embedding). Stops when dropped.
@@ -208,4 +246,41 @@ pub fn spawn(dev: NvmeFunction, socket: &Path) -> io::Result<RunningServer> {
         stop,
         thread: Some(thread),
     })
+}
+
+#[cfg(test)]
+mod open_tests {
+    use super::*;
+
+    #[test]
+    fn file_errors_name_the_option() {
+        let cfg = NamespaceConfig {
+            backing: Backing::File("/nonexistent-dir-vnvme/x.img".into()),
+            size: Some(1 << 20),
+            ..Default::default()
+        };
+        let e = open_namespace(&cfg, 1).unwrap_err();
+        assert!(
+            e.0.starts_with("--ns file=/nonexistent-dir-vnvme/x.img: cannot create:"),
+            "{}",
+            e.0
+        );
+        assert!(!e.0.contains('\n'));
+    }
+
+    #[test]
+    fn file_namespace_sized_from_file() {
+        let p = std::env::temp_dir().join(format!("vnvme-srv-ns-{}.img", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        std::fs::write(&p, vec![0u8; 1 << 16]).unwrap();
+        let cfg = NamespaceConfig {
+            backing: Backing::File(p.clone()),
+            logical_block_size: 4096,
+            readonly: true,
+            ..Default::default()
+        };
+        let ns = open_namespace(&cfg, 3).unwrap();
+        assert_eq!((ns.nsze(), ns.lbads(), ns.readonly()), (16, 12, true));
+        std::fs::remove_file(&p).unwrap();
+    }
 }

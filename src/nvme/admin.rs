@@ -487,9 +487,12 @@ fn set_features(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Result<u32, Status>
             let was = inner.write_cache.swap(on, Ordering::AcqRel);
             if was && !on {
                 for ns in inner.namespaces() {
-                    ns.store()
-                        .flush()
-                        .map_err(|_| status::INTERNAL_ERROR.dnr())?;
+                    ns.volume().flush().map_err(|e| {
+                        super::status::of_block(
+                            &format!("write cache off: flush of namespace {}", ns.nsid),
+                            &e,
+                        )
+                    })?;
                 }
             }
         }

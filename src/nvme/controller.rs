@@ -483,7 +483,7 @@ impl Inner {
         }
         if cc::shn(v) != 0 && cc::shn(old) == 0 {
             for ns in self.namespaces() {
-                if let Err(e) = ns.store().flush() {
+                if let Err(e) = ns.volume().flush() {
                     log::error!("namespace {}: flush at shutdown failed: {e}", ns.nsid);
                 }
             }

@@ -95,7 +95,7 @@ pub fn ns_cfg(size: u64) -> NamespaceConfig {
 }
 
 pub fn memns(nsid: u32, cfg: NamespaceConfig) -> Namespace {
-    Namespace::open(&cfg, nsid).unwrap()
+    crate::server::open_namespace(&cfg, nsid).unwrap()
 }
 
 impl Host {

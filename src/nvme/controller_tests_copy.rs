@@ -678,7 +678,7 @@ fn source_namespace_ids() {
 /// A memfd store that can fail reads, writes or flushes, and hold reads at a gate.
 #[derive(Debug)]
 struct Faulty {
-    inner: crate::storage::FileStore,
+    inner: crate::block::FileStore,
     fail_read: Option<std::ops::Range<u64>>,
     fail_write: Option<std::ops::Range<u64>>,
     fail_flush: bool,
@@ -719,7 +719,7 @@ fn hits(r: &Option<std::ops::Range<u64>>, off: u64, len: usize) -> bool {
 impl Faulty {
     fn new(size: u64) -> Faulty {
         Faulty {
-            inner: crate::storage::memfd::create("faulty", size).unwrap(),
+            inner: crate::block::memfd::create("faulty", size).unwrap(),
             fail_read: None,
             fail_write: None,
             fail_flush: false,
@@ -728,7 +728,7 @@ impl Faulty {
     }
 }
 
-impl crate::storage::Store for Faulty {
+impl crate::block::Store for Faulty {
     fn size(&self) -> u64 {
         self.inner.size()
     }
@@ -779,16 +779,17 @@ impl crate::storage::Store for Faulty {
     fn copy_range(
         &self,
         dst_offset: u64,
-        src: &dyn crate::storage::Store,
+        src: &dyn crate::block::Store,
         src_offset: u64,
         len: u64,
-    ) -> Result<(), crate::storage::CopyError> {
-        crate::storage::copy_range_bounce(src, src_offset, self, dst_offset, len)
+    ) -> Result<(), crate::block::CopyError> {
+        crate::block::copy_range_bounce(src, src_offset, self, dst_offset, len)
     }
 }
 
 fn faulty_ns(nsid: u32, f: Faulty) -> Namespace {
-    Namespace::with_store(&limited(16, 64, 7), nsid, Arc::new(f)).unwrap()
+    let v = crate::block::Volume::new("faulty".into(), Arc::new(f), 512, false).unwrap();
+    crate::server::namespace_on(&limited(16, 64, 7), nsid, Arc::new(v))
 }
 
 #[test]
@@ -898,8 +899,8 @@ fn copies_between_a_file_namespace_and_a_memory_namespace() {
         ..limited(16, 64, 7)
     };
     // The same file opened twice: two namespaces whose blocks are the same bytes.
-    let file_ns = Namespace::open(&file_cfg, 1).unwrap();
-    let twin = Namespace::open(&file_cfg, 3).unwrap();
+    let file_ns = crate::server::open_namespace(&file_cfg, 1).unwrap();
+    let twin = crate::server::open_namespace(&file_cfg, 3).unwrap();
     let mut h = copy_host(vec![file_ns, memns(2, limited(16, 64, 7)), twin]);
     seed(&mut h, 2, 16);
     set_cdfe(&mut h, 0b0100);

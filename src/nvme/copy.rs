@@ -15,14 +15,13 @@
 //! range is durable before the next one starts.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::controller::{lock, Inner, Outcome};
 use super::identify::ocfs;
 use super::namespace::Namespace;
 use super::prp::{Dma, Mem};
 use super::spec::{copy, get_u32, get_u64, status, Sqe, Status, NSID_ALL};
-use crate::storage::{move_within, same_file, CopyError};
+use super::status::of_block;
 
 /// CDW12 bit 30: Force Unit Access. (Bit 31, Limited Retry, is accepted and has no
 /// effect: nothing here retries.)
@@ -209,19 +208,18 @@ fn run(
         if !sns.in_range(r.slba, r.nlb) || !dns.in_range(dlba, r.nlb) {
             return Err(fail(status::LBA_OUT_OF_RANGE.dnr()));
         }
-        copy_blocks(&sns, r.slba, &dns, dlba, r.nlb).map_err(|e| {
-            log::debug!("copy range {i}: {e}");
-            fail(match e {
-                CopyError::Read(_) => status::UNRECOVERED_READ_ERROR.dnr(),
-                CopyError::Write(_) => status::WRITE_FAULT.dnr(),
-            })
-        })?;
+        dns.volume()
+            .copy_from(dlba, sns.volume(), r.slba, r.nlb, fua)
+            .map_err(|e| {
+                fail(of_block(
+                    &format!(
+                        "copy range {i} (namespace {} LBA {}+{} to namespace {} LBA {dlba})",
+                        sns.nsid, r.slba, r.nlb, dns.nsid
+                    ),
+                    &e,
+                ))
+            })?;
         done.blocks_copied += r.nlb;
-        if fua {
-            dns.store()
-                .flush()
-                .map_err(|_| fail(status::WRITE_FAULT.dnr()))?;
-        }
         let bytes = r.nlb * dns.block_size();
         let st = &inner.stats;
         st.bytes_written.fetch_add(bytes, Ordering::Relaxed);
@@ -229,24 +227,6 @@ fn run(
         dlba += r.nlb;
     }
     Ok(())
-}
-
-/// Copies `nlb` blocks. Source and destination in one file may overlap: the range is
-/// then moved like memmove (the original source data lands at the destination).
-fn copy_blocks(
-    src: &Arc<Namespace>,
-    slba: u64,
-    dst: &Arc<Namespace>,
-    dlba: u64,
-    nlb: u64,
-) -> Result<(), CopyError> {
-    let len = nlb * dst.block_size();
-    let (s, d) = (src.byte_offset(slba), dst.byte_offset(dlba));
-    let overlap = s < d + len && d < s + len;
-    if overlap && (Arc::ptr_eq(src, dst) || same_file(src.store(), dst.store())) {
-        return move_within(dst.store(), s, d, len);
-    }
-    dst.store().copy_range(d, src.store(), s, len)
 }
 
 #[cfg(test)]

@@ -160,13 +160,7 @@ pub struct NamespaceStats {
 /// are counted under nsid "admin".
 pub type StatsSnapshot = BTreeMap<String, NamespaceStats>;
 
-/// Current Copy limits of a namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CopyLimits {
-    pub mssrl: u16,
-    pub mcl: u32,
-    pub msrc: u8,
-}
+pub use super::namespace::CopyLimits;
 
 /// An injected fault: matching I/O commands complete with `status`.
 ///

@@ -14,7 +14,7 @@ use super::copy::CopyDone;
 use super::namespace::Namespace;
 use super::prp::{Dma, Mem};
 use super::spec::{io_op, status, Sqe, Status, NSID_ALL, PAGE_SIZE};
-use crate::storage::BOUNCE_LIMIT;
+use super::status::of_block;
 
 /// Supported I/O opcodes and whether they change logical block content (effects log).
 pub const SUPPORTED: &[(u8, bool)] = &[
@@ -96,14 +96,6 @@ fn check_mdts(inner: &Inner, len: u64) -> Result<(), Status> {
     }
 }
 
-fn check_range(ns: &Namespace, slba: u64, nlb: u64) -> Result<(), Status> {
-    if ns.in_range(slba, nlb) {
-        Ok(())
-    } else {
-        Err(status::LBA_OUT_OF_RANGE.dnr())
-    }
-}
-
 fn check_writable(ns: &Namespace) -> Result<(), Status> {
     if ns.readonly() {
         Err(status::NAMESPACE_WRITE_PROTECTED.dnr())
@@ -112,12 +104,17 @@ fn check_writable(ns: &Namespace) -> Result<(), Status> {
     }
 }
 
-/// Makes writes durable when asked (FUA) or when the volatile write cache is off.
-fn maybe_sync(inner: &Inner, ns: &Namespace, fua: bool) -> Result<(), Status> {
-    if fua || !inner.write_cache.load(Ordering::Acquire) {
-        ns.store().flush().map_err(|_| status::WRITE_FAULT.dnr())?;
+fn check_range(ns: &Namespace, slba: u64, nlb: u64) -> Result<(), Status> {
+    if ns.in_range(slba, nlb) {
+        Ok(())
+    } else {
+        Err(status::LBA_OUT_OF_RANGE.dnr())
     }
-    Ok(())
+}
+
+/// Durability a write asks for: FUA, or every write while the volatile write cache is off.
+fn wants_durable(inner: &Inner, fua: bool) -> bool {
+    fua || !inner.write_cache.load(Ordering::Acquire)
 }
 
 fn flush(inner: &Inner, sqe: &Sqe) -> Result<u32, Status> {
@@ -127,9 +124,9 @@ fn flush(inner: &Inner, sqe: &Sqe) -> Result<u32, Status> {
         vec![namespace(inner, sqe.nsid)?]
     };
     for ns in targets {
-        ns.store()
+        ns.volume()
             .flush()
-            .map_err(|_| status::INTERNAL_ERROR.dnr())?;
+            .map_err(|e| of_block(&format!("flush of namespace {}", ns.nsid), &e))?;
     }
     Ok(0)
 }
@@ -144,23 +141,25 @@ fn read_write(inner: &Inner, mem: &Mem, sqe: &Sqe, is_write: bool) -> Result<u32
     check_mdts(inner, len)?;
     check_range(&ns, slba, nlb)?;
     let dma = Dma::map(mem, sqe, len)?;
-    let store = ns.store();
-    let off = ns.byte_offset(slba);
-    if is_write {
-        store
-            .write_from_slices(off, dma.slices())
-            .map_err(|_| status::WRITE_FAULT.dnr())?;
-    } else {
-        store
-            .read_to_slices(off, dma.slices())
-            .map_err(|_| status::UNRECOVERED_READ_ERROR.dnr())?;
-    }
+    let what = || {
+        format!(
+            "{} of namespace {} at LBA {slba}+{nlb}",
+            if is_write { "write" } else { "read" },
+            ns.nsid
+        )
+    };
     let st = &inner.stats;
     if is_write {
-        maybe_sync(inner, &ns, sqe.cdw12 & FUA != 0)?;
+        let durable = wants_durable(inner, sqe.cdw12 & FUA != 0);
+        ns.volume()
+            .write(slba, dma.slices(), durable)
+            .map_err(|e| of_block(&what(), &e))?;
         st.write_commands.fetch_add(1, Ordering::Relaxed);
         st.bytes_written.fetch_add(len, Ordering::Relaxed);
     } else {
+        ns.volume()
+            .read(slba, dma.slices())
+            .map_err(|e| of_block(&what(), &e))?;
         st.read_commands.fetch_add(1, Ordering::Relaxed);
         st.bytes_read.fetch_add(len, Ordering::Relaxed);
     }
@@ -174,27 +173,12 @@ fn compare(inner: &Inner, mem: &Mem, sqe: &Sqe) -> Result<u32, Status> {
     check_mdts(inner, len)?;
     check_range(&ns, slba, nlb)?;
     let dma = Dma::map(mem, sqe, len)?;
-    let mut off = ns.byte_offset(slba);
-    let mut stored = vec![0u8; (len as usize).min(BOUNCE_LIMIT)];
-    let mut host = vec![0u8; stored.len()];
-    for s in dma.slices() {
-        let mut done = 0usize;
-        while done < s.len() {
-            let n = (s.len() - done).min(stored.len());
-            let sub = s
-                .subslice(done, n)
-                .map_err(|_| status::DATA_TRANSFER_ERROR.dnr())?;
-            ns.store()
-                .read(off, &mut stored[..n])
-                .map_err(|_| status::UNRECOVERED_READ_ERROR.dnr())?;
-            sub.copy_to(&mut host[..n]);
-            if stored[..n] != host[..n] {
-                return Err(status::COMPARE_FAILURE.dnr());
-            }
-            done += n;
-            off += n as u64;
-        }
-    }
+    ns.volume().compare(slba, dma.slices()).map_err(|e| {
+        of_block(
+            &format!("compare on namespace {} at LBA {slba}+{nlb}", ns.nsid),
+            &e,
+        )
+    })?;
     Ok(0)
 }
 
@@ -203,14 +187,15 @@ fn write_zeroes(inner: &Inner, sqe: &Sqe) -> Result<u32, Status> {
     check_writable(&ns)?;
     let (slba, nlb) = (sqe.slba(), sqe.nlb());
     check_range(&ns, slba, nlb)?;
-    let (off, len) = (ns.byte_offset(slba), nlb * ns.block_size());
-    let r = if sqe.cdw12 & DEAC != 0 {
-        ns.store().punch_hole(off, len)
-    } else {
-        ns.store().write_zeroes(off, len)
-    };
-    r.map_err(|_| status::WRITE_FAULT.dnr())?;
-    maybe_sync(inner, &ns, sqe.cdw12 & FUA != 0)?;
+    let durable = wants_durable(inner, sqe.cdw12 & FUA != 0);
+    ns.volume()
+        .write_zeroes(slba, nlb, sqe.cdw12 & DEAC != 0, durable)
+        .map_err(|e| {
+            of_block(
+                &format!("write zeroes on namespace {} at LBA {slba}+{nlb}", ns.nsid),
+                &e,
+            )
+        })?;
     Ok(0)
 }
 
@@ -238,11 +223,12 @@ fn dataset_management(inner: &Inner, mem: &Mem, sqe: &Sqe) -> Result<u32, Status
         check_range(&ns, slba, nlb)?;
     }
     for &(slba, nlb) in &ranges {
-        if nlb > 0 {
-            ns.store()
-                .punch_hole(ns.byte_offset(slba), nlb * ns.block_size())
-                .map_err(|_| status::WRITE_FAULT.dnr())?;
-        }
+        ns.volume().discard(slba, nlb).map_err(|e| {
+            of_block(
+                &format!("deallocate on namespace {} at LBA {slba}+{nlb}", ns.nsid),
+                &e,
+            )
+        })?;
     }
     Ok(0)
 }
@@ -251,15 +237,11 @@ fn verify(inner: &Inner, sqe: &Sqe) -> Result<u32, Status> {
     let ns = namespace(inner, sqe.nsid)?;
     let (slba, nlb) = (sqe.slba(), sqe.nlb());
     check_range(&ns, slba, nlb)?;
-    let len = nlb * ns.block_size();
-    let mut buf = vec![0u8; (len as usize).min(BOUNCE_LIMIT)];
-    let mut done = 0u64;
-    while done < len {
-        let n = ((len - done) as usize).min(buf.len());
-        ns.store()
-            .read(ns.byte_offset(slba) + done, &mut buf[..n])
-            .map_err(|_| status::UNRECOVERED_READ_ERROR.dnr())?;
-        done += n as u64;
-    }
+    ns.volume().verify(slba, nlb).map_err(|e| {
+        of_block(
+            &format!("verify on namespace {} at LBA {slba}+{nlb}", ns.nsid),
+            &e,
+        )
+    })?;
     Ok(0)
 }

@@ -28,6 +28,7 @@ pub mod prp;
 pub mod queue;
 pub mod regs;
 pub mod spec;
+pub mod status;
 mod timer;
 
 pub use controller::Controller;

@@ -1,27 +1,38 @@
-//! A namespace: its id, LBA format, Copy limits, identifiers and backing store.
-//!
-//! `Namespace::open` turns a [`NamespaceConfig`] into a store (a file, a block device or a
-//! memfd) and answers the questions the command handlers ask: how many blocks, is this
-//! range inside, where in the store does LBA n live.
+//! A namespace: NVMe identity (nsid, identifiers, Copy limits) over a shared block
+//! [`Volume`]. The volume is opened by the wiring and may be shown by other front ends
+//! too; the namespace only answers NVMe's questions about it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::experiment::CopyLimits;
-use crate::config::{Backing, ConfigError, NamespaceConfig};
-use crate::storage::{memfd, FileStore, Store};
+use crate::block::Volume;
+
+/// Current Copy limits of a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CopyLimits {
+    pub mssrl: u16,
+    pub mcl: u32,
+    pub msrc: u8,
+}
+
+/// Identifiers reported in the Namespace Identification Descriptor list and Identify
+/// Namespace. `None`/zero means: derive (UUID) or report none (NGUID, EUI-64).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NamespaceIds {
+    pub uuid: Option<[u8; 16]>,
+    pub nguid: Option<[u8; 16]>,
+    pub eui64: Option<[u8; 8]>,
+}
 
 pub struct Namespace {
     pub nsid: u32,
-    pub cfg: NamespaceConfig,
-    store: Arc<dyn Store>,
-    /// Logical block size in bytes (512 or 4096).
-    lbs: u64,
-    /// Namespace size in logical blocks (NSZE).
-    nsze: u64,
+    volume: Arc<Volume>,
+    ids: NamespaceIds,
+    /// The limits the namespace was created with.
+    initial_limits: CopyLimits,
     /// Current Copy limits, packed so that one load sees one consistent set:
-    /// MSSRL in bits 15:0, MCL in 47:16, MSRC in 55:48. Starts from `cfg` (which keeps
-    /// the configured values); changed at run time by `set_copy_limits`.
+    /// MSSRL in bits 15:0, MCL in 47:16, MSRC in 55:48. Changed at run time by
+    /// `set_copy_limits`.
     copy_limits: AtomicU64,
 }
 
@@ -41,60 +52,21 @@ impl std::fmt::Debug for Namespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Namespace")
             .field("nsid", &self.nsid)
-            .field("lbs", &self.lbs)
-            .field("nsze", &self.nsze)
+            .field("volume", &self.volume)
             .finish()
     }
 }
 
 impl Namespace {
-    /// Opens (or creates) the backing store. Errors name the option at fault.
-    pub fn open(cfg: &NamespaceConfig, nsid: u32) -> Result<Namespace, ConfigError> {
-        cfg.validate()?;
-        let store: Arc<dyn Store> = match &cfg.backing {
-            Backing::File(path) => {
-                let s = FileStore::open(path, cfg.size, cfg.readonly)
-                    .map_err(|e| ConfigError(format!("--ns file={}: {}", path.display(), e)))?;
-                Arc::new(s)
-            }
-            Backing::Memory => {
-                let size = cfg.size.unwrap_or(memfd::DEFAULT_SIZE);
-                let s = memfd::create(&format!("vnvme-ns{nsid}"), size).map_err(|e| {
-                    ConfigError(format!("--ns nsid={nsid}: cannot create memfd: {e}"))
-                })?;
-                Arc::new(s)
-            }
-        };
-        Namespace::with_store(cfg, nsid, store)
-    }
-
-    /// Builds a namespace on an existing store (tests, or stores made elsewhere).
-    pub fn with_store(
-        cfg: &NamespaceConfig,
-        nsid: u32,
-        store: Arc<dyn Store>,
-    ) -> Result<Namespace, ConfigError> {
-        cfg.validate()?;
-        let lbs = cfg.logical_block_size as u64;
-        let nsze = store.size() / lbs;
-        if nsze == 0 {
-            return Err(ConfigError(format!(
-                "--ns nsid={nsid}: size is smaller than one logical block ({lbs} bytes)"
-            )));
-        }
-        let limits = CopyLimits {
-            mssrl: cfg.mssrl,
-            mcl: cfg.mcl,
-            msrc: cfg.msrc,
-        };
-        Ok(Namespace {
+    /// A namespace over `volume` (whose block size is the LBA data size).
+    pub fn new(nsid: u32, volume: Arc<Volume>, ids: NamespaceIds, limits: CopyLimits) -> Namespace {
+        Namespace {
             nsid,
-            cfg: cfg.clone(),
-            store,
-            lbs,
-            nsze,
+            volume,
+            ids,
+            initial_limits: limits,
             copy_limits: AtomicU64::new(pack(limits)),
-        })
+        }
     }
 
     /// The Copy limits in force now (Identify Namespace and the Copy checks read these).
@@ -102,48 +74,54 @@ impl Namespace {
         unpack(self.copy_limits.load(Ordering::Acquire))
     }
 
+    /// The Copy limits the namespace was created with.
+    pub fn initial_copy_limits(&self) -> CopyLimits {
+        self.initial_limits
+    }
+
     /// Replaces the Copy limits (all three at once). The caller validates them.
     pub fn set_copy_limits(&self, l: CopyLimits) {
         self.copy_limits.store(pack(l), Ordering::Release);
     }
 
+    /// The block volume behind the namespace.
+    pub fn volume(&self) -> &Arc<Volume> {
+        &self.volume
+    }
+
     /// Logical block size in bytes.
     pub fn block_size(&self) -> u64 {
-        self.lbs
+        self.volume.block_size()
     }
 
     /// LBADS: log2 of the logical block size.
     pub fn lbads(&self) -> u8 {
-        self.lbs.trailing_zeros() as u8
+        self.block_size().trailing_zeros() as u8
     }
 
     /// Namespace size in logical blocks.
     pub fn nsze(&self) -> u64 {
-        self.nsze
+        self.volume.blocks()
     }
 
     pub fn readonly(&self) -> bool {
-        self.cfg.readonly
+        self.volume.read_only()
     }
 
-    pub fn store(&self) -> &dyn Store {
-        &*self.store
+    /// The byte store (tests and diagnostics).
+    pub fn store(&self) -> &dyn crate::block::Store {
+        self.volume.store()
     }
 
     /// True if `nlb` blocks from `slba` lie inside the namespace.
     pub fn in_range(&self, slba: u64, nlb: u64) -> bool {
-        slba.checked_add(nlb).is_some_and(|end| end <= self.nsze)
-    }
-
-    /// Byte offset of `lba` in the store.
-    pub fn byte_offset(&self, lba: u64) -> u64 {
-        lba * self.lbs
+        self.volume.in_range(slba, nlb)
     }
 
     /// The UUID reported in the descriptor list: the configured one, or one derived from
     /// `serial` and the nsid so that it is stable across runs and differs per namespace.
     pub fn uuid(&self, serial: &str) -> [u8; 16] {
-        if let Some(u) = self.cfg.uuid {
+        if let Some(u) = self.ids.uuid {
             return u;
         }
         let mut h1: u64 = 0xcbf2_9ce4_8422_2325;
@@ -163,11 +141,11 @@ impl Namespace {
     }
 
     pub fn nguid(&self) -> [u8; 16] {
-        self.cfg.nguid.unwrap_or([0; 16])
+        self.ids.nguid.unwrap_or([0; 16])
     }
 
     pub fn eui64(&self) -> [u8; 8] {
-        self.cfg.eui64.unwrap_or([0; 8])
+        self.ids.eui64.unwrap_or([0; 8])
     }
 }
 
@@ -175,70 +153,48 @@ impl Namespace {
 mod tests {
     use super::*;
 
+    fn ns(nsid: u32, size: u64, bs: u64, limits: CopyLimits) -> Namespace {
+        let v = Arc::new(Volume::memory("t", size, bs, false).unwrap());
+        Namespace::new(nsid, v, NamespaceIds::default(), limits)
+    }
+
+    const L: CopyLimits = CopyLimits {
+        mssrl: 7,
+        mcl: 0x1234_5678,
+        msrc: 200,
+    };
+
     #[test]
-    fn memory_namespace_defaults_to_1gib() {
-        let ns = Namespace::open(&NamespaceConfig::default(), 1).unwrap();
-        assert_eq!(ns.nsze(), (1u64 << 30) / 512);
-        assert_eq!(ns.lbads(), 9);
-        assert!(ns.in_range(0, ns.nsze()));
-        assert!(!ns.in_range(1, ns.nsze()));
-        assert!(!ns.in_range(u64::MAX, 2));
+    fn geometry_comes_from_the_volume() {
+        let n = ns(1, 1 << 20, 512, L);
+        assert_eq!(n.nsze(), 2048);
+        assert_eq!(n.lbads(), 9);
+        assert!(n.in_range(0, n.nsze()));
+        assert!(!n.in_range(1, n.nsze()));
+        assert!(!n.in_range(u64::MAX, 2));
+        assert_eq!(ns(1, 1 << 16, 4096, L).lbads(), 12);
     }
 
     #[test]
     fn copy_limits_start_from_the_config_and_change_together() {
-        let cfg = NamespaceConfig {
-            size: Some(1 << 20),
-            mssrl: 7,
-            mcl: 0x1234_5678,
-            msrc: 200,
-            ..Default::default()
-        };
-        let ns = Namespace::open(&cfg, 1).unwrap();
-        let l = ns.copy_limits();
-        assert_eq!((l.mssrl, l.mcl, l.msrc), (7, 0x1234_5678, 200));
-        let n = CopyLimits {
+        let n = ns(1, 1 << 20, 512, L);
+        assert_eq!(n.copy_limits(), L);
+        let m = CopyLimits {
             mssrl: u16::MAX,
             mcl: u32::MAX,
             msrc: 0,
         };
-        ns.set_copy_limits(n);
-        assert_eq!(ns.copy_limits(), n);
-        assert_eq!(ns.cfg.mssrl, 7, "the configuration keeps the initial value");
+        n.set_copy_limits(m);
+        assert_eq!(n.copy_limits(), m);
+        assert_eq!(n.initial_copy_limits(), L, "the initial value is kept");
     }
 
     #[test]
-    fn file_errors_name_the_option() {
-        let cfg = NamespaceConfig {
-            backing: Backing::File("/nonexistent-dir-vnvme/x.img".into()),
-            size: Some(1 << 20),
-            ..Default::default()
-        };
-        let e = Namespace::open(&cfg, 1).unwrap_err();
-        assert!(
-            e.0.starts_with("--ns file=/nonexistent-dir-vnvme/x.img: cannot create:"),
-            "{}",
-            e.0
-        );
-        assert!(!e.0.contains('\n'));
-    }
-
-    #[test]
-    fn file_namespace_sized_from_file() {
-        let p = std::env::temp_dir().join(format!("vnvme-ns-{}.img", std::process::id()));
-        let _ = std::fs::remove_file(&p);
-        std::fs::write(&p, vec![0u8; 1 << 16]).unwrap();
-        let cfg = NamespaceConfig {
-            backing: Backing::File(p.clone()),
-            logical_block_size: 4096,
-            ..Default::default()
-        };
-        let ns = Namespace::open(&cfg, 3).unwrap();
-        assert_eq!(ns.nsze(), 16);
-        assert_eq!(ns.lbads(), 12);
-        let u = ns.uuid("SN");
-        assert_ne!(u, Namespace::open(&cfg, 4).unwrap().uuid("SN"));
+    fn derived_uuid_is_stable_and_differs_per_namespace() {
+        let (a, b) = (ns(3, 1 << 16, 512, L), ns(4, 1 << 16, 512, L));
+        let u = a.uuid("SN");
+        assert_eq!(u, a.uuid("SN"));
+        assert_ne!(u, b.uuid("SN"));
         assert_eq!(u[6] >> 4, 4);
-        std::fs::remove_file(&p).unwrap();
     }
 }

@@ -28,7 +28,7 @@ pub fn create(name: &str, size: u64) -> io::Result<FileStore> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::Store;
+    use crate::block::Store;
 
     #[test]
     fn memfd_reads_zero_and_round_trips() {

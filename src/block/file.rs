@@ -11,7 +11,7 @@ use std::path::Path;
 
 use vm_memory::VolatileSlice;
 
-use super::{copy_range_bounce, fd_of, CopyError, Store, BOUNCE_LIMIT};
+use super::store::{copy_range_bounce, fd_of, CopyError, Store, BOUNCE_LIMIT};
 
 /// `_IOR(0x12, 114, size_t)`: size of a block device in bytes.
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;

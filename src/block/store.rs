@@ -1,23 +1,16 @@
-//! Byte-addressed stores: regular files, block devices and anonymous memfds.
+//! Byte-addressed stores: the [`Store`] trait every backing (regular file, block device,
+//! anonymous memfd) implements, and the copy helpers built on it.
 //!
-//! This layer knows nothing of NVMe. A [`Store`] reads and writes bytes at byte offsets,
+//! This layer knows nothing of NVMe or virtio. A [`Store`] reads and writes bytes at byte offsets,
 //! either through ordinary buffers or directly into guest-memory slices (zero copy), and
 //! offers the few whole-range operations a block device model needs: flush (fdatasync),
 //! punch hole (deallocate), write zeroes and copy_range (copy_file_range with a bounded
 //! bounce-buffer fallback).
 //!
-//! `unsafe` is allowed here only: raw pread/pwrite into guest memory, memfd_create and
-//! ioctl. Every block carries a `// SAFETY:` comment.
-
-pub mod file;
-pub mod memfd;
-
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
 use vm_memory::VolatileSlice;
-
-pub use file::FileStore;
 
 /// Largest bounce buffer used by fallbacks (write zeroes, copy_range, verify).
 pub const BOUNCE_LIMIT: usize = 1 << 20;
@@ -177,6 +170,7 @@ pub(crate) fn fd_of<T: AsRawFd>(t: &T) -> RawFd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block::{memfd, FileStore};
 
     #[test]
     fn memmove_both_directions() {

@@ -1,0 +1,15 @@
+//! The transport-neutral block layer: byte stores (files, block devices, memfds) and
+//! volumes (a store as logical blocks with the operations every front end needs).
+//!
+//! It knows files, not NVMe or virtio. `unsafe` is allowed here only in `file.rs`
+//! (preadv/pwritev into guest-memory slices, ioctls, copy_file_range) and `memfd.rs`
+//! (memfd_create); every block carries a `// SAFETY:` comment.
+
+pub mod file;
+pub mod memfd;
+pub mod store;
+pub mod volume;
+
+pub use file::FileStore;
+pub use store::{copy_range_bounce, move_within, same_file, CopyError, Store, BOUNCE_LIMIT};
+pub use volume::{BlockError, Volume, VolumeError};

@@ -1,0 +1,435 @@
+//! A volume: one store seen as numbered logical blocks, with the block operations every
+//! front end needs (read, write with FUA, flush, discard, write zeroes, compare, verify,
+//! copy) and one typed error, [`BlockError`], that each front end maps to its own status.
+//!
+//! The wiring opens each volume once and shares it as `Arc<Volume>`: an NVMe namespace
+//! and a virtio-blk disk over the same volume are two views of the same bytes.
+//! Durability is the caller's choice per operation (`fua`): the NVMe front end asks for
+//! it on FUA or with its volatile write cache off, the virtio-blk front end when the
+//! driver did not negotiate FLUSH.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use vm_memory::VolatileSlice;
+
+use super::file::OpenError;
+use super::store::{move_within, same_file, CopyError, Store, BOUNCE_LIMIT};
+use super::{memfd, FileStore};
+
+/// Why a block operation failed. Host-memory faults (the buffer the data moves to or
+/// from is not accessible) are distinct from storage errors.
+#[derive(Debug)]
+pub enum BlockError {
+    /// Some of the blocks lie outside the volume.
+    OutOfRange { lba: u64, blocks: u64 },
+    /// A write to a read-only volume.
+    ReadOnly,
+    /// The memory buffer could not be read or written (EFAULT: e.g. guest memory whose
+    /// backing file shrank).
+    HostMemory(io::Error),
+    /// Reading the store failed.
+    Read(io::Error),
+    /// Writing the store failed (including making the write durable).
+    Write(io::Error),
+    /// Flush (fdatasync) failed.
+    Flush(io::Error),
+    /// Compare found different data.
+    Miscompare,
+}
+
+impl std::fmt::Display for BlockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlockError::OutOfRange { lba, blocks } => {
+                write!(f, "blocks {lba}+{blocks} are outside the volume")
+            }
+            BlockError::ReadOnly => f.write_str("the volume is read-only"),
+            BlockError::HostMemory(e) => write!(f, "memory buffer not accessible: {e}"),
+            BlockError::Read(e) => write!(f, "read failed: {e}"),
+            BlockError::Write(e) => write!(f, "write failed: {e}"),
+            BlockError::Flush(e) => write!(f, "flush failed: {e}"),
+            BlockError::Miscompare => f.write_str("data differs"),
+        }
+    }
+}
+
+impl std::error::Error for BlockError {}
+
+fn is_fault(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EFAULT)
+}
+
+fn read_err(e: io::Error) -> BlockError {
+    if is_fault(&e) {
+        BlockError::HostMemory(e)
+    } else {
+        BlockError::Read(e)
+    }
+}
+
+fn write_err(e: io::Error) -> BlockError {
+    if is_fault(&e) {
+        BlockError::HostMemory(e)
+    } else {
+        BlockError::Write(e)
+    }
+}
+
+/// A store as logical blocks.
+pub struct Volume {
+    /// Names the volume in log lines (e.g. `file=/srv/a.img` or `memory`).
+    name: String,
+    store: Arc<dyn Store>,
+    block_size: u64,
+    blocks: u64,
+    read_only: bool,
+}
+
+impl std::fmt::Debug for Volume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Volume")
+            .field("name", &self.name)
+            .field("block_size", &self.block_size)
+            .field("blocks", &self.blocks)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+/// Why a volume could not be made. The wiring adds the option it came from.
+#[derive(Debug)]
+pub enum VolumeError {
+    /// Opening or creating the file failed.
+    Open(OpenError),
+    /// memfd_create or sizing it failed.
+    Memory(io::Error),
+    /// The block size is not a power of two between 512 and 65536.
+    BlockSize(u64),
+    /// The store is smaller than one block.
+    TooSmall { size: u64, block_size: u64 },
+}
+
+impl std::fmt::Display for VolumeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VolumeError::Open(e) => write!(f, "{e}"),
+            VolumeError::Memory(e) => write!(f, "cannot create memfd: {e}"),
+            VolumeError::BlockSize(b) => {
+                write!(f, "block size {b} is not a power of two from 512 to 65536")
+            }
+            VolumeError::TooSmall { size, block_size } => write!(
+                f,
+                "size {size} is smaller than one logical block ({block_size} bytes)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for VolumeError {}
+
+impl Volume {
+    /// Opens (or creates sparse, with `size`) a file or block device.
+    pub fn open_file(
+        path: &Path,
+        size: Option<u64>,
+        block_size: u64,
+        read_only: bool,
+    ) -> Result<Volume, VolumeError> {
+        let s = FileStore::open(path, size, read_only).map_err(VolumeError::Open)?;
+        Volume::new(
+            format!("file={}", path.display()),
+            Arc::new(s),
+            block_size,
+            read_only,
+        )
+    }
+
+    /// An anonymous memfd of `size` bytes (data gone at exit).
+    pub fn memory(
+        name: &str,
+        size: u64,
+        block_size: u64,
+        read_only: bool,
+    ) -> Result<Volume, VolumeError> {
+        let s = memfd::create(name, size).map_err(VolumeError::Memory)?;
+        Volume::new("memory".into(), Arc::new(s), block_size, read_only)
+    }
+
+    /// A volume over an existing store (tests, or stores made elsewhere). The last
+    /// partial block of the store, if any, is not part of the volume.
+    pub fn new(
+        name: String,
+        store: Arc<dyn Store>,
+        block_size: u64,
+        read_only: bool,
+    ) -> Result<Volume, VolumeError> {
+        if !block_size.is_power_of_two() || !(512..=65536).contains(&block_size) {
+            return Err(VolumeError::BlockSize(block_size));
+        }
+        let blocks = store.size() / block_size;
+        if blocks == 0 {
+            return Err(VolumeError::TooSmall {
+                size: store.size(),
+                block_size,
+            });
+        }
+        Ok(Volume {
+            name,
+            store,
+            block_size,
+            blocks,
+            read_only,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Logical block size in bytes.
+    pub fn block_size(&self) -> u64 {
+        self.block_size
+    }
+
+    /// Number of logical blocks.
+    pub fn blocks(&self) -> u64 {
+        self.blocks
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The store underneath (for front ends that need its fd, e.g. benchmarks).
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// True if `blocks` blocks from `lba` lie inside the volume.
+    pub fn in_range(&self, lba: u64, blocks: u64) -> bool {
+        lba.checked_add(blocks)
+            .is_some_and(|end| end <= self.blocks)
+    }
+
+    /// Checks the range; returns its byte offset and length.
+    pub fn check(&self, lba: u64, blocks: u64) -> Result<(u64, u64), BlockError> {
+        if !self.in_range(lba, blocks) {
+            return Err(BlockError::OutOfRange { lba, blocks });
+        }
+        // In range, so lba + blocks <= self.blocks and these cannot overflow.
+        Ok((lba * self.block_size, blocks * self.block_size))
+    }
+
+    fn check_writable(&self, lba: u64, blocks: u64) -> Result<(u64, u64), BlockError> {
+        let r = self.check(lba, blocks)?;
+        if self.read_only {
+            return Err(BlockError::ReadOnly);
+        }
+        Ok(r)
+    }
+
+    fn durable(&self, fua: bool) -> Result<(), BlockError> {
+        if fua {
+            self.store.flush().map_err(BlockError::Write)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the blocks from `lba` into `slices` (memory), which hold exactly the bytes
+    /// to read; their total must be a whole number of blocks.
+    pub fn read(&self, lba: u64, slices: &[VolatileSlice<'_>]) -> Result<(), BlockError> {
+        let blocks = self.blocks_of(slices);
+        let (off, _) = self.check(lba, blocks)?;
+        self.store.read_to_slices(off, slices).map_err(read_err)
+    }
+
+    /// Writes `slices` at `lba`; with `fua` the data is durable when this returns.
+    pub fn write(
+        &self,
+        lba: u64,
+        slices: &[VolatileSlice<'_>],
+        fua: bool,
+    ) -> Result<(), BlockError> {
+        let blocks = self.blocks_of(slices);
+        let (off, _) = self.check_writable(lba, blocks)?;
+        self.store
+            .write_from_slices(off, slices)
+            .map_err(write_err)?;
+        self.durable(fua)
+    }
+
+    /// Blocks covered by `slices` (a partial last block counts as one, so the range
+    /// check covers every byte).
+    fn blocks_of(&self, slices: &[VolatileSlice<'_>]) -> u64 {
+        let bytes: u64 = slices.iter().map(|s| s.len() as u64).sum();
+        bytes.div_ceil(self.block_size)
+    }
+
+    /// Makes every completed write durable (fdatasync).
+    pub fn flush(&self) -> Result<(), BlockError> {
+        self.store.flush().map_err(BlockError::Flush)
+    }
+
+    /// Deallocates the blocks; they read back as zeroes.
+    pub fn discard(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {
+        let (off, len) = self.check_writable(lba, blocks)?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.store.punch_hole(off, len).map_err(BlockError::Write)
+    }
+
+    /// Writes zeroes over the blocks; `unmap` lets the store deallocate them instead.
+    pub fn write_zeroes(
+        &self,
+        lba: u64,
+        blocks: u64,
+        unmap: bool,
+        fua: bool,
+    ) -> Result<(), BlockError> {
+        let (off, len) = self.check_writable(lba, blocks)?;
+        let r = if unmap {
+            self.store.punch_hole(off, len)
+        } else {
+            self.store.write_zeroes(off, len)
+        };
+        r.map_err(BlockError::Write)?;
+        self.durable(fua)
+    }
+
+    /// Compares the blocks at `lba` with `slices`, through bounded buffers.
+    pub fn compare(&self, lba: u64, slices: &[VolatileSlice<'_>]) -> Result<(), BlockError> {
+        let blocks = self.blocks_of(slices);
+        let (mut off, len) = self.check(lba, blocks)?;
+        let mut stored = vec![0u8; (len as usize).min(BOUNCE_LIMIT)];
+        let mut host = vec![0u8; stored.len()];
+        for s in slices {
+            let mut done = 0usize;
+            while done < s.len() {
+                let n = (s.len() - done).min(stored.len());
+                let sub = s.subslice(done, n).map_err(|_| {
+                    BlockError::HostMemory(io::Error::from_raw_os_error(libc::EFAULT))
+                })?;
+                self.store
+                    .read(off, &mut stored[..n])
+                    .map_err(BlockError::Read)?;
+                sub.copy_to(&mut host[..n]);
+                if stored[..n] != host[..n] {
+                    return Err(BlockError::Miscompare);
+                }
+                done += n;
+                off += n as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the blocks without transferring them (Verify), through a bounded buffer.
+    pub fn verify(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {
+        let (off, len) = self.check(lba, blocks)?;
+        let mut buf = vec![0u8; (len as usize).min(BOUNCE_LIMIT)];
+        let mut done = 0u64;
+        while done < len {
+            let n = ((len - done) as usize).min(buf.len());
+            self.store
+                .read(off + done, &mut buf[..n])
+                .map_err(BlockError::Read)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Copies `blocks` blocks from `src` at `src_lba` to this volume at `dst_lba`, as if
+    /// the whole source were read before anything is written (ranges in one file may
+    /// overlap). Block sizes must match (the caller checks and reports its own status).
+    pub fn copy_from(
+        self: &Arc<Self>,
+        dst_lba: u64,
+        src: &Arc<Volume>,
+        src_lba: u64,
+        blocks: u64,
+        fua: bool,
+    ) -> Result<(), BlockError> {
+        let (s, _) = src.check(src_lba, blocks)?;
+        let (d, len) = self.check_writable(dst_lba, blocks)?;
+        let overlap = s < d + len && d < s + len;
+        let r = if overlap && (Arc::ptr_eq(self, src) || same_file(src.store(), self.store())) {
+            move_within(self.store(), s, d, len)
+        } else {
+            self.store.copy_range(d, src.store(), s, len)
+        };
+        r.map_err(|e| match e {
+            CopyError::Read(e) => BlockError::Read(e),
+            CopyError::Write(e) => BlockError::Write(e),
+        })?;
+        self.durable(fua)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vol(size: u64, bs: u64) -> Arc<Volume> {
+        Arc::new(Volume::memory("t", size, bs, false).unwrap())
+    }
+
+    #[test]
+    fn ranges_and_read_only() {
+        let v = vol(1 << 20, 4096);
+        assert_eq!(v.blocks(), 256);
+        assert!(v.in_range(0, 256));
+        assert!(!v.in_range(1, 256));
+        assert!(!v.in_range(u64::MAX, 2));
+        assert!(matches!(
+            v.discard(250, 7),
+            Err(BlockError::OutOfRange {
+                lba: 250,
+                blocks: 7
+            })
+        ));
+        let ro = Volume::new(
+            "ro".into(),
+            Arc::new(memfd::create("r", 8192).unwrap()),
+            512,
+            true,
+        )
+        .unwrap();
+        assert!(matches!(
+            ro.write_zeroes(0, 1, false, false),
+            Err(BlockError::ReadOnly)
+        ));
+        assert!(matches!(ro.discard(0, 1), Err(BlockError::ReadOnly)));
+        assert!(ro.verify(0, 16).is_ok());
+    }
+
+    #[test]
+    fn bad_geometry_is_refused() {
+        let s: Arc<dyn Store> = Arc::new(memfd::create("g", 4096).unwrap());
+        assert!(matches!(
+            Volume::new("g".into(), s.clone(), 1000, false),
+            Err(VolumeError::BlockSize(1000))
+        ));
+        assert!(matches!(
+            Volume::new("g".into(), s, 8192, false),
+            Err(VolumeError::TooSmall { .. })
+        ));
+    }
+
+    #[test]
+    fn copy_overlapping_within_one_volume_is_memmove() {
+        let v = vol(1 << 20, 512);
+        let data: Vec<u8> = (0..8 * 512).map(|i| (i % 251) as u8).collect();
+        v.store().write(0, &data).unwrap();
+        v.copy_from(2, &v, 0, 8, true).unwrap();
+        let mut back = vec![0u8; data.len()];
+        v.store().read(1024, &mut back).unwrap();
+        assert_eq!(back, data);
+        assert!(matches!(
+            v.copy_from(2047, &v, 0, 2, false),
+            Err(BlockError::OutOfRange { .. })
+        ));
+    }
+}
