@@ -1,5 +1,6 @@
 # CHECKS: Identify Controller and Identify Namespace fields match the configuration
 . /tests/lib.sh
+nvme_only
 nvme id-ctrl /dev/nvme0 >/tmp/idc || fail "nvme id-ctrl failed"
 expect_eq "id-ctrl sn" "$(field sn </tmp/idc)" "$SERIAL"
 expect_eq "id-ctrl mdts" "$(field mdts </tmp/idc)" "$MDTS"

@@ -1,5 +1,6 @@
 # CHECKS: Copy format 0 moves data exactly: several ranges out of order, a range overlapping the destination, FUA, and reads back what the sources held
 . /tests/lib.sh
+nvme_only
 nvme id-ctrl /dev/nvme0 >/tmp/idc
 oncs=$(($(field oncs </tmp/idc)))
 [ $((oncs & 0x100)) -ne 0 ] || fail "ONCS bit 8 (Copy) is not set: oncs=$oncs"

@@ -1,5 +1,6 @@
 # CHECKS: MSSRL, MCL and MSRC of every namespace: exactly at the limit succeeds, one past it fails with Command Size Limit Exceeded (0x4183); out-of-range source or destination fails with LBA Out of Range (0x4080)
 . /tests/lib.sh
+nvme_only
 i=1
 while [ $i -le $NS_COUNT ]; do
     d=$(dev_of $i) nsid=$(ns_var $i NSID) blocks=$(ns_var $i BLOCKS)

@@ -1,5 +1,6 @@
 # CHECKS: OCFS advertises descriptor formats 2 and 3; Get Features 0x16 shows the CDFE the device comes up with (0, or --ctrl cdfe); formats 2 and 3 fail with Invalid Field (0x4002) while their CDFE bit is clear
 . /tests/lib.sh
+nvme_only
 nvme id-ctrl /dev/nvme0 >/tmp/idc
 ocfs=$(($(field ocfs </tmp/idc)))
 [ $((ocfs & 4)) -ne 0 ] || fail "OCFS does not advertise format 2: ocfs=$ocfs"

@@ -1,5 +1,6 @@
 # CHECKS: Host Behavior Support CDFE gates formats 2/3: 0x4002 before, success after, cross-namespace data (ns A, ns B, ns A), 0x4185 for another LBA format, format 3 0x410A (no PI), 0x4002 once cleared; CDFE set by the guest where its kernel allows it, and from the device's control side (vnvme)
 . /tests/lib.sh
+nvme_only
 d1=$(dev_of 1) lbs=$(ns_var 1 LBS) n1=$(ns_var 1 NSID)
 # Who can set CDFE here: the guest (Set Features from user space, refused by Linux since
 # 6.12.117) and/or the device's host side (vnvme's set-host-behavior over the control port).

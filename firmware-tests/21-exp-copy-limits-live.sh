@@ -2,6 +2,10 @@
 # DEVICE-ARGS: --ns size=64M,mssrl=128,mcl=128,msrc=127
 # HOST: firmware-tests/host/21-exp-copy-limits-live.sh waits for EXP-21-READY, then sets mssrl=16,mcl=64.
 # Run by scripts/guest-experiments (vnvme only); scripts/guest-test leaves it out.
+case " $(cat /proc/cmdline) " in *" vnvme.device=vhost-user-blk "* | *" vnvme.device=qemu-virtio-blk "*)
+    echo "SKIP-REASON: NVMe-only (device is virtio-blk)"
+    exit 77 ;;
+esac
 if [ ! -e /exp/host-steered ]; then
     echo "FAIL-REASON: needs its host side: run it with scripts/guest-experiments (vnvme only)"
     exit 1

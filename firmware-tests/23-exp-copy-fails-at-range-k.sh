@@ -2,6 +2,10 @@
 # DEVICE-ARGS: --ns size=64M
 # HOST: firmware-tests/host/23-exp-copy-fails-at-range-k.sh installs the fault before boot and checks Dword 0 in the trace.
 # Run by scripts/guest-experiments (vnvme only); scripts/guest-test leaves it out.
+case " $(cat /proc/cmdline) " in *" vnvme.device=vhost-user-blk "* | *" vnvme.device=qemu-virtio-blk "*)
+    echo "SKIP-REASON: NVMe-only (device is virtio-blk)"
+    exit 77 ;;
+esac
 if [ ! -e /exp/host-steered ]; then
     echo "FAIL-REASON: needs its host side: run it with scripts/guest-experiments (vnvme only)"
     exit 1

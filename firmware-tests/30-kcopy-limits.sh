@@ -1,6 +1,7 @@
 # CHECKS: kernel copy offload: the kernel's sysfs copy limits of every namespace against the device's MSSRL, MCL, MSRC and LBA size, as the series is expected to derive them (firmware-tests/kernels/<series>.expect); 0 with --ctrl copy=off
 . /tests/lib.sh
 . /tests/kcopy-lib.sh
+nvme_only
 kcopy_setup
 i=1 bad=""
 while [ $i -le $NS_COUNT ]; do

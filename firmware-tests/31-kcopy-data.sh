@@ -1,6 +1,7 @@
 # CHECKS: kernel copy offload data: copies through the kernel's interface (copy_file_range or BLKCPY) of one block, odd lengths, 1 MiB, 8 MiB, more than MCL, the last block of the namespace and overlapping ranges, on every namespace (512- and 4096-byte blocks); data verified byte for byte, the blocks around the destination untouched
 . /tests/lib.sh
 . /tests/kcopy-lib.sh
+nvme_only
 kcopy_setup
 errors=0 done_ok=0 known=0
 note() { # WHAT: a copy the kernel refused is recorded (not a failure: it may fall back or refuse)

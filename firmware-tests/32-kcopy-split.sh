@@ -1,6 +1,7 @@
 # CHECKS: kernel copy offload as the device saw it (vnvme's counters, over the control port): on every namespace a copy of several Copies' worth is split into exactly the number of Copy commands the limits imply, and no Copy exceeds MSSRL, MCL or MSRC or uses another descriptor format than the series'
 . /tests/lib.sh
 . /tests/kcopy-lib.sh
+nvme_only
 kcopy_setup
 [ "$COPY" = on ] || skip "the device has no Copy (--ctrl copy=off): 33-kcopy-emulation checks that case"
 [ -n "$CONTROL_TTY" ] || skip "$DEVICE shows no per-command view of the Copies it got (vnvme's control port, scripts/guest-test --device vnvme)"

@@ -1,6 +1,7 @@
 # CHECKS: kernel copy offload without device Copy: with --ctrl copy=off (or the series' sysfs switch, copy_max_bytes=0) a copy through the kernel's interface still gives the right data and the device sees reads and writes, no Copy
 . /tests/lib.sh
 . /tests/kcopy-lib.sh
+nvme_only
 kcopy_setup
 ns_limits 1
 q=/sys/block/${DEV#/dev/}/queue

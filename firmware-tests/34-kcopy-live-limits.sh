@@ -1,6 +1,7 @@
 # CHECKS: kernel copy offload when the device's limits change under the running guest (set-copy-limits + Namespace Attribute Changed): the kernel's sysfs limits and its next Copies follow the new MSSRL/MCL/MSRC, or the test records that the series ignores the change; the data stays right either way
 . /tests/lib.sh
 . /tests/kcopy-lib.sh
+nvme_only
 kcopy_setup
 [ "$COPY" = on ] || skip "the device has no Copy (--ctrl copy=off)"
 [ -n "$CONTROL_TTY" ] || skip "$DEVICE cannot change its copy limits at run time (vnvme's set-copy-limits, scripts/guest-test --device vnvme)"

@@ -1,6 +1,7 @@
 # CHECKS: kernel copy offload when a Copy fails (inject-fault opcode=copy status=0x0281, then copy_range=1): the kernel either returns an error to the caller or falls back to reads and writes with the right data; which one is recorded per series; wrong data reported as success or a hang is a kernel bug
 . /tests/lib.sh
 . /tests/kcopy-lib.sh
+nvme_only
 kcopy_setup
 [ "$COPY" = on ] || skip "the device has no Copy (--ctrl copy=off)"
 [ -n "$CONTROL_TTY" ] || skip "$DEVICE cannot inject faults (vnvme's inject-fault, scripts/guest-test --device vnvme)"

@@ -1,6 +1,7 @@
 # CHECKS: kernel copy offload through device mapper: a dm-linear target over a namespace (dmsetup) offers copy offload, and a copy through it reaches the device as Copy with the right data (series that stack copy through dm-linear)
 . /tests/lib.sh
 . /tests/kcopy-lib.sh
+nvme_only
 kcopy_setup
 [ "$COPY" = on ] || skip "the device has no Copy (--ctrl copy=off)"
 command -v dmsetup >/dev/null 2>&1 || skip "no dmsetup in the guest"

@@ -1,6 +1,7 @@
 # CHECKS: kernel copy offload through the NVMe target: the namespace exported by nvmet over the loop transport (configfs, nvme connect -t loop) takes nvme copy, which reaches the device as Copy with the right data — the fabrics path without a network
 . /tests/lib.sh
 . /tests/kcopy-lib.sh
+nvme_only
 kcopy_setup
 [ "$COPY" = on ] || skip "the device has no Copy (--ctrl copy=off)"
 ns_limits 1

@@ -1,6 +1,7 @@
 # CHECKS: kernel copy offload at the end of the device: a copy whose source or destination runs past the last block is not reported as done, and no Copy past the end reaches the device (vnvme's counters: LBA Out of Range would mean the kernel left the bounds check to the device)
 . /tests/lib.sh
 . /tests/kcopy-lib.sh
+nvme_only
 kcopy_setup
 ns_limits 1
 last=$((NSBLOCKS - 1))

@@ -4,8 +4,9 @@
 # IFACE (cfr: copy_file_range; blkcpy: BLKCPY/BLKCPY_VEC), FORMAT, SYSFS, RANGES_PER_COPY,
 # BLOCKS_PER_COPY, DM_LINEAR, NVMET.
 
-# kcopy_setup: skip unless the kernel offers block-layer copy offload and kcopy is here.
+# kcopy_setup: skip on virtio-blk disks (NVMe-only), and unless the kernel offers block-layer copy offload and kcopy is here.
 kcopy_setup() {
+    nvme_only
     [ -e /sys/block/nvme0n1/queue/copy_max_bytes ] ||
         skip "kernel $KERNEL_RELEASE has no block-layer copy offload (no queue/copy_max_bytes): boot a copy-offload kernel (scripts/guest-test --kernel-series DIR)"
     command -v kcopy >/dev/null 2>&1 || skip "no kcopy helper in the guest (scripts/guest-test --kernel-series adds it)"

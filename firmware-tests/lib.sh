@@ -1,8 +1,28 @@
 # Helpers sourced by every guest test. Runs in the guest's busybox sh.
 # /tests/expect.conf (written by scripts/guest-test) describes the configured device:
-#   SERIAL, MDTS, NS_COUNT, and per namespace i (1..NS_COUNT): NSi_NSID NSi_LBS NSi_BLOCKS
-#   NSi_MSSRL NSi_MCL NSi_MSRC
+#   SERIAL, MDTS, NS_COUNT, DEVICE, VIRTIO_QUEUES, and per namespace i (1..NS_COUNT):
+#   NSi_NSID NSi_LBS NSi_BLOCKS NSi_MSSRL NSi_MCL NSi_MSRC NSi_RO
 . /tests/expect.conf
+
+# The device kind (expect.conf's DEVICE, else the kernel command line's vnvme.device= that
+# guest-run sets) and the kind of disk the block-level tests use, DISK:
+#   nvme    qemu-nvme, vnvme, and vnvme+vhost-user-blk (the suite tests its NVMe view;
+#           40-two-views compares it with the virtio view /dev/vda)
+#   virtio  vhost-user-blk, qemu-virtio-blk: namespace i is the i-th virtio disk (/dev/vdX)
+if [ -z "${DEVICE:-}" ]; then
+    for _w in $(cat /proc/cmdline); do
+        case "$_w" in vnvme.device=*) DEVICE=${_w#vnvme.device=} ;; esac
+    done
+fi
+case "${DEVICE:-}" in
+vhost-user-blk | qemu-virtio-blk) DISK=virtio ;;
+*) DISK=nvme ;;
+esac
+
+# nvme_only: skip (with the reason) a test of NVMe commands when the disks are virtio-blk.
+nvme_only() {
+    [ "$DISK" = nvme ] || skip "NVMe-only (device is virtio-blk: $DEVICE)"
+}
 
 fail() {
     echo "FAIL-REASON: $*"
@@ -74,9 +94,41 @@ ns_var() {
     eval "echo \${NS$1_$2}"
 }
 
-# dev_of I: the block device of namespace I (found by NSID: the kernel scans namespaces
-# in parallel, so nvme0nK need not be NSID K).
+# vd_of I: the I-th virtio-blk disk in PCI address order, which is the order guest-run
+# attaches them in (--ns order): /dev/vdX, or a name that does not exist.
+vd_of() {
+    _k=0
+    for _v in $(for _b in /sys/block/vd*; do
+        [ -e "$_b/device" ] || continue
+        _pci=$(readlink -f "$_b/device")
+        echo "${_pci%/*} ${_b##*/}"
+    done | sort | awk '{print $2}'); do
+        _k=$((_k + 1))
+        [ "$_k" = "$1" ] && { echo "/dev/$_v"; return; }
+    done
+    echo "/dev/vd-no-disk-$1"
+}
+
+# virtio_has DEV BIT: is virtio feature BIT negotiated on DEV (/dev/vdX)? The sysfs
+# features string has one 0/1 character per bit, bit 0 first.
+virtio_has() {
+    _f=$(cat "/sys/block/${1#/dev/}/device/features" 2>/dev/null)
+    [ "$(echo "$_f" | cut -c$(($2 + 1)))" = 1 ]
+}
+
+# blk_stat DEV FIELD: field FIELD (1-based) of /sys/block/DEV/stat (12: discards completed,
+# 16: flushes completed; Documentation/block/stat.rst).
+blk_stat() {
+    awk -v f="$2" '{print $f}' "/sys/block/${1#/dev/}/stat"
+}
+
+# dev_of I: the block device of namespace I: on virtio disks vd_of I; on NVMe found by NSID
+# (the kernel scans namespaces in parallel, so nvme0nK need not be NSID K).
 dev_of() {
+    if [ "$DISK" = virtio ]; then
+        vd_of "$1"
+        return
+    fi
     _want=$(ns_var "$1" NSID)
     for _b in /sys/block/nvme0n*; do
         if [ "$(cat "$_b/nsid" 2>/dev/null)" = "$_want" ]; then

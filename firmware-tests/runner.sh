@@ -27,19 +27,26 @@ for t in /tests/[0-9]*.sh; do
     rm -f /tmp/rc.$name
     ( sh "$t" >/tmp/out.$name 2>&1; echo $? >/tmp/rc.$name ) &
     pid=$!
-    tail -n +1 -f /tmp/out.$name 2>/dev/null | sed 's/^/    /' &
-    tailpid=$!
+    # The test's output, shown as it comes (every 0.5 s) and, once it ended, all of the rest.
+    shown=0
+    show_new() {
+        _n=$(wc -l </tmp/out.$name 2>/dev/null || echo 0)
+        if [ "$_n" -gt "$shown" ]; then
+            sed -n "$((shown + 1)),${_n}p" /tmp/out.$name | sed 's/^/    /'
+            shown=$_n
+        fi
+    }
     waited=0
     while [ ! -f /tmp/rc.$name ] && [ $waited -lt $((limit * 10)) ]; do
         sleep 0.1
         waited=$((waited + 1))
+        [ $((waited % 5)) = 0 ] && show_new
     done
-    sleep 0.2
-    kill $tailpid 2>/dev/null
+    [ -f /tmp/rc.$name ] || kill_tree $pid
+    sed -n "$((shown + 1)),\$p" /tmp/out.$name | sed 's/^/    /'
     if [ -f /tmp/rc.$name ]; then
         rc=$(cat /tmp/rc.$name)
     else
-        kill_tree $pid
         echo "FAIL-REASON: no result within $limit s: the test hung (last output above)" >>/tmp/out.$name
         rc=124
     fi
