@@ -346,7 +346,7 @@ impl Device {
             max_ioqpairs: 1,
             ..Default::default()
         };
-        let ctrl = Controller::new(&ccfg, vec![ns]);
+        let ctrl = Controller::new(&ccfg, vec![ns], Arc::new(vnvme::hooks::NoHooks));
         let m = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE)])
             .map_err(run_err("guest memory"))?;
         let mem = GuestMemoryAtomic::new(m);

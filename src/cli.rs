@@ -109,18 +109,18 @@ impl ExperimentArgs {
         &self,
     ) -> Result<
         (
-            Vec<crate::nvme::experiment::FaultSpec>,
-            Vec<crate::nvme::experiment::LatencySpec>,
+            Vec<crate::experiment::FaultSpec>,
+            Vec<crate::experiment::LatencySpec>,
         ),
         ConfigError,
     > {
         let mut faults = Vec::new();
         for f in &self.fault {
-            faults.push(crate::control::fault_option(f).map_err(ConfigError)?);
+            faults.push(crate::experiment::control::fault_option(f).map_err(ConfigError)?);
         }
         let mut lat = Vec::new();
         for l in &self.latency {
-            lat.push(crate::control::latency_option(l).map_err(ConfigError)?);
+            lat.push(crate::experiment::control::latency_option(l).map_err(ConfigError)?);
         }
         Ok((faults, lat))
     }
@@ -163,7 +163,7 @@ impl CtlArgs {
             if k.is_empty() {
                 return Err(format!("'{kv}': empty key"));
             }
-            args.insert(k.to_string(), crate::control::cli_value(v));
+            args.insert(k.to_string(), crate::experiment::control::cli_value(v));
         }
         Ok(serde_json::json!({"execute": self.command, "arguments": args}))
     }
@@ -176,7 +176,7 @@ impl RunArgs {
         for spec in &self.ctrl {
             parse_ctrl(spec, &mut controller)?;
         }
-        controller.validate()?;
+        controller.validate().map_err(ConfigError)?;
         let mut namespaces = Vec::new();
         for spec in &self.ns {
             namespaces.push(parse_ns(spec)?);
@@ -201,35 +201,7 @@ impl RunArgs {
 
 /// Splits `a=b,c=d` into pairs; `,,` stands for a literal comma (as in QEMU).
 pub fn split_kv(opt: &str, spec: &str) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut items = Vec::new();
-    let mut cur = String::new();
-    let mut chars = spec.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == ',' {
-            if chars.peek() == Some(&',') {
-                chars.next();
-                cur.push(',');
-            } else {
-                items.push(std::mem::take(&mut cur));
-            }
-        } else {
-            cur.push(c);
-        }
-    }
-    items.push(cur);
-    let mut out = Vec::new();
-    for item in items {
-        if item.is_empty() {
-            continue;
-        }
-        let Some((k, v)) = item.split_once('=') else {
-            return Err(ConfigError(format!(
-                "{opt}: '{item}' is not of the form key=value"
-            )));
-        };
-        out.push((k.trim().to_string(), v.to_string()));
-    }
-    Ok(out)
+    crate::kv::split(opt, spec).map_err(ConfigError)
 }
 
 /// A number in decimal or 0x-hex.

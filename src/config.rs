@@ -1,7 +1,7 @@
 //! Validated configuration of one vnvme device: the controller and its namespaces.
 //!
-//! These are plain types shared by the command line (`cli.rs`), the NVMe model and the
-//! server. Parsing of `key=value` lists lives in `cli.rs`; validation that needs no I/O
+//! These are plain types shared by the command line (`cli.rs`) and the server; the
+//! controller's own settings are the model's [`ControllerConfig`], re-exported here. Parsing of `key=value` lists lives in `cli.rs`; validation that needs no I/O
 //! lives here, and every error is one line naming the option.
 
 use std::fmt;
@@ -68,87 +68,7 @@ impl Default for NamespaceConfig {
     }
 }
 
-/// The controller (`--ctrl key=value,...`), named after QEMU's `-device nvme` properties.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControllerConfig {
-    /// Serial number (Identify Controller SN), at most 20 ASCII characters.
-    pub serial: String,
-    /// Maximum Data Transfer Size as a power of two of the minimum page size; 0 = no limit.
-    pub mdts: u8,
-    /// Number of I/O queue pairs offered (Number of Queues feature).
-    pub max_ioqpairs: u16,
-    /// Maximum Queue Entries Supported (CAP.MQES is this minus one).
-    pub mqes: u32,
-    /// PCI vendor / device / subsystem vendor / subsystem ids.
-    pub vendor_id: u16,
-    pub device_id: u16,
-    pub subsystem_vendor_id: u16,
-    pub subsystem_id: u16,
-    /// Copy command supported (`copy=on|off`): ONCS bit 8 and opcode 19h. Off makes
-    /// Copy an Invalid Command Opcode and drops it from the Commands Supported and
-    /// Effects log.
-    pub copy: bool,
-    /// Optional Copy Formats Supported (`ocfs=MASK`, 0 to 0xF): one bit per source
-    /// range descriptor format. A format whose bit is clear is Invalid Field.
-    pub ocfs: u16,
-    /// Copy Descriptor Formats Enable the controller comes out of every reset with
-    /// (`cdfe=MASK`, 0 to 0xF, bit n = format n), as if a host had set Host Behavior
-    /// Support. The spec's value after reset is 0; kernels since 6.12.117 refuse to let
-    /// user space set the feature, so this is the way to enable formats 2 and 3 there.
-    pub cdfe: u16,
-}
-
-impl Default for ControllerConfig {
-    fn default() -> Self {
-        ControllerConfig {
-            serial: "VNVME0001".to_string(),
-            mdts: 7,
-            max_ioqpairs: 64,
-            mqes: 2048,
-            vendor_id: 0x1b36,
-            device_id: 0x0010,
-            subsystem_vendor_id: 0x1af4,
-            subsystem_id: 0x1100,
-            copy: true,
-            ocfs: 0xf,
-            cdfe: 0,
-        }
-    }
-}
-
-impl ControllerConfig {
-    /// Checks the ranges the spec and the model allow.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.serial.is_empty() || self.serial.len() > 20 || !self.serial.is_ascii() {
-            return Err(ConfigError(
-                "--ctrl serial: must be 1 to 20 ASCII characters".into(),
-            ));
-        }
-        if self.max_ioqpairs == 0 || self.max_ioqpairs > 1024 {
-            return Err(ConfigError(
-                "--ctrl max_ioqpairs: must be between 1 and 1024".into(),
-            ));
-        }
-        if !(2..=65536).contains(&self.mqes) {
-            return Err(ConfigError(
-                "--ctrl mqes: must be between 2 and 65536".into(),
-            ));
-        }
-        if self.ocfs > 0xf {
-            return Err(ConfigError(format!(
-                "--ctrl ocfs: {:#x} is not a mask of copy formats 0-3 (0 to 0xf)",
-                self.ocfs
-            )));
-        }
-        if self.cdfe > 0xf {
-            return Err(ConfigError(format!(
-                "--ctrl cdfe: {:#x} is not a mask of copy formats 0-3 (0 to 0xf)",
-                self.cdfe
-            )));
-        }
-        Ok(())
-    }
-}
+pub use crate::nvme::ControllerConfig;
 
 impl NamespaceConfig {
     /// Checks what can be checked without touching the backing file.

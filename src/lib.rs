@@ -12,11 +12,12 @@
 pub mod block;
 pub mod cli;
 pub mod config;
-pub mod control;
+pub mod experiment;
 pub mod hooks;
+pub mod kv;
 pub mod nvme;
 pub mod pci;
 pub mod server;
 pub mod signals;
-pub mod trace;
+pub mod sync;
 pub mod vfio_user;

@@ -41,7 +41,7 @@ fn ctl(args: &CtlArgs) -> i32 {
             return 2;
         }
     };
-    match vnvme::control::request(&args.control, &req, Duration::from_secs(60)) {
+    match vnvme::experiment::control::request(&args.control, &req, Duration::from_secs(60)) {
         Ok(reply) => {
             println!("{reply}");
             if reply.get("return").is_some() {
@@ -85,24 +85,25 @@ fn run(args: &RunArgs, exp: &ExperimentArgs) -> i32 {
         }
     };
     let ctrl = dev.controller().clone();
+    let lab = dev.experiment().clone();
     // Faults and latencies before any client can connect.
     for f in faults {
-        if let Err(e) = ctrl.add_fault(f) {
+        if let Err(e) = lab.add_fault(f) {
             eprintln!("vnvme: --fault: {e}");
             return 2;
         }
     }
     for l in latencies {
-        if let Err(e) = ctrl.set_latency(l) {
+        if let Err(e) = lab.set_latency(l) {
             eprintln!("vnvme: --latency: {e}");
             return 2;
         }
     }
     let tracer = match &exp.trace {
         None => None,
-        Some(p) => match vnvme::trace::Tracer::open(p) {
+        Some(p) => match vnvme::experiment::trace::Tracer::open(p) {
             Ok(t) => {
-                ctrl.set_observer(Some(t.observer()));
+                lab.set_observer(Some(t.observer()));
                 Some(t)
             }
             Err(e) => {
@@ -116,11 +117,11 @@ fn run(args: &RunArgs, exp: &ExperimentArgs) -> i32 {
     let control = match &exp.control {
         None => None,
         Some(p) => {
-            let ctx = Arc::new(vnvme::control::Context {
+            let ctx = Arc::new(vnvme::experiment::control::Context {
                 ctrl: ctrl.clone(),
-                namespaces: cfg.namespaces.clone(),
+                lab: lab.clone(),
             });
-            match vnvme::control::spawn(p, ctx) {
+            match vnvme::experiment::control::spawn(p, ctx) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     eprintln!("vnvme: --control {}: {e}", p.display());
@@ -132,7 +133,7 @@ fn run(args: &RunArgs, exp: &ExperimentArgs) -> i32 {
     let code = serve(args, &dev);
     drop(control);
     if let Some(t) = tracer {
-        ctrl.set_observer(None);
+        lab.set_observer(None);
         if let Err(e) = t.finish() {
             eprintln!("vnvme: --trace: {e}");
             return 1;

@@ -10,9 +10,11 @@ use std::thread::JoinHandle;
 
 use crate::block::{memfd, Volume};
 use crate::config::{Backing, ConfigError, DeviceConfig, NamespaceConfig};
+use crate::experiment::Experiment;
 use crate::nvme::namespace::{CopyLimits, NamespaceIds};
 use crate::nvme::{Controller, InterruptSink, Namespace};
 use crate::pci::{BarLayout, ConfigSpace, Interrupts, PciIds};
+use crate::sync::lock;
 use crate::vfio_user::server::{REGION_BAR0, REGION_BAR4, REGION_CONFIG};
 use crate::vfio_user::{Device, DmaMemory, Server, StopHandle};
 
@@ -22,13 +24,19 @@ pub const NVME_CLASS: [u8; 3] = [0x01, 0x08, 0x02];
 /// The NVMe controller as a PCI function.
 pub struct NvmeFunction {
     ctrl: Arc<Controller>,
+    /// Faults, latencies, counters and records: shared by every front end of the device.
+    experiment: Arc<Experiment>,
     config: Mutex<ConfigSpace>,
     layout: BarLayout,
     irqs: Mutex<Option<Arc<Interrupts>>>,
 }
 
 impl NvmeFunction {
-    pub fn new(cfg: &DeviceConfig, ctrl: Arc<Controller>) -> NvmeFunction {
+    pub fn new(
+        cfg: &DeviceConfig,
+        ctrl: Arc<Controller>,
+        experiment: Arc<Experiment>,
+    ) -> NvmeFunction {
         let c = &cfg.controller;
         let layout = BarLayout {
             bar0_size: ctrl.bar0_size().next_power_of_two().max(16),
@@ -45,6 +53,7 @@ impl NvmeFunction {
         NvmeFunction {
             config: Mutex::new(ConfigSpace::new(&ids, layout)),
             ctrl,
+            experiment,
             layout,
             irqs: Mutex::new(None),
         }
@@ -55,12 +64,17 @@ impl NvmeFunction {
         &self.ctrl
     }
 
+    /// The experiment state (faults, latencies, counters, the trace observer).
+    pub fn experiment(&self) -> &Arc<Experiment> {
+        &self.experiment
+    }
+
     fn config(&self) -> MutexGuard<'_, ConfigSpace> {
-        self.config.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.config)
     }
 
     fn irqs(&self) -> Option<Arc<Interrupts>> {
-        self.irqs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.irqs).clone()
     }
 }
 
@@ -111,7 +125,7 @@ impl Device for NvmeFunction {
     }
 
     fn connect(&self, mem: DmaMemory, irqs: Arc<Interrupts>) {
-        *self.irqs.lock().unwrap_or_else(|p| p.into_inner()) = Some(irqs.clone());
+        *lock(&self.irqs) = Some(irqs.clone());
         let sink: Arc<dyn InterruptSink> = irqs;
         self.ctrl.connect(mem, sink);
     }
@@ -119,7 +133,7 @@ impl Device for NvmeFunction {
     fn disconnect(&self) {
         self.ctrl.disconnect();
         self.config().reset();
-        *self.irqs.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *lock(&self.irqs) = None;
     }
 
     fn reset(&self) {
@@ -160,14 +174,15 @@ pub fn assign_nsids(namespaces: &[NamespaceConfig]) -> Result<Vec<u32>, ConfigEr
 
 /// Opens the namespaces and builds the controller and its PCI function.
 pub fn build(cfg: &DeviceConfig) -> Result<NvmeFunction, ConfigError> {
-    cfg.controller.validate()?;
+    cfg.controller.validate().map_err(ConfigError)?;
     let ids = assign_nsids(&cfg.namespaces)?;
     let mut namespaces = Vec::with_capacity(cfg.namespaces.len());
     for (ns, id) in cfg.namespaces.iter().zip(ids) {
         namespaces.push(open_namespace(ns, id)?);
     }
-    let ctrl = Controller::new(&cfg.controller, namespaces);
-    Ok(NvmeFunction::new(cfg, ctrl))
+    let experiment = Arc::new(Experiment::new());
+    let ctrl = Controller::new(&cfg.controller, namespaces, experiment.clone());
+    Ok(NvmeFunction::new(cfg, ctrl, experiment))
 }
 
 /// Opens (or creates) the volume of one `--ns`. Errors name the option at fault.

@@ -234,7 +234,7 @@ fn many_clients_at_once_while_the_device_serves() {
                     } else {
                         json!({"execute": "no-such-command", "id": [i, j]})
                     };
-                    let r = vnvme::control::request(&control, &req, TIMEOUT).unwrap();
+                    let r = vnvme::experiment::control::request(&control, &req, TIMEOUT).unwrap();
                     assert_eq!(r["id"], json!([i, j]));
                     assert_eq!(r.get("return").is_some(), j % 2 == 0, "{r}");
                 }

@@ -9,7 +9,7 @@
 //! driver did not negotiate FLUSH.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vm_memory::VolatileSlice;
@@ -81,6 +81,8 @@ fn write_err(e: io::Error) -> BlockError {
 pub struct Volume {
     /// Names the volume in log lines (e.g. `file=/srv/a.img` or `memory`).
     name: String,
+    /// The file or block device, if the store is one.
+    path: Option<PathBuf>,
     store: Arc<dyn Store>,
     block_size: u64,
     blocks: u64,
@@ -138,12 +140,14 @@ impl Volume {
         read_only: bool,
     ) -> Result<Volume, VolumeError> {
         let s = FileStore::open(path, size, read_only).map_err(VolumeError::Open)?;
-        Volume::new(
+        let mut v = Volume::new(
             format!("file={}", path.display()),
             Arc::new(s),
             block_size,
             read_only,
-        )
+        )?;
+        v.path = Some(path.to_path_buf());
+        Ok(v)
     }
 
     /// An anonymous memfd of `size` bytes (data gone at exit).
@@ -177,6 +181,7 @@ impl Volume {
         }
         Ok(Volume {
             name,
+            path: None,
             store,
             block_size,
             blocks,
@@ -186,6 +191,12 @@ impl Volume {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The file or block device behind the volume (`None` for a memfd or a store made
+    /// elsewhere).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Logical block size in bytes.

@@ -16,14 +16,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use vm_memory::GuestAddressSpace;
 
 use super::admin::{self, AerDue, AerState, Features};
-use super::experiment::{Done, Experiment};
 use super::io;
+use super::names::io_kind;
 use super::prp::Mem;
 use super::queue::{Completion, CompletionQueue, PostError, Shadow, SubmissionQueue};
 use super::regs::{split_write, Regs, REGS_SIZE};
@@ -31,18 +31,10 @@ use super::spec::{admin_op, cc, csts, reg, status, Status, PAGE_SIZE};
 use super::timer::Timer;
 use super::{GuestMemory, InterruptSink, Namespace};
 use crate::config::ControllerConfig;
+use crate::hooks::{AdminKey, Completed, CopyDone, Hooks, Op, OpKind, RangeRecord, Transport};
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::sync::lock;
+use crate::sync::{read, write};
 
 /// What a command handler decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,8 +144,8 @@ pub(crate) struct Inner {
     pub write_cache: AtomicBool,
     pub stats: Stats,
     pub started: Instant,
-    /// Observer, counters, faults and latencies (survive resets).
-    pub exp: Experiment,
+    /// Experiment control: faults, latencies, counters and records (outside the model).
+    pub hooks: Arc<dyn Hooks>,
     /// Posts the completions the latency model delays.
     timer: Timer,
 }
@@ -165,7 +157,7 @@ pub(crate) struct Delayed {
     mem: GuestMemory,
     status: Status,
     dw0: u32,
-    done: Done,
+    done: Completed,
 }
 
 /// The NVMe controller model.
@@ -174,7 +166,11 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(cfg: &ControllerConfig, namespaces: Vec<Namespace>) -> Arc<Controller> {
+    pub fn new(
+        cfg: &ControllerConfig,
+        namespaces: Vec<Namespace>,
+        hooks: Arc<dyn Hooks>,
+    ) -> Arc<Controller> {
         let mut map = BTreeMap::new();
         for ns in namespaces {
             let nsid = ns.nsid;
@@ -199,7 +195,7 @@ impl Controller {
                 write_cache: AtomicBool::new(true),
                 stats: Stats::default(),
                 started,
-                exp: Experiment::new(started),
+                hooks,
                 timer: Timer::default(),
             }),
         })
@@ -396,14 +392,18 @@ impl Inner {
             return;
         };
         let mem = link.mem.memory();
-        let done = Done {
-            qid: 0,
-            cid,
+        let done = Completed {
+            transport: Transport::Nvme,
+            kind: OpKind::Admin,
+            queue: 0,
+            tag: cid,
             opcode: admin_op::ASYNC_EVENT_REQUEST,
             nsid: 0,
             block: None,
             copy: None,
             admin: None,
+            status: st.0,
+            dw0,
             fetched: Some(since),
         };
         self.complete(
@@ -418,7 +418,7 @@ impl Inner {
                 status: st,
             },
             &|| false,
-            || self.exp.completed(done, st, dw0),
+            || self.hooks.completed(done),
         );
     }
 
@@ -580,17 +580,17 @@ impl Inner {
                     break;
                 }
                 // The clock is read only for the records of an installed observer.
-                let fetched = self.exp.observing().then(Instant::now);
+                let fetched = self.hooks.observing().then(Instant::now);
                 let Some(sqe) = sq.fetch(&m) else {
                     self.fatal(&format!("SQ {} is outside guest memory", sq.id));
                     return;
                 };
-                let mut done = Done::new(sq.id, &sqe, fetched);
+                let mut done = completed_of(sq.id, &sqe, fetched);
                 let outcome = if sq.id == 0 {
                     admin::execute(self, &m, &sqe)
                 } else {
                     let (outcome, copy) = io::execute(self, &m, &sqe);
-                    done.copy = copy;
+                    done.copy = copy.map(|c| copy_done(&c, sqe.nsid));
                     outcome
                 };
                 if let Outcome::Complete { status, dw0 } = outcome {
@@ -606,7 +606,13 @@ impl Inner {
                     let delay = if sq.id == 0 {
                         None
                     } else {
-                        self.exp.delay(sqe.opcode, done.delay_blocks())
+                        let op = Op {
+                            transport: Transport::Nvme,
+                            kind: done.kind,
+                            opcode: sqe.opcode,
+                            nsid: sqe.nsid,
+                        };
+                        self.hooks.delay(&op, done.delay_blocks())
                     };
                     if let Some(d) = delay {
                         let job = Delayed {
@@ -633,7 +639,11 @@ impl Inner {
                             status,
                         },
                         &|| sq.stopped(),
-                        || self.exp.completed(done, status, dw0),
+                        || {
+                            done.status = status.0;
+                            done.dw0 = dw0;
+                            self.hooks.completed(done)
+                        },
                     );
                 }
             }
@@ -651,7 +661,7 @@ impl Inner {
                 dw1: 0,
                 sqhd: job.sq.head() as u16,
                 sqid: job.sq.id,
-                cid: job.done.cid,
+                cid: job.done.tag,
                 status: job.status,
             };
             job.cq.try_post(&m, &c)
@@ -663,7 +673,10 @@ impl Inner {
                 let Delayed {
                     done, status, dw0, ..
                 } = job;
-                self.posted(&job.cq, r, || self.exp.completed(done, status, dw0));
+                let mut done = done;
+                done.status = status.0;
+                done.dw0 = dw0;
+                self.posted(&job.cq, r, || self.hooks.completed(done));
                 None
             }
         }
@@ -842,3 +855,68 @@ impl Inner {
 #[cfg(test)]
 #[path = "controller_tests.rs"]
 mod tests;
+
+/// The record of a fetched command, before it runs (status and Dword 0 filled in when
+/// it completes).
+fn completed_of(qid: u16, sqe: &super::spec::Sqe, fetched: Option<Instant>) -> Completed {
+    use super::spec::io_op;
+    let kind = if qid == 0 {
+        OpKind::Admin
+    } else {
+        io_kind(sqe.opcode)
+    };
+    let block = (qid != 0
+        && matches!(
+            sqe.opcode,
+            io_op::READ | io_op::WRITE | io_op::WRITE_ZEROES | io_op::COMPARE | io_op::VERIFY
+        ))
+    .then(|| (sqe.slba(), sqe.nlb() as u32));
+    Completed {
+        transport: Transport::Nvme,
+        kind,
+        queue: qid,
+        tag: sqe.cid,
+        opcode: sqe.opcode,
+        nsid: sqe.nsid,
+        block,
+        copy: None,
+        admin: if qid == 0 { admin_key(sqe) } else { None },
+        status: 0,
+        dw0: 0,
+        fetched,
+    }
+}
+
+/// The key of an admin command, if its opcode has one.
+fn admin_key(sqe: &super::spec::Sqe) -> Option<AdminKey> {
+    let low = (sqe.cdw10 & 0xff) as u8;
+    match sqe.opcode {
+        admin_op::SET_FEATURES | admin_op::GET_FEATURES => Some(AdminKey::Feature { fid: low }),
+        admin_op::IDENTIFY => Some(AdminKey::Identify {
+            cns: low,
+            cntid: (sqe.cdw10 >> 16) as u16,
+            csi: (sqe.cdw11 >> 24) as u8,
+        }),
+        admin_op::GET_LOG_PAGE => Some(AdminKey::LogPage { lid: low }),
+        _ => None,
+    }
+}
+
+/// What a Copy did, as the hooks see it (source namespace filled in for format 0/1).
+fn copy_done(c: &super::copy::CopyDone, nsid: u32) -> CopyDone {
+    CopyDone {
+        sdlba: c.sdlba,
+        format: c.format,
+        nr: c.nr,
+        ranges: c
+            .ranges
+            .iter()
+            .map(|r| RangeRecord {
+                nsid: r.snsid.unwrap_or(nsid),
+                slba: r.slba,
+                nlb: r.nlb as u32,
+            })
+            .collect(),
+        blocks_copied: c.blocks_copied,
+    }
+}

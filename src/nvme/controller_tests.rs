@@ -78,6 +78,8 @@ struct HostCq {
 
 pub struct Host {
     pub ctrl: Arc<Controller>,
+    /// Counters, faults, latencies and records the controller reports to.
+    pub lab: Arc<crate::experiment::Experiment>,
     pub mem: GuestMemory,
     pub irq: Arc<Irq>,
     sqs: HashMap<u16, HostQueue>,
@@ -103,10 +105,12 @@ impl Host {
         let m = Mem::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap();
         let mem = GuestMemoryAtomic::new(m);
         let irq = Arc::new(Irq::default());
-        let ctrl = Controller::new(&cfg, namespaces);
+        let lab = Arc::new(crate::experiment::Experiment::new());
+        let ctrl = Controller::new(&cfg, namespaces, lab.clone());
         ctrl.connect(mem.clone(), irq.clone());
         let mut h = Host {
             ctrl,
+            lab,
             mem,
             irq,
             sqs: HashMap::new(),

@@ -424,7 +424,7 @@ fn configured_cdfe_holds_after_every_reset_until_a_host_changes_it() {
     assert_eq!(copy_cmd(&mut h, 1, 101, 2, &[(1, 3, 1)]).sc(), (0, 0x02));
     assert_eq!(
         h.ctrl.host_behavior(),
-        crate::nvme::experiment::HostBehavior {
+        crate::nvme::tuning::HostBehavior {
             cdfe: 0,
             reset_cdfe: 0xc
         }

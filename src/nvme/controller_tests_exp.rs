@@ -7,8 +7,10 @@ use std::sync::Mutex;
 use super::admin_tests::{feat_sqe, get_log};
 use super::copy_tests::{block, copy_cmd, copy_host, limited, seed, seeded, set_cdfe, DATA};
 use super::*;
+use crate::experiment::*;
+use crate::hooks::{AdminKey, RangeRecord};
 use crate::nvme::admin::AerState;
-use crate::nvme::experiment::*;
+use crate::nvme::namespace::CopyLimits;
 
 /// A read buffer, away from every other scratch area.
 const RBUF: u64 = 0xa00000;
@@ -38,7 +40,7 @@ impl Recorder {
 
 fn observe(h: &Host) -> Arc<Recorder> {
     let r = Arc::new(Recorder::default());
-    h.ctrl.set_observer(Some(r.clone()));
+    h.lab.set_observer(Some(r.clone()));
     r
 }
 
@@ -75,7 +77,7 @@ fn op<'a>(s: &'a StatsSnapshot, ns: &str, name: &str) -> &'a OpcodeStats {
 #[test]
 fn counters_per_namespace_and_opcode() {
     let mut h = two_ns_host();
-    h.ctrl.reset_stats();
+    h.lab.reset_stats();
     seed(&mut h, 1, 8);
     assert!(h.cmd(1, read(1, 0, 4)).ok());
     assert!(h.cmd(1, read(1, 2, 2)).ok());
@@ -99,7 +101,7 @@ fn counters_per_namespace_and_opcode() {
     assert_eq!((c.status.0, c.dw0), (0x4183, 1));
     h.identify(cns::CONTROLLER, 0, 0);
 
-    let s = h.ctrl.stats();
+    let s = h.lab.stats();
     let w = op(&s, "1", "write");
     assert_eq!((w.commands, w.blocks), (1, 8));
     let r = op(&s, "1", "read");
@@ -144,8 +146,8 @@ fn counters_per_namespace_and_opcode() {
     assert_eq!(a.commands, 1);
     assert!(!s["admin"].opcodes.contains_key("create-sq"));
 
-    h.ctrl.reset_stats();
-    let s = h.ctrl.stats();
+    h.lab.reset_stats();
+    let s = h.lab.stats();
     assert!(s
         .values()
         .all(|n| n.opcodes.values().all(|o| o.commands == 0) && n.copy.ranges == 0));
@@ -243,7 +245,7 @@ fn observer_sees_exactly_the_commands_with_their_fields() {
     assert!(by(rd.cid).time_us <= by(c2.cid).time_us);
 
     // Removed: no more records.
-    h.ctrl.set_observer(None);
+    h.lab.set_observer(None);
     assert!(h.cmd(1, read(1, 0, 1)).ok());
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(rec.0.lock().unwrap().len(), 5);
@@ -284,7 +286,7 @@ fn failed(p: &[Option<u16>]) -> Vec<usize> {
 fn fault_after_every_count() {
     let mut h = two_ns_host();
     let id = h
-        .ctrl
+        .lab
         .add_fault(FaultSpec {
             after: 2,
             every: 3,
@@ -295,18 +297,18 @@ fn fault_after_every_count() {
     let p = reads(&mut h, 1, 12);
     assert_eq!(failed(&p), vec![2, 5]);
     assert_eq!(p[2], Some(0x4281));
-    let f = h.ctrl.faults();
+    let f = h.lab.faults();
     assert_eq!(f.len(), 1);
     assert_eq!((f[0].id, f[0].matched, f[0].injected), (id, 12, 2));
     // Writes do not match a read fault.
     assert!(h.cmd(1, write(1, 0, 1)).ok());
-    assert_eq!(h.ctrl.faults()[0].matched, 12);
+    assert_eq!(h.lab.faults()[0].matched, 12);
 }
 
 #[test]
 fn fault_on_write_leaves_the_data_alone() {
     let mut h = two_ns_host();
-    h.ctrl.add_fault(fault(io_op::WRITE, 0x0280)).unwrap();
+    h.lab.add_fault(fault(io_op::WRITE, 0x0280)).unwrap();
     h.write_mem(DATA, &pattern(4096, 3));
     let c = h.cmd(1, write(1, 0, 8));
     assert_eq!(c.status.0, 0x4280);
@@ -317,7 +319,7 @@ fn fault_on_write_leaves_the_data_alone() {
 fn fault_probability_is_reproducible_with_a_seed() {
     let run = |seed: Option<u64>| {
         let mut h = two_ns_host();
-        h.ctrl
+        h.lab
             .add_fault(FaultSpec {
                 probability: 0.5,
                 seed,
@@ -325,7 +327,7 @@ fn fault_probability_is_reproducible_with_a_seed() {
             })
             .unwrap();
         let p = failed(&reads(&mut h, 1, 40));
-        assert_eq!(h.ctrl.faults()[0].injected, p.len() as u64);
+        assert_eq!(h.lab.faults()[0].injected, p.len() as u64);
         p
     };
     let a = run(Some(7));
@@ -339,7 +341,7 @@ fn fault_probability_is_reproducible_with_a_seed() {
 #[test]
 fn fault_nsid_filter_and_dnr_off() {
     let mut h = two_ns_host();
-    h.ctrl
+    h.lab
         .add_fault(FaultSpec {
             nsid: Some(2),
             dnr: false,
@@ -349,34 +351,34 @@ fn fault_nsid_filter_and_dnr_off() {
     assert_eq!(failed(&reads(&mut h, 1, 3)), Vec::<usize>::new());
     let p = reads(&mut h, 2, 3);
     assert_eq!(p, vec![Some(0x0281); 3], "no DNR");
-    assert_eq!(h.ctrl.faults()[0].matched, 3);
+    assert_eq!(h.lab.faults()[0].matched, 3);
 }
 
 #[test]
 fn several_faults_lowest_id_wins_all_count_and_clear() {
     let mut h = two_ns_host();
     let a = h
-        .ctrl
+        .lab
         .add_fault(FaultSpec {
             every: 2,
             ..fault(io_op::READ, 0x0281)
         })
         .unwrap();
-    let b = h.ctrl.add_fault(fault(io_op::READ, 0x0006)).unwrap();
+    let b = h.lab.add_fault(fault(io_op::READ, 0x0006)).unwrap();
     assert!(b > a);
     let p = reads(&mut h, 1, 4);
     assert_eq!(
         p,
         vec![Some(0x4281), Some(0x4006), Some(0x4281), Some(0x4006)]
     );
-    let f = h.ctrl.faults();
+    let f = h.lab.faults();
     assert_eq!((f[0].matched, f[0].injected), (4, 2));
     assert_eq!((f[1].matched, f[1].injected), (4, 2));
-    h.ctrl.clear_faults();
-    assert!(h.ctrl.faults().is_empty());
+    h.lab.clear_faults();
+    assert!(h.lab.faults().is_empty());
     assert_eq!(failed(&reads(&mut h, 1, 4)), Vec::<usize>::new());
     // Ids keep increasing after a clear.
-    assert!(h.ctrl.add_fault(fault(io_op::READ, 0x0281)).unwrap() > b);
+    assert!(h.lab.add_fault(fault(io_op::READ, 0x0281)).unwrap() > b);
 }
 
 #[test]
@@ -407,10 +409,10 @@ fn fault_errors_name_the_field() {
             "copy_range",
         ),
     ] {
-        let e = h.ctrl.add_fault(spec).unwrap_err();
+        let e = h.lab.add_fault(spec).unwrap_err();
         assert!(e.starts_with(field), "{field}: {e}");
     }
-    assert!(h.ctrl.faults().is_empty());
+    assert!(h.lab.faults().is_empty());
 }
 
 #[test]
@@ -418,7 +420,7 @@ fn copy_fault_at_range_k() {
     let mut h = copy_host(vec![memns(1, limited(16, 64, 7))]);
     seed(&mut h, 1, 16);
     let rec = observe(&h);
-    h.ctrl
+    h.lab
         .add_fault(FaultSpec {
             copy_range: Some(2),
             count: Some(1),
@@ -444,15 +446,15 @@ fn copy_fault_at_range_k() {
         block(&h, 1, 104).iter().all(|&b| b == 0),
         "range 3 untouched"
     );
-    let s = h.ctrl.stats();
+    let s = h.lab.stats();
     assert_eq!(s["1"].copy.blocks_copied, 3);
     let r = rec.wait(1);
     assert_eq!(r[0].copy.as_ref().map(|c| c.ranges.len()), Some(4));
     assert_eq!((r[0].status, r[0].dw0), (0x4280, 2));
 
     // k at or beyond the number of ranges: everything is copied, still the status.
-    h.ctrl.clear_faults();
-    h.ctrl
+    h.lab.clear_faults();
+    h.lab
         .add_fault(FaultSpec {
             copy_range: Some(5),
             ..fault(io_op::COPY, 0x0280)
@@ -478,7 +480,7 @@ fn copy_fault_without_range_copies_nothing() {
     let mut h = copy_host(vec![memns(1, limited(16, 64, 7))]);
     seed(&mut h, 1, 8);
     let rec = observe(&h);
-    h.ctrl.add_fault(fault(io_op::COPY, 0x0281)).unwrap();
+    h.lab.add_fault(fault(io_op::COPY, 0x0281)).unwrap();
     let c = copy_cmd(&mut h, 1, 100, 0, &[(0, 3, 1), (0, 5, 2)]);
     assert_eq!((c.status.0, c.dw0), (0x4281, 0));
     assert!(block(&h, 1, 100).iter().all(|&b| b == 0));
@@ -499,7 +501,7 @@ fn copy_fault_without_range_copies_nothing() {
             },
         ]
     );
-    assert_eq!(h.ctrl.stats()["1"].copy.blocks_copied, 0);
+    assert_eq!(h.lab.stats()["1"].copy.blocks_copied, 0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -508,32 +510,32 @@ fn copy_fault_without_range_copies_nothing() {
 #[test]
 fn latency_entries() {
     let h = two_ns_host();
-    assert!(h.ctrl.latencies().is_empty());
+    assert!(h.lab.latencies().is_empty());
     let l = LatencySpec {
         opcode: io_op::READ,
         fixed_us: 100,
         per_block_us: 2,
     };
-    h.ctrl.set_latency(l).unwrap();
-    h.ctrl
+    h.lab.set_latency(l).unwrap();
+    h.lab
         .set_latency(LatencySpec {
             opcode: io_op::COPY,
             fixed_us: 0,
             per_block_us: 5,
         })
         .unwrap();
-    assert_eq!(h.ctrl.latencies().len(), 2);
-    assert_eq!(h.ctrl.latencies()[0], l);
-    h.ctrl
+    assert_eq!(h.lab.latencies().len(), 2);
+    assert_eq!(h.lab.latencies()[0], l);
+    h.lab
         .set_latency(LatencySpec {
             opcode: io_op::READ,
             fixed_us: 0,
             per_block_us: 0,
         })
         .unwrap();
-    assert_eq!(h.ctrl.latencies()[0].opcode, io_op::COPY);
+    assert_eq!(h.lab.latencies()[0].opcode, io_op::COPY);
     let e = h
-        .ctrl
+        .lab
         .set_latency(LatencySpec {
             opcode: 0x7e,
             fixed_us: 1,
@@ -542,7 +544,7 @@ fn latency_entries() {
         .unwrap_err();
     assert!(e.starts_with("opcode"), "{e}");
     let e = h
-        .ctrl
+        .lab
         .set_latency(LatencySpec {
             opcode: io_op::READ,
             fixed_us: MAX_LATENCY_US + 1,
@@ -553,7 +555,7 @@ fn latency_entries() {
 }
 
 fn slow_reads(h: &Host, ms: u64) {
-    h.ctrl
+    h.lab
         .set_latency(LatencySpec {
             opcode: io_op::READ,
             fixed_us: ms * 1000,
@@ -596,7 +598,7 @@ fn per_block_latency_and_copy_blocks() {
     let mut h = copy_host(vec![memns(1, limited(16, 64, 7))]);
     seed(&mut h, 1, 8);
     let rec = observe(&h);
-    h.ctrl
+    h.lab
         .set_latency(LatencySpec {
             opcode: io_op::COPY,
             fixed_us: 0,

@@ -11,10 +11,18 @@ use std::sync::Arc;
 
 use super::controller::{Inner, Outcome};
 use super::copy::CopyDone;
+use super::names::io_kind;
 use super::namespace::Namespace;
 use super::prp::{Dma, Mem};
 use super::spec::{io_op, status, Sqe, Status, NSID_ALL, PAGE_SIZE};
 use super::status::of_block;
+use crate::hooks::{Op, Transport};
+
+/// An injected fault, in the model's status type.
+struct Injected {
+    copy_range: Option<u32>,
+    status: Status,
+}
 
 /// Supported I/O opcodes and whether they change logical block content (effects log).
 pub const SUPPORTED: &[(u8, bool)] = &[
@@ -39,7 +47,21 @@ const DSM_AD: u32 = 1 << 2;
 /// returns what it did (ranges, blocks copied) for the records and counters.
 pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> (Outcome, Option<CopyDone>) {
     let is_copy = sqe.opcode == io_op::COPY;
-    if let Some(inj) = inner.exp.inject(sqe.opcode, sqe.nsid) {
+    let op = Op {
+        transport: Transport::Nvme,
+        kind: io_kind(sqe.opcode),
+        opcode: sqe.opcode,
+        nsid: sqe.nsid,
+    };
+    if let Some(inj) = inner
+        .hooks
+        .inject(&op)
+        .map(|i| (i.copy_range, Status(i.status)))
+    {
+        let inj = Injected {
+            copy_range: inj.0,
+            status: inj.1,
+        };
         return match inj.copy_range {
             Some(k) if is_copy && inner.cfg.copy => {
                 let (o, done) = super::copy::execute(inner, mem, sqe, Some((k, inj.status)));

@@ -20,19 +20,22 @@
 pub mod admin;
 pub mod controller;
 pub mod copy;
-pub mod experiment;
 pub mod identify;
 pub mod io;
+pub mod names;
 pub mod namespace;
 pub mod prp;
 pub mod queue;
 pub mod regs;
+pub mod settings;
 pub mod spec;
 pub mod status;
 mod timer;
+pub mod tuning;
 
 pub use controller::Controller;
 pub use namespace::Namespace;
+pub use settings::ControllerConfig;
 
 /// Guest memory as the model sees it: the current set of DMA mappings, swapped atomically
 /// by the transport when the client maps or unmaps.

@@ -7,7 +7,7 @@
 //! submission queues, so its ring state has its own lock.
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -20,9 +20,7 @@ use super::spec::{Sqe, Status, CQE_SIZE, SQE_SIZE};
 /// shadow head again (a safety net; a head doorbell wakes it at once).
 const CQ_FULL_RECHECK: Duration = Duration::from_millis(50);
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::sync::lock;
 
 /// Addresses of one queue's entries in the shadow doorbell and EventIdx buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

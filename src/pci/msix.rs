@@ -69,7 +69,7 @@ impl Interrupts {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Number of vectors of an index (0 for unknown indexes).

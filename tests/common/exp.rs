@@ -112,7 +112,7 @@ impl BinServer {
 
     /// One control request; the whole reply.
     pub fn request(&self, req: &Value) -> Value {
-        vnvme::control::request(&self.control, req, TIMEOUT).expect("control request")
+        vnvme::experiment::control::request(&self.control, req, TIMEOUT).expect("control request")
     }
 
     /// `execute` with `arguments`; the reply.

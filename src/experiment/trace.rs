@@ -17,18 +17,18 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::nvme::experiment::{
-    admin_opcode_name, io_opcode_name, status_name, AdminKey, CommandObserver, CommandRecord,
-    RangeRecord,
-};
+use super::lab::{AdminKey, CommandObserver, CommandRecord, RangeRecord, Transport};
+use crate::nvme::names::{admin_opcode_name, io_opcode_name, status_name};
 
 /// Records the queue holds before new ones are dropped.
 pub const DEFAULT_QUEUE_LEN: usize = 65536;
 
 /// One trace line (field order is the documented order).
 #[derive(Debug, Serialize)]
-pub struct TraceLine<'a> {
+pub struct TraceLine {
     pub time_us: u64,
+    /// "nvme" or "virtio-blk".
+    pub transport: &'static str,
     pub qid: u16,
     pub cid: u16,
     pub opcode: u8,
@@ -45,7 +45,7 @@ pub struct TraceLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nr: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ranges: Option<&'a [RangeRecord]>,
+    pub ranges: Option<Vec<TraceRange>>,
     /// Set/Get Features: the feature id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fid: Option<u8>,
@@ -63,6 +63,34 @@ pub struct TraceLine<'a> {
     pub status_name: &'static str,
     pub dw0: u32,
     pub latency_us: u64,
+}
+
+/// One Copy source range in a trace line.
+#[derive(Debug, Serialize)]
+pub struct TraceRange {
+    pub nsid: u32,
+    pub slba: u64,
+    pub nlb: u32,
+}
+
+impl From<&RangeRecord> for TraceRange {
+    fn from(r: &RangeRecord) -> TraceRange {
+        TraceRange {
+            nsid: r.nsid,
+            slba: r.slba,
+            nlb: r.nlb,
+        }
+    }
+}
+
+/// virtio-blk status byte names.
+fn virtio_status_name(status: u16) -> &'static str {
+    match status {
+        0 => "ok",
+        1 => "ioerr",
+        2 => "unsupp",
+        _ => "unknown",
+    }
 }
 
 /// The name of an opcode on queue `qid` (0 = admin).
@@ -111,29 +139,42 @@ pub fn status_hex(status: u16) -> String {
     format!("0x{status:04x}")
 }
 
-impl<'a> TraceLine<'a> {
-    pub fn new(r: &'a CommandRecord) -> TraceLine<'a> {
+impl TraceLine {
+    pub fn new(r: &CommandRecord) -> TraceLine {
         let a = AdminFields::of(r.admin);
+        let nvme = r.transport == Transport::Nvme;
         TraceLine {
             time_us: r.time_us,
+            transport: r.transport.name(),
             qid: r.qid,
             cid: r.cid,
             opcode: r.opcode,
-            opcode_name: opcode_name(r.qid, r.opcode),
+            opcode_name: if nvme {
+                opcode_name(r.qid, r.opcode)
+            } else {
+                r.kind.name()
+            },
             nsid: r.nsid,
             slba: r.slba,
             nlb: r.nlb,
             sdlba: r.copy.as_ref().map(|c| c.sdlba),
             format: r.copy.as_ref().map(|c| c.format),
             nr: r.copy.as_ref().map(|c| c.nr),
-            ranges: r.copy.as_ref().map(|c| c.ranges.as_slice()),
+            ranges: r
+                .copy
+                .as_ref()
+                .map(|c| c.ranges.iter().map(TraceRange::from).collect()),
             fid: a.fid,
             cns: a.cns,
             cntid: a.cntid,
             csi: a.csi,
             lid: a.lid,
             status: status_hex(r.status),
-            status_name: status_name(r.status & 0x3fff),
+            status_name: if nvme {
+                status_name(r.status & 0x3fff)
+            } else {
+                virtio_status_name(r.status)
+            },
             dw0: r.dw0,
             latency_us: r.latency_us,
         }
@@ -306,12 +347,14 @@ fn write_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nvme::experiment::CopyRecord;
+    use crate::experiment::CopyRecord;
     use std::sync::Mutex;
 
     fn read_rec() -> CommandRecord {
         CommandRecord {
             time_us: 1234,
+            transport: Transport::Nvme,
+            kind: crate::hooks::OpKind::Read,
             qid: 1,
             cid: 7,
             opcode: 2,
@@ -329,6 +372,8 @@ mod tests {
     fn copy_rec() -> CommandRecord {
         CommandRecord {
             time_us: 99,
+            transport: Transport::Nvme,
+            kind: crate::hooks::OpKind::Copy,
             qid: 2,
             cid: 3,
             opcode: 0x19,
@@ -363,7 +408,20 @@ mod tests {
     fn read_record_schema() {
         assert_eq!(
             format_record(&read_rec()),
-            r#"{"time_us":1234,"qid":1,"cid":7,"opcode":2,"opcode_name":"read","nsid":1,"slba":100,"nlb":8,"status":"0x0000","status_name":"success","dw0":0,"latency_us":15}"#
+            r#"{"time_us":1234,"transport":"nvme","qid":1,"cid":7,"opcode":2,"opcode_name":"read","nsid":1,"slba":100,"nlb":8,"status":"0x0000","status_name":"success","dw0":0,"latency_us":15}"#
+        );
+    }
+
+    #[test]
+    fn virtio_record_names_kind_and_status() {
+        let mut r = read_rec();
+        r.transport = Transport::VirtioBlk;
+        r.kind = crate::hooks::OpKind::Discard;
+        r.opcode = 11;
+        r.status = 1;
+        assert_eq!(
+            format_record(&r),
+            r#"{"time_us":1234,"transport":"virtio-blk","qid":1,"cid":7,"opcode":11,"opcode_name":"discard","nsid":1,"slba":100,"nlb":8,"status":"0x0001","status_name":"ioerr","dw0":0,"latency_us":15}"#
         );
     }
 
@@ -372,7 +430,7 @@ mod tests {
         let line = format_record(&copy_rec());
         assert_eq!(
             line,
-            r#"{"time_us":99,"qid":2,"cid":3,"opcode":25,"opcode_name":"copy","nsid":1,"sdlba":4096,"format":0,"nr":1,"ranges":[{"nsid":1,"slba":0,"nlb":8},{"nsid":1,"slba":64,"nlb":4}],"status":"0x4281","status_name":"unrecovered-read-error","dw0":1,"latency_us":40}"#
+            r#"{"time_us":99,"transport":"nvme","qid":2,"cid":3,"opcode":25,"opcode_name":"copy","nsid":1,"sdlba":4096,"format":0,"nr":1,"ranges":[{"nsid":1,"slba":0,"nlb":8},{"nsid":1,"slba":64,"nlb":4}],"status":"0x4281","status_name":"unrecovered-read-error","dw0":1,"latency_us":40}"#
         );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["ranges"][1]["slba"], 64);

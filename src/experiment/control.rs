@@ -17,10 +17,8 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::config::{Backing, NamespaceConfig};
-use crate::nvme::experiment::{
-    io_opcode_by_name, io_opcode_name, FaultInfo, FaultSpec, LatencySpec,
-};
+use super::lab::{Experiment, FaultInfo, FaultSpec, LatencySpec};
+use crate::nvme::names::{io_opcode_by_name, io_opcode_name};
 use crate::nvme::Controller;
 
 /// Longest request line accepted (bytes, without the newline).
@@ -263,6 +261,7 @@ pub fn parse_fault(map: &Map<String, Value>) -> Result<FaultSpec, String> {
         "status",
         "dnr",
         "copy_range",
+        "transport",
     ])?;
     let opcode = a.req("opcode", value_opcode)?;
     let (status, dnr_in_status) = a.req("status", value_status)?;
@@ -300,6 +299,10 @@ pub fn parse_fault(map: &Map<String, Value>) -> Result<FaultSpec, String> {
         status,
         dnr: dnr.unwrap_or(true),
         copy_range: a.opt("copy_range", int::<u32>)?,
+        transport: a.opt("transport", |v| match v {
+            Value::String(t) if t == "nvme" || t == "virtio-blk" => Ok(t.clone()),
+            _ => Err(format!("{v} is not \"nvme\" or \"virtio-blk\"")),
+        })?,
     })
 }
 
@@ -317,7 +320,7 @@ pub fn parse_latency(map: &Map<String, Value>) -> Result<LatencySpec, String> {
 /// `key=value,...` (as `--fault`/`--latency` take it) as a map of strings.
 pub fn kv_map(opt: &str, spec: &str) -> Result<Map<String, Value>, String> {
     let mut map = Map::new();
-    for (k, v) in crate::cli::split_kv(opt, spec).map_err(|e| e.0)? {
+    for (k, v) in crate::kv::split(opt, spec)? {
         if map.insert(k.clone(), Value::String(v)).is_some() {
             return Err(format!("{opt} {k}: given twice"));
         }
@@ -401,9 +404,10 @@ pub fn parse_request(line: &str) -> Result<Request, CtlError> {
 
 /// What the commands act on.
 pub struct Context {
+    /// The NVMe model (copy limits, CDFE, namespaces).
     pub ctrl: Arc<Controller>,
-    /// The namespaces as configured (nsid assigned).
-    pub namespaces: Vec<NamespaceConfig>,
+    /// Counters, faults, latencies (shared by every front end).
+    pub lab: Arc<Experiment>,
 }
 
 fn fault_json(f: &FaultInfo) -> Value {
@@ -421,6 +425,7 @@ fn fault_json(f: &FaultInfo) -> Value {
         "status": format!("0x{:04x}", s.status | if s.dnr { 0x4000 } else { 0 }),
         "dnr": s.dnr,
         "copy_range": s.copy_range,
+        "transport": s.transport,
         "matched": f.matched,
         "injected": f.injected,
     })
@@ -466,41 +471,38 @@ pub fn execute(ctx: &Context, name: &str, args: &Map<String, Value>) -> Result<V
         }
         "query-stats" => {
             no_args(&a)?;
-            serde_json::to_value(ctx.ctrl.stats()).map_err(|e| g(e.to_string()))
+            serde_json::to_value(ctx.lab.stats()).map_err(|e| g(e.to_string()))
         }
         "reset-stats" => {
             no_args(&a)?;
-            ctx.ctrl.reset_stats();
+            ctx.lab.reset_stats();
             Ok(json!({}))
         }
         "query-namespaces" => {
             no_args(&a)?;
             let mut out = Vec::new();
-            for cfg in &ctx.namespaces {
-                let nsid = cfg.nsid.unwrap_or(0);
-                let ns = ctx.ctrl.namespace(nsid);
-                let limits = ctx.ctrl.copy_limits(nsid);
-                let (backing, file) = match &cfg.backing {
-                    Backing::File(p) => ("file", Some(p.to_string_lossy().into_owned())),
-                    Backing::Memory => ("memory", None),
+            for nsid in ctx.ctrl.namespace_ids() {
+                let Some(ns) = ctx.ctrl.namespace(nsid) else {
+                    continue;
                 };
-                let block_size = ns
-                    .as_ref()
-                    .map(|n| n.block_size())
-                    .unwrap_or(cfg.logical_block_size as u64);
-                let blocks = ns.as_ref().map(|n| n.nsze());
+                let v = ns.volume();
+                let (backing, file) = match v.path() {
+                    Some(p) => ("file", Some(p.to_string_lossy().into_owned())),
+                    None => ("memory", None),
+                };
+                let (limits, initial) = (ns.copy_limits(), ns.initial_copy_limits());
                 out.push(json!({
                     "nsid": nsid,
                     "backing": backing,
                     "file": file,
-                    "size": blocks.map(|b| b * block_size).or(cfg.size),
-                    "block_size": block_size,
-                    "blocks": blocks,
-                    "readonly": ns.as_ref().map(|n| n.readonly()).unwrap_or(cfg.readonly),
-                    "mssrl": limits.map(|l| l.mssrl),
-                    "mcl": limits.map(|l| l.mcl),
-                    "msrc": limits.map(|l| l.msrc),
-                    "configured": {"mssrl": cfg.mssrl, "mcl": cfg.mcl, "msrc": cfg.msrc},
+                    "size": v.blocks() * v.block_size(),
+                    "block_size": v.block_size(),
+                    "blocks": v.blocks(),
+                    "readonly": v.read_only(),
+                    "mssrl": limits.mssrl,
+                    "mcl": limits.mcl,
+                    "msrc": limits.msrc,
+                    "configured": {"mssrl": initial.mssrl, "mcl": initial.mcl, "msrc": initial.msrc},
                 }));
             }
             Ok(json!({ "namespaces": out }))
@@ -522,27 +524,27 @@ pub fn execute(ctx: &Context, name: &str, args: &Map<String, Value>) -> Result<V
         }
         "inject-fault" => {
             let spec = parse_fault(args).map_err(g)?;
-            let id = ctx.ctrl.add_fault(spec).map_err(g)?;
+            let id = ctx.lab.add_fault(spec).map_err(g)?;
             Ok(json!({ "id": id }))
         }
         "query-faults" => {
             no_args(&a)?;
-            let faults: Vec<Value> = ctx.ctrl.faults().iter().map(fault_json).collect();
+            let faults: Vec<Value> = ctx.lab.faults().iter().map(fault_json).collect();
             Ok(json!({ "faults": faults }))
         }
         "clear-faults" => {
             no_args(&a)?;
-            ctx.ctrl.clear_faults();
+            ctx.lab.clear_faults();
             Ok(json!({}))
         }
         "set-latency" => {
             let spec = parse_latency(args).map_err(g)?;
-            ctx.ctrl.set_latency(spec).map_err(g)?;
+            ctx.lab.set_latency(spec).map_err(g)?;
             Ok(json!({}))
         }
         "query-latency" => {
             no_args(&a)?;
-            let l: Vec<Value> = ctx.ctrl.latencies().iter().map(latency_json).collect();
+            let l: Vec<Value> = ctx.lab.latencies().iter().map(latency_json).collect();
             Ok(json!({ "latency": l }))
         }
         "set-host-behavior" => {
@@ -835,6 +837,7 @@ mod tests {
                 status: 0x0281,
                 dnr: true,
                 copy_range: None,
+                transport: None,
             }
         );
         let f = parse_fault(&m(json!({"opcode": "0x2", "status": 0x0281, "dnr": false,
@@ -941,17 +944,21 @@ mod tests {
     }
 
     fn ctx() -> Context {
-        let args = crate::cli::RunArgs {
-            socket: "unused".into(),
-            ns: vec!["size=1M".into()],
-            ctrl: vec![],
-            print_qemu_args: false,
+        use crate::block::Volume;
+        use crate::nvme::namespace::{CopyLimits, NamespaceIds};
+        use crate::nvme::Namespace;
+        let v = Arc::new(Volume::memory("ctl", 1 << 20, 512, false).unwrap());
+        let limits = CopyLimits {
+            mssrl: 128,
+            mcl: 128,
+            msrc: 127,
         };
-        let cfg = args.device_config().unwrap();
-        let dev = crate::server::build(&cfg).unwrap();
+        let ns = Namespace::new(1, v, NamespaceIds::default(), limits);
+        let lab = Arc::new(Experiment::new());
+        let cfg = crate::nvme::ControllerConfig::default();
         Context {
-            ctrl: dev.controller().clone(),
-            namespaces: cfg.namespaces,
+            ctrl: Controller::new(&cfg, vec![ns], lab.clone()),
+            lab,
         }
     }
 

@@ -1,22 +1,17 @@
-//! Experiment hooks of the model: what each completed command looked like (for traces
-//! and counters), injected faults, a latency model and copy limits changed at run time.
+//! The experiment state of one device: counters, injected faults, a latency model and
+//! the observer that receives every completion record. It implements
+//! [`crate::hooks::Hooks`], so the NVMe model and the virtio-blk front end use the same
+//! faults, latencies and counters; the control socket and the trace writer read it.
 //!
-//! CONTRACT (issue 5): the types and `Controller` methods below are the surface the
-//! control socket and the trace writer use.
-//!
-//! How the model uses them:
-//!
-//! * Every completion posted (admin and I/O, deferred AER completions and delayed ones)
-//!   is counted and, if an observer is installed, reported as a [`CommandRecord`] after
-//!   its CQE is posted. Observers are called on the thread that posted: a submission
-//!   queue worker, the controller's delay timer thread, or for an Asynchronous Event
-//!   Request completed by an event, the thread that raised the event (the admin worker,
-//!   or the caller of `set_copy_limits` / `notify_namespace_changed`). Completions that
-//!   are never posted (a delayed completion dropped by a queue deletion or a reset) are
+//! * Every completion a front end posts (NVMe admin and I/O, deferred AER completions,
+//!   delayed ones; virtio-blk requests) is counted and, if an observer is installed,
+//!   reported as a [`CommandRecord`], on the thread that posted it. Completions that are
+//!   never posted (a delayed completion dropped by a queue deletion or a reset) are
 //!   neither counted nor reported.
-//! * Faults are checked for every I/O command before it runs (see [`FaultSpec`]).
-//! * A latency delays the completion, not the command: the worker runs the command and
-//!   hands the completion to the timer thread, which posts it when due.
+//! * Faults are checked for every I/O operation before it runs (see [`FaultSpec`]); they
+//!   match by operation kind, so a fault on `read` applies to NVMe Read and virtio-blk IN
+//!   alike unless `transport` narrows it.
+//! * A latency delays the completion, not the operation.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,32 +20,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::controller::lock;
-use super::copy::CopyDone;
-use super::spec::{admin_op, io_op, Status};
-use super::Controller;
-
-/// Largest Copy Descriptor Formats Enable mask: formats 0 to 3.
-pub const MAX_CDFE: u16 = 0xf;
-
-/// Host Behavior Support's Copy Descriptor Formats Enable, now and after a reset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostBehavior {
-    pub cdfe: u16,
-    pub reset_cdfe: u16,
-}
-
-/// One source range of a Copy, as the trace shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RangeRecord {
-    pub nsid: u32,
-    pub slba: u64,
-    /// Number of logical blocks, 1-based.
-    pub nlb: u32,
-}
+pub use crate::hooks::{AdminKey, RangeRecord, Transport};
+use crate::hooks::{Completed, Hooks, Injection, Op, OpKind};
+use crate::nvme::names::{admin_opcode_name, io_kind, io_opcode_name, kind_io_opcode};
+use crate::nvme::spec::io_op;
+use crate::sync::{lock, read, write};
 
 /// Copy-specific part of a record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyRecord {
     pub sdlba: u64,
     pub format: u8,
@@ -60,42 +37,20 @@ pub struct CopyRecord {
     pub ranges: Vec<RangeRecord>,
 }
 
-/// The field that says what an admin command asked for, as its record shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AdminKey {
-    /// Set Features / Get Features: Feature Identifier (CDW10 7:0).
-    Feature { fid: u8 },
-    /// Identify: CNS (CDW10 7:0), CNTID (CDW10 31:16), CSI (CDW11 31:24).
-    Identify { cns: u8, cntid: u16, csi: u8 },
-    /// Get Log Page: Log Page Identifier (CDW10 7:0).
-    LogPage { lid: u8 },
-}
-
-impl AdminKey {
-    /// The key of an admin command, if its opcode has one.
-    pub fn of(sqe: &super::spec::Sqe) -> Option<AdminKey> {
-        let low = (sqe.cdw10 & 0xff) as u8;
-        match sqe.opcode {
-            admin_op::SET_FEATURES | admin_op::GET_FEATURES => Some(AdminKey::Feature { fid: low }),
-            admin_op::IDENTIFY => Some(AdminKey::Identify {
-                cns: low,
-                cntid: (sqe.cdw10 >> 16) as u16,
-                csi: (sqe.cdw11 >> 24) as u8,
-            }),
-            admin_op::GET_LOG_PAGE => Some(AdminKey::LogPage { lid: low }),
-            _ => None,
-        }
-    }
-}
-
-/// One completed command (admin or I/O).
+/// One completed operation (NVMe admin or I/O command, or virtio-blk request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {
-    /// Completion time in microseconds since the controller was created.
+    /// Completion time in microseconds since the experiment state was created.
     pub time_us: u64,
-    /// Submission queue id (0 = admin).
+    /// The front end it came through.
+    pub transport: Transport,
+    /// What it did.
+    pub kind: OpKind,
+    /// NVMe submission queue id (0 = admin); virtio-blk virtqueue index.
     pub qid: u16,
+    /// NVMe command id; virtio-blk descriptor chain head.
     pub cid: u16,
+    /// NVMe opcode; virtio-blk request type.
     pub opcode: u8,
     pub nsid: u32,
     /// Block commands (read, write, write zeroes, compare, verify): SLBA and 1-based NLB.
@@ -104,8 +59,8 @@ pub struct CommandRecord {
     pub copy: Option<CopyRecord>,
     /// Admin commands: what they asked for (feature, identify structure, log page).
     pub admin: Option<AdminKey>,
-    /// The CQE status field without the phase tag: DNR in bit 14, SCT 10:8, SC 7:0
-    /// (the form nvme-cli prints, e.g. 0x4183).
+    /// NVMe: the CQE status field without the phase tag: DNR in bit 14, SCT 10:8, SC
+    /// 7:0 (the form nvme-cli prints, e.g. 0x4183). virtio-blk: the status byte.
     pub status: u16,
     pub dw0: u32,
     /// From fetching the SQE to posting the CQE, in microseconds.
@@ -156,11 +111,12 @@ pub struct NamespaceStats {
     pub copy: CopyStats,
 }
 
-/// Counters of the whole controller: nsid (decimal string) -> counters. Admin commands
-/// are counted under nsid "admin".
+/// Counters of the whole device: nsid (decimal string) -> counters of the NVMe
+/// namespace, "virtio-blk:NSID" -> counters of a virtio-blk disk over that namespace's
+/// volume (operation kinds as names). NVMe admin commands are counted under "admin".
 pub type StatsSnapshot = BTreeMap<String, NamespaceStats>;
 
-pub use super::namespace::CopyLimits;
+pub use crate::nvme::namespace::CopyLimits;
 
 /// An injected fault: matching I/O commands complete with `status`.
 ///
@@ -210,6 +166,10 @@ pub struct FaultSpec {
     /// Copy only: really copy ranges 0..k-1, then fail with `status` and Dword 0 = k.
     #[serde(default)]
     pub copy_range: Option<u32>,
+    /// Only operations through this front end: "nvme" or "virtio-blk" (default: both;
+    /// the opcode's operation kind is matched, e.g. read = NVMe Read and virtio-blk IN).
+    #[serde(default)]
+    pub transport: Option<String>,
 }
 
 impl FaultSpec {
@@ -227,6 +187,7 @@ impl FaultSpec {
             status,
             dnr: yes(),
             copy_range: None,
+            transport: None,
         }
     }
 }
@@ -269,115 +230,6 @@ pub struct LatencySpec {
 /// Largest `fixed_us` or `per_block_us` accepted (60 s); the total is capped there too.
 pub const MAX_LATENCY_US: u64 = 60_000_000;
 
-/// I/O opcode names used by traces, counters and the control socket.
-pub fn io_opcode_name(opcode: u8) -> &'static str {
-    match opcode {
-        io_op::FLUSH => "flush",
-        io_op::WRITE => "write",
-        io_op::READ => "read",
-        0x04 => "write-uncorrectable",
-        io_op::COMPARE => "compare",
-        io_op::WRITE_ZEROES => "write-zeroes",
-        io_op::DATASET_MANAGEMENT => "dsm",
-        io_op::VERIFY => "verify",
-        io_op::COPY => "copy",
-        _ => "unknown",
-    }
-}
-
-/// Admin opcode names.
-pub fn admin_opcode_name(opcode: u8) -> &'static str {
-    match opcode {
-        admin_op::DELETE_IO_SQ => "delete-sq",
-        admin_op::CREATE_IO_SQ => "create-sq",
-        admin_op::GET_LOG_PAGE => "get-log-page",
-        admin_op::DELETE_IO_CQ => "delete-cq",
-        admin_op::CREATE_IO_CQ => "create-cq",
-        admin_op::IDENTIFY => "identify",
-        admin_op::ABORT => "abort",
-        admin_op::SET_FEATURES => "set-features",
-        admin_op::GET_FEATURES => "get-features",
-        admin_op::ASYNC_EVENT_REQUEST => "async-event",
-        0x0d => "namespace-management",
-        0x10 => "firmware-commit",
-        0x11 => "firmware-download",
-        0x14 => "device-self-test",
-        0x15 => "namespace-attachment",
-        admin_op::KEEP_ALIVE => "keep-alive",
-        0x19 => "directive-send",
-        0x1a => "directive-receive",
-        0x1c => "virtualization-management",
-        0x1d => "nvme-mi-send",
-        0x1e => "nvme-mi-receive",
-        admin_op::DOORBELL_BUFFER_CONFIG => "doorbell-buffer-config",
-        0x80 => "format-nvm",
-        0x81 => "security-send",
-        0x82 => "security-receive",
-        0x84 => "sanitize",
-        0x86 => "get-lba-status",
-        _ => "unknown",
-    }
-}
-
-/// An I/O opcode by name ("read", "write", "copy", ...) or number ("25", "0x19").
-/// Names are matched ignoring case, with '_' taken as '-'.
-pub fn io_opcode_by_name(name: &str) -> Option<u8> {
-    let n = name.trim().to_ascii_lowercase().replace('_', "-");
-    if let Some(hex) = n.strip_prefix("0x") {
-        return u8::from_str_radix(hex, 16).ok();
-    }
-    if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-        return n.parse().ok();
-    }
-    (0..=u8::MAX).find(|&op| io_opcode_name(op) != "unknown" && io_opcode_name(op) == n)
-}
-
-/// A status's name ("success", "invalid-field", "command-size-limit-exceeded", ...),
-/// ignoring DNR.
-pub fn status_name(status: u16) -> &'static str {
-    match status & 0x7ff {
-        0x000 => "success",
-        0x001 => "invalid-opcode",
-        0x002 => "invalid-field",
-        0x003 => "command-id-conflict",
-        0x004 => "data-transfer-error",
-        0x005 => "power-loss-abort",
-        0x006 => "internal-error",
-        0x007 => "abort-requested",
-        0x008 => "sq-deletion-abort",
-        0x00b => "invalid-namespace",
-        0x00c => "command-sequence-error",
-        0x00d => "invalid-sgl-segment",
-        0x00e => "invalid-sgl-count",
-        0x00f => "data-sgl-length-invalid",
-        0x011 => "sgl-descriptor-type-invalid",
-        0x013 => "invalid-prp-offset",
-        0x020 => "namespace-write-protected",
-        0x080 => "lba-out-of-range",
-        0x081 => "capacity-exceeded",
-        0x082 => "namespace-not-ready",
-        0x083 => "reservation-conflict",
-        0x100 => "completion-queue-invalid",
-        0x101 => "invalid-queue-id",
-        0x102 => "invalid-queue-size",
-        0x105 => "aer-limit-exceeded",
-        0x108 => "invalid-interrupt-vector",
-        0x109 => "invalid-log-page",
-        0x10a => "invalid-format",
-        0x10c => "invalid-queue-deletion",
-        0x10d => "feature-not-saveable",
-        0x183 => "command-size-limit-exceeded",
-        0x185 => "incompatible-namespace-or-format",
-        0x280 => "write-fault",
-        0x281 => "unrecovered-read-error",
-        0x282 => "end-to-end-guard-check-error",
-        0x285 => "compare-failure",
-        0x286 => "access-denied",
-        0x287 => "deallocated-or-unwritten-block",
-        _ => "unknown",
-    }
-}
-
 /// The name of an opcode in counters: its name, or "0xNN" when it has none.
 fn counter_name(admin: bool, opcode: u8) -> String {
     let n = if admin {
@@ -394,7 +246,7 @@ fn counter_name(admin: bool, opcode: u8) -> String {
 
 /// True for the I/O opcodes the model runs (faults and latencies may name only these).
 fn known_io_opcode(opcode: u8) -> bool {
-    super::io::SUPPORTED.iter().any(|(op, _)| *op == opcode)
+    io_kind(opcode) != OpKind::Other
 }
 
 /// splitmix64: a tiny, well-mixed generator; one u64 of state per fault.
@@ -412,55 +264,18 @@ pub fn default_fault_seed(id: u32) -> u64 {
     splitmix64(&mut s)
 }
 
-/// What a completed command was, for its record and the counters.
-#[derive(Debug, Clone)]
-pub(crate) struct Done {
-    pub qid: u16,
-    pub cid: u16,
-    pub opcode: u8,
-    pub nsid: u32,
-    /// Block commands: SLBA and 1-based NLB.
-    pub block: Option<(u64, u32)>,
-    pub copy: Option<CopyDone>,
-    pub admin: Option<AdminKey>,
-    /// When the SQE was fetched (taken only while an observer is installed).
-    pub fetched: Option<Instant>,
-}
-
-impl Done {
-    pub fn new(qid: u16, sqe: &super::spec::Sqe, fetched: Option<Instant>) -> Done {
-        let block = (qid != 0
-            && matches!(
-                sqe.opcode,
-                io_op::READ | io_op::WRITE | io_op::WRITE_ZEROES | io_op::COMPARE | io_op::VERIFY
-            ))
-        .then(|| (sqe.slba(), sqe.nlb() as u32));
-        Done {
-            qid,
-            cid: sqe.cid,
-            opcode: sqe.opcode,
-            nsid: sqe.nsid,
-            block,
-            copy: None,
-            admin: if qid == 0 { AdminKey::of(sqe) } else { None },
-            fetched,
-        }
-    }
-
-    /// Blocks the latency model charges for.
-    pub fn delay_blocks(&self) -> u64 {
-        match (&self.block, &self.copy) {
-            (Some((_, nlb)), _) => *nlb as u64,
-            (None, Some(c)) => c.total_blocks(),
-            _ => 0,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum StatsKey {
     Admin,
-    Ns(u32),
+    Ns(Transport, u32),
+}
+
+/// How operations are told apart in counters: NVMe by opcode (its own names), other
+/// front ends by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum OpKey {
+    Opcode(u8),
+    Kind(OpKind),
 }
 
 #[derive(Debug, Default)]
@@ -472,7 +287,7 @@ struct OpCounters {
 
 #[derive(Debug, Default)]
 struct NsCounters {
-    ops: BTreeMap<u8, OpCounters>,
+    ops: BTreeMap<OpKey, OpCounters>,
     copy_ranges: u64,
     blocks_copied: u64,
     ranges_histogram: BTreeMap<u32, u64>,
@@ -517,90 +332,33 @@ struct FaultTable {
     faults: Vec<Fault>,
 }
 
-/// An injection decided for one command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Injection {
-    pub status: Status,
-    pub copy_range: Option<u32>,
-}
-
-/// The experiment state of one controller. Survives controller resets.
-pub(crate) struct Experiment {
+/// The experiment state of one device. Survives controller resets and reconnections.
+pub struct Experiment {
     observing: AtomicBool,
     observer: RwLock<Option<Arc<dyn CommandObserver>>>,
     /// One lock per namespace; the map's write lock is taken only to add a namespace.
     counters: RwLock<HashMap<StatsKey, Arc<Mutex<NsCounters>>>>,
     faults_on: AtomicBool,
     faults: Mutex<FaultTable>,
-    /// (fixed_us, per_block_us) per opcode.
+    /// (fixed_us, per_block_us) per operation kind.
     latency: Vec<(AtomicU64, AtomicU64)>,
     started: Instant,
 }
 
-fn read<T: ?Sized>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T: ?Sized>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Experiment {
-    pub fn new(started: Instant) -> Experiment {
+    pub fn new() -> Experiment {
+        let started = Instant::now();
         Experiment {
             observing: AtomicBool::new(false),
             observer: RwLock::new(None),
             counters: RwLock::new(HashMap::new()),
             faults_on: AtomicBool::new(false),
             faults: Mutex::new(FaultTable::default()),
-            latency: (0..256)
+            latency: (0..OpKind::ALL.len())
                 .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
                 .collect(),
             started,
         }
-    }
-
-    /// True while an observer is installed (a relaxed load).
-    pub fn observing(&self) -> bool {
-        self.observing.load(Ordering::Relaxed)
-    }
-
-    /// The fault to inject into an I/O command, if any (one relaxed load when none is
-    /// installed).
-    pub fn inject(&self, opcode: u8, nsid: u32) -> Option<Injection> {
-        if !self.faults_on.load(Ordering::Relaxed) {
-            return None;
-        }
-        let mut t = lock(&self.faults);
-        let mut hit = None;
-        for f in t.faults.iter_mut() {
-            let s = &f.info.spec;
-            if s.opcode != opcode || s.nsid.is_some_and(|n| n != nsid) {
-                continue;
-            }
-            if f.matches(hit.is_none()) {
-                let s = &f.info.spec;
-                let dnr = if s.dnr { Status::DNR } else { 0 };
-                hit = Some(Injection {
-                    status: Status(s.status | dnr),
-                    copy_range: s.copy_range,
-                });
-            }
-        }
-        hit
-    }
-
-    /// The completion delay of an I/O command, if a latency is set for its opcode.
-    pub fn delay(&self, opcode: u8, blocks: u64) -> Option<Duration> {
-        let (f, p) = &self.latency[opcode as usize];
-        let (fixed, per) = (f.load(Ordering::Relaxed), p.load(Ordering::Relaxed));
-        if fixed == 0 && per == 0 {
-            return None;
-        }
-        let us = fixed
-            .saturating_add(per.saturating_mul(blocks))
-            .min(MAX_LATENCY_US);
-        Some(Duration::from_micros(us))
     }
 
     /// Runs `f` on the counters of `key`: under the map's read lock and the namespace's
@@ -618,25 +376,27 @@ impl Experiment {
     }
 
     /// Counts a posted completion and reports it to the observer.
-    pub fn completed(&self, done: Done, status: Status, dw0: u32) {
-        let admin = done.qid == 0;
-        let key = if admin {
-            StatsKey::Admin
-        } else {
-            StatsKey::Ns(done.nsid)
+    fn record(&self, done: Completed) {
+        let key = match (done.transport, done.kind) {
+            (Transport::Nvme, OpKind::Admin) => StatsKey::Admin,
+            (t, _) => StatsKey::Ns(t, done.nsid),
         };
-        let ok = status.is_success();
+        let ok = done.ok();
         let blocks = match (&done.block, &done.copy) {
             (Some((_, nlb)), _) if ok => *nlb as u64,
             (_, Some(c)) => c.blocks_copied,
             _ => 0,
         };
+        let counter = match done.transport {
+            Transport::Nvme => OpKey::Opcode(done.opcode),
+            Transport::VirtioBlk => OpKey::Kind(done.kind),
+        };
         self.with_counters(key, |c| {
-            let op = c.ops.entry(done.opcode).or_default();
+            let op = c.ops.entry(counter).or_default();
             op.commands += 1;
             op.blocks += blocks;
             if !ok {
-                *op.errors.entry(status.0).or_default() += 1;
+                *op.errors.entry(done.status).or_default() += 1;
             }
             if let Some(cp) = &done.copy {
                 let nr = cp.nr as u32 + 1;
@@ -644,18 +404,18 @@ impl Experiment {
                 c.blocks_copied += cp.blocks_copied;
                 *c.ranges_histogram.entry(nr).or_default() += 1;
                 *c.copy_formats.entry(cp.format).or_default() += 1;
-                let longest = cp.ranges.iter().map(|r| r.nlb).max().unwrap_or(0);
+                let longest = cp.ranges.iter().map(|r| r.nlb as u64).max().unwrap_or(0);
                 c.max_range_blocks = c.max_range_blocks.max(longest);
                 c.max_command_blocks = c.max_command_blocks.max(cp.total_blocks());
             }
         });
-        if !self.observing() {
+        if !self.observing.load(Ordering::Relaxed) {
             return;
         }
         let Some(obs) = read(&self.observer).clone() else {
             return;
         };
-        // A command fetched before the observer was installed is not reported: its
+        // An operation fetched before the observer was installed is not reported: its
         // latency is unknown, and a trace then starts cleanly at its first command.
         let Some(fetched) = done.fetched else {
             return;
@@ -663,8 +423,10 @@ impl Experiment {
         let now = Instant::now();
         let rec = CommandRecord {
             time_us: now.duration_since(self.started).as_micros() as u64,
-            qid: done.qid,
-            cid: done.cid,
+            transport: done.transport,
+            kind: done.kind,
+            qid: done.queue,
+            cid: done.tag,
             opcode: done.opcode,
             nsid: done.nsid,
             slba: done.block.map(|b| b.0),
@@ -673,19 +435,11 @@ impl Experiment {
                 sdlba: c.sdlba,
                 format: c.format,
                 nr: c.nr,
-                ranges: c
-                    .ranges
-                    .iter()
-                    .map(|r| RangeRecord {
-                        nsid: r.snsid.unwrap_or(done.nsid),
-                        slba: r.slba,
-                        nlb: r.nlb as u32,
-                    })
-                    .collect(),
+                ranges: c.ranges,
             }),
             admin: done.admin,
-            status: status.0,
-            dw0,
+            status: done.status,
+            dw0: done.dw0,
             latency_us: now.duration_since(fetched).as_micros() as u64,
         };
         obs.completed(&rec);
@@ -702,7 +456,11 @@ impl Experiment {
             let admin = key == StatsKey::Admin;
             let mut ns = NamespaceStats::default();
             for (op, oc) in &c.ops {
-                let e = ns.opcodes.entry(counter_name(admin, *op)).or_default();
+                let name = match op {
+                    OpKey::Opcode(o) => counter_name(admin, *o),
+                    OpKey::Kind(k) => k.name().to_string(),
+                };
+                let e = ns.opcodes.entry(name).or_default();
                 e.commands += oc.commands;
                 e.blocks += oc.blocks;
                 for (st, n) in &oc.errors {
@@ -727,7 +485,8 @@ impl Experiment {
             };
             let name = match key {
                 StatsKey::Admin => "admin".to_string(),
-                StatsKey::Ns(n) => n.to_string(),
+                StatsKey::Ns(Transport::Nvme, n) => n.to_string(),
+                StatsKey::Ns(t, n) => format!("{}:{n}", t.name()),
             };
             out.insert(name, ns);
         }
@@ -740,6 +499,73 @@ impl Experiment {
         }
     }
 }
+
+/// The front end a fault's `transport` names.
+fn transport_named(name: &str) -> Option<Transport> {
+    [Transport::Nvme, Transport::VirtioBlk]
+        .into_iter()
+        .find(|t| t.name() == name)
+}
+
+impl Default for Experiment {
+    fn default() -> Self {
+        Experiment::new()
+    }
+}
+
+impl Hooks for Experiment {
+    fn observing(&self) -> bool {
+        self.observing.load(Ordering::Relaxed)
+    }
+
+    /// One relaxed load when no fault is installed.
+    fn inject(&self, op: &Op) -> Option<Injection> {
+        if !self.faults_on.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut t = lock(&self.faults);
+        let mut hit = None;
+        for f in t.faults.iter_mut() {
+            let s = &f.info.spec;
+            if io_kind(s.opcode) != op.kind
+                || s.nsid.is_some_and(|n| n != op.nsid)
+                || s.transport
+                    .as_deref()
+                    .is_some_and(|t| transport_named(t) != Some(op.transport))
+            {
+                continue;
+            }
+            if f.matches(hit.is_none()) {
+                let s = &f.info.spec;
+                let dnr = if s.dnr { DNR } else { 0 };
+                hit = Some(Injection {
+                    status: s.status | dnr,
+                    copy_range: s.copy_range,
+                });
+            }
+        }
+        hit
+    }
+
+    fn delay(&self, op: &Op, blocks: u64) -> Option<Duration> {
+        let (f, p) = &self.latency[op.kind.index()];
+        let (fixed, per) = (f.load(Ordering::Relaxed), p.load(Ordering::Relaxed));
+        if fixed == 0 && per == 0 {
+            return None;
+        }
+        let us = fixed
+            .saturating_add(per.saturating_mul(blocks))
+            .min(MAX_LATENCY_US);
+        Some(Duration::from_micros(us))
+    }
+
+    fn completed(&self, done: Completed) {
+        self.record(done);
+    }
+}
+
+/// Do Not Retry in an NVMe status field.
+const DNR: u16 = 1 << 14;
 
 fn validate_fault(spec: &FaultSpec) -> Result<(), String> {
     if !known_io_opcode(spec.opcode) {
@@ -771,67 +597,32 @@ fn validate_fault(spec: &FaultSpec) -> Result<(), String> {
     if spec.copy_range.is_some() && spec.opcode != io_op::COPY {
         return Err("copy_range: only for the copy opcode".into());
     }
+    if let Some(t) = spec.transport.as_deref() {
+        if transport_named(t).is_none() {
+            return Err(format!("transport: '{t}' is not nvme or virtio-blk"));
+        }
+    }
     Ok(())
 }
 
-impl Controller {
+impl Experiment {
     /// Installs (or removes) the observer every completion is reported to. With none,
     /// completions cost nothing extra.
     pub fn set_observer(&self, obs: Option<Arc<dyn CommandObserver>>) {
-        let exp = &self.inner().exp;
+        let exp = self;
         let on = obs.is_some();
         *write(&exp.observer) = obs;
         exp.observing.store(on, Ordering::Release);
     }
 
-    /// Ids of the attached namespaces, in increasing order.
-    pub fn namespace_ids(&self) -> Vec<u32> {
-        self.inner().namespaces().iter().map(|n| n.nsid).collect()
-    }
-
     /// Counters since the controller was created or `reset_stats` (controller resets do
     /// not clear them).
     pub fn stats(&self) -> StatsSnapshot {
-        self.inner().exp.snapshot()
+        self.snapshot()
     }
 
     pub fn reset_stats(&self) {
-        self.inner().exp.reset_counters();
-    }
-
-    /// Current limits of a namespace.
-    pub fn copy_limits(&self, nsid: u32) -> Option<CopyLimits> {
-        self.namespace(nsid).map(|ns| ns.copy_limits())
-    }
-
-    /// Changes a namespace's Copy limits at once (Identify Namespace and the Copy checks)
-    /// and posts a Namespace Attribute Changed event. Errors name the field (0 refused).
-    /// A Copy already running keeps the limits it started with.
-    pub fn set_copy_limits(
-        &self,
-        nsid: u32,
-        mssrl: Option<u16>,
-        mcl: Option<u32>,
-        msrc: Option<u8>,
-    ) -> Result<CopyLimits, String> {
-        let ns = self
-            .namespace(nsid)
-            .ok_or_else(|| format!("nsid: no namespace {nsid}"))?;
-        if mssrl == Some(0) {
-            return Err("mssrl: must not be 0".into());
-        }
-        if mcl == Some(0) {
-            return Err("mcl: must not be 0".into());
-        }
-        let old = ns.copy_limits();
-        let new = CopyLimits {
-            mssrl: mssrl.unwrap_or(old.mssrl),
-            mcl: mcl.unwrap_or(old.mcl),
-            msrc: msrc.unwrap_or(old.msrc),
-        };
-        ns.set_copy_limits(new);
-        self.notify_namespace_changed(nsid);
-        Ok(new)
+        self.reset_counters();
     }
 
     /// Installs a fault; returns its id (ids keep increasing, also across
@@ -839,7 +630,7 @@ impl Controller {
     /// across controller resets and reconnections.
     pub fn add_fault(&self, spec: FaultSpec) -> Result<u32, String> {
         validate_fault(&spec)?;
-        let exp = &self.inner().exp;
+        let exp = self;
         let mut t = lock(&exp.faults);
         let id = t.last_id.checked_add(1).ok_or("too many faults")?;
         t.last_id = id;
@@ -858,7 +649,7 @@ impl Controller {
     }
 
     pub fn faults(&self) -> Vec<FaultInfo> {
-        lock(&self.inner().exp.faults)
+        lock(&self.faults)
             .faults
             .iter()
             .map(|f| f.info.clone())
@@ -866,7 +657,7 @@ impl Controller {
     }
 
     pub fn clear_faults(&self) {
-        let exp = &self.inner().exp;
+        let exp = self;
         let mut t = lock(&exp.faults);
         t.faults.clear();
         exp.faults_on.store(false, Ordering::Release);
@@ -887,56 +678,30 @@ impl Controller {
         if spec.per_block_us > MAX_LATENCY_US {
             return Err(format!("per_block_us: at most {MAX_LATENCY_US} (60 s)"));
         }
-        let (f, p) = &self.inner().exp.latency[spec.opcode as usize];
+        let (f, p) = &self.latency[io_kind(spec.opcode).index()];
         f.store(spec.fixed_us, Ordering::Relaxed);
         p.store(spec.per_block_us, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Host Behavior Support as the device sees it: CDFE now, and after a reset.
-    pub fn host_behavior(&self) -> HostBehavior {
-        let inner = self.inner();
-        HostBehavior {
-            cdfe: lock(&inner.features).cdfe(),
-            reset_cdfe: inner.reset_cdfe.load(Ordering::Acquire),
-        }
-    }
-
-    /// Sets Copy Descriptor Formats Enable from the device's side, as if a host had sent
-    /// Set Features Host Behavior Support: at once (the next Copy sees it) and for every
-    /// later reset (like `--ctrl cdfe`). A host's Set Features still changes it until the
-    /// next reset. The rest of the host's Host Behavior Support data is kept. Errors name
-    /// the field.
-    pub fn set_host_behavior(&self, cdfe: u16) -> Result<HostBehavior, String> {
-        if cdfe > MAX_CDFE {
-            return Err(format!(
-                "cdfe: {cdfe:#x} is not a mask of copy formats 0-3 (0 to {MAX_CDFE:#x})"
-            ));
-        }
-        let inner = self.inner();
-        inner.reset_cdfe.store(cdfe, Ordering::Release);
-        lock(&inner.features).set_cdfe(cdfe);
-        log::info!("Host Behavior Support CDFE set to {cdfe:#x} by the device's control");
-        Ok(self.host_behavior())
-    }
-
     /// The latencies set, by opcode.
     pub fn latencies(&self) -> Vec<LatencySpec> {
-        self.inner()
-            .exp
-            .latency
+        let mut v: Vec<LatencySpec> = OpKind::ALL
             .iter()
-            .enumerate()
-            .filter_map(|(op, (f, p))| {
+            .zip(&self.latency)
+            .filter_map(|(kind, (f, p))| {
                 let (fixed_us, per_block_us) =
                     (f.load(Ordering::Relaxed), p.load(Ordering::Relaxed));
+                let opcode = kind_io_opcode(*kind)?;
                 (fixed_us != 0 || per_block_us != 0).then_some(LatencySpec {
-                    opcode: op as u8,
+                    opcode,
                     fixed_us,
                     per_block_us,
                 })
             })
-            .collect()
+            .collect();
+        v.sort_by_key(|l| l.opcode);
+        v
     }
 }
 
@@ -945,32 +710,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip() {
-        for op in 0..=u8::MAX {
-            let n = io_opcode_name(op);
-            if n != "unknown" {
-                assert_eq!(io_opcode_by_name(n), Some(op), "{n}");
-            }
-        }
-        assert_eq!(io_opcode_by_name("copy"), Some(0x19));
-        assert_eq!(io_opcode_by_name("Write_Zeroes"), Some(0x08));
-        assert_eq!(io_opcode_by_name("25"), Some(25));
-        assert_eq!(io_opcode_by_name("0x19"), Some(0x19));
-        assert_eq!(io_opcode_by_name("0x1ff"), None);
-        assert_eq!(io_opcode_by_name("256"), None);
-        assert_eq!(io_opcode_by_name("unknown"), None);
-        assert_eq!(io_opcode_by_name(""), None);
-        assert_eq!(io_opcode_name(0x7f), "unknown");
-        assert_eq!(admin_opcode_name(0x0c), "async-event");
-        assert_eq!(admin_opcode_name(0x7c), "doorbell-buffer-config");
-        assert_eq!(admin_opcode_name(0x7f), "unknown");
+    fn counter_names() {
         assert_eq!(counter_name(false, 0x7f), "0x7f");
         assert_eq!(counter_name(true, 0x06), "identify");
+        assert_eq!(counter_name(false, 0x19), "copy");
     }
 
     #[test]
     fn every_status_the_model_produces_has_a_name() {
-        use super::super::spec::status::*;
+        use crate::nvme::names::status_name;
+        use crate::nvme::spec::status::*;
         let all = [
             (SUCCESS, "success"),
             (INVALID_OPCODE, "invalid-opcode"),
