@@ -4,8 +4,11 @@ i=1
 while [ $i -le $NS_COUNT ]; do
     d=$(dev_of $i)
     if [ "$DISK" = virtio ]; then
+        virtio_has $d 9 || fail "$d: FLUSH (virtio feature 9) not negotiated"
         wc=$(cat /sys/block/${d#/dev/}/queue/write_cache)
-        expect_eq "$d write cache (FLUSH negotiated)" "$wc" "write back"
+        # A write-through cache (CONFIG_WCE with writeback=0, e.g. qemu-storage-daemon) gets
+        # no flushes from the kernel: the flush path could not be checked.
+        [ "$wc" = "write back" ] || fail "$d: FLUSH negotiated but the write cache is '$wc': the kernel sends no flushes to check"
         before=$(blk_stat $d 16)
         # conv=fsync: fsync(2) on the disk, which the block layer sends as a flush.
         dd if=/dev/urandom of=$d bs=4096 count=4 oflag=direct conv=notrunc,fsync 2>/dev/null || fail "$d: write + fsync failed"
