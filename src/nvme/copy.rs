@@ -13,19 +13,19 @@
 //! destination copies the original data, like memmove). A failing range k leaves ranges
 //! 0..k written and nothing of k or later; completion Dword 0 is k. With FUA, each
 //! range is durable before the next one starts.
+//!
+//! The command's own fields (SDLBA, NR, format, FUA) arrive decoded, as a
+//! [`CopyCmd`]; only the range list is read here.
 
 use std::sync::atomic::Ordering;
 
+use super::cmd::CopyCmd;
 use super::controller::{lock, Inner, Outcome};
 use super::identify::ocfs;
 use super::namespace::Namespace;
 use super::prp::{Dma, Mem};
-use super::spec::{copy, get_u32, get_u64, status, Sqe, Status, NSID_ALL};
+use super::spec::{copy, get_u32, get_u64, status, Status, NSID_ALL};
 use super::status::of_block;
-
-/// CDW12 bit 30: Force Unit Access. (Bit 31, Limited Retry, is accepted and has no
-/// effect: nothing here retries.)
-const FUA: u32 = 1 << 30;
 
 /// One parsed source range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,11 +75,11 @@ pub struct CopyDone {
 }
 
 impl CopyDone {
-    fn of(sqe: &Sqe) -> CopyDone {
+    fn of(c: &CopyCmd) -> CopyDone {
         CopyDone {
-            sdlba: sqe.slba(),
-            format: ((sqe.cdw12 >> 8) & 0xf) as u8,
-            nr: sqe.cdw12 as u8,
+            sdlba: c.sdlba,
+            format: c.format,
+            nr: c.nr,
             ranges: Vec::new(),
             blocks_copied: 0,
         }
@@ -98,12 +98,12 @@ impl CopyDone {
 pub(crate) fn execute(
     inner: &Inner,
     mem: &Mem,
-    sqe: &Sqe,
+    c: &CopyCmd,
     fault: Option<(u32, Status)>,
 ) -> (Outcome, CopyDone) {
-    let mut done = CopyDone::of(sqe);
+    let mut done = CopyDone::of(c);
     let stop_at = fault.map(|(k, _)| k as usize);
-    let outcome = match run(inner, mem, sqe, stop_at, &mut done) {
+    let outcome = match run(inner, mem, c, stop_at, &mut done) {
         Ok(()) => match fault {
             Some((k, status)) => Outcome::Complete { status, dw0: k },
             None => Outcome::ok(0),
@@ -116,11 +116,11 @@ pub(crate) fn execute(
 /// The command's fields and its range list, read without copying anything (for the
 /// record of a Copy failed by an injected fault). Best effort: no ranges if the format
 /// is unknown or the list is not in guest memory.
-pub(crate) fn describe(mem: &Mem, sqe: &Sqe) -> CopyDone {
-    let mut done = CopyDone::of(sqe);
-    let nr = done.nr as usize + 1;
-    if let Some(size) = copy::descriptor_size(done.format) {
-        if let Ok(dma) = Dma::map(mem, sqe, (nr * size) as u64) {
+pub(crate) fn describe(mem: &Mem, c: &CopyCmd) -> CopyDone {
+    let mut done = CopyDone::of(c);
+    let nr = c.ranges();
+    if let Some(size) = copy::descriptor_size(c.format) {
+        if let Ok(dma) = Dma::map(mem, &c.dptr, (nr * size) as u64) {
             let mut buf = vec![0u8; nr * size];
             dma.read_into(&mut buf);
             done.ranges = parse_ranges(&buf, done.format, nr);
@@ -139,21 +139,20 @@ fn at(range: usize) -> impl Fn(Status) -> Failure {
 fn run(
     inner: &Inner,
     mem: &Mem,
-    sqe: &Sqe,
+    c: &CopyCmd,
     stop_at: Option<usize>,
     done: &mut CopyDone,
 ) -> Result<(), Failure> {
     let cmd = at(0);
     let dns = inner
-        .namespace(sqe.nsid)
+        .namespace(c.nsid)
         .ok_or(cmd(status::INVALID_NAMESPACE.dnr()))?;
     if dns.readonly() {
         return Err(cmd(status::NAMESPACE_WRITE_PROTECTED.dnr()));
     }
     // One consistent set of limits for the whole command, even if they change meanwhile.
     let limits = dns.copy_limits();
-    let nr = (sqe.cdw12 & 0xff) as usize + 1;
-    let format = ((sqe.cdw12 >> 8) & 0xf) as u8;
+    let (nr, format) = (c.ranges(), c.format);
     if ocfs(&inner.cfg) & (1 << format) == 0 {
         return Err(cmd(status::INVALID_FIELD.dnr()));
     }
@@ -171,16 +170,16 @@ fn run(
     }
     let size = copy::descriptor_size(format).ok_or(cmd(status::INVALID_FIELD.dnr()))?;
     // At most 256 descriptors of 40 bytes: the only buffer that depends on the command.
-    let dma = Dma::map(mem, sqe, (nr * size) as u64).map_err(&cmd)?;
+    let dma = Dma::map(mem, &c.dptr, (nr * size) as u64).map_err(&cmd)?;
     let mut buf = vec![0u8; nr * size];
     dma.read_into(&mut buf);
     done.ranges = parse_ranges(&buf, format, nr);
     if done.total_blocks() > limits.mcl as u64 {
         return Err(cmd(status::COMMAND_SIZE_LIMIT_EXCEEDED.dnr()));
     }
-    let fua = sqe.cdw12 & FUA != 0 || !inner.write_cache.load(Ordering::Acquire);
+    let fua = c.fua || !inner.write_cache.load(Ordering::Acquire);
     let nn = inner.nn();
-    let mut dlba = sqe.slba();
+    let mut dlba = c.sdlba;
     for i in 0..done.ranges.len() {
         if stop_at == Some(i) {
             return Ok(());

@@ -1,14 +1,20 @@
-//! Identify data structures built from the configuration and the namespaces: Identify
-//! Controller, Identify Namespace, namespace lists, Namespace Identification
-//! Descriptors, and the I/O-command-set specific and independent variants.
+//! The Identify command: which data structure a CNS (with its namespace id and CSI)
+//! selects, and the structures themselves, built from the configuration and the
+//! namespaces: Identify Controller, Identify Namespace, namespace lists, Namespace
+//! Identification Descriptors, and the I/O-command-set specific and independent variants.
+
+use std::sync::Arc;
 
 use super::admin::{AERL, CRITICAL_TEMPERATURE, WARNING_TEMPERATURE};
+use super::cmd::IdentifyCmd;
 use super::controller::Inner;
 use super::namespace::Namespace;
+use super::prp::{to_host, Mem};
 use crate::config::ControllerConfig;
 
 use super::spec::{
-    id_ctrl, id_ns, nidt, put_ascii, put_u16, put_u32, put_u64, CSI_NVM, NVME_VERSION,
+    cns, id_ctrl, id_ns, nidt, put_ascii, put_u16, put_u32, put_u64, status, Status, CSI_NVM,
+    NSID_ALL, NVME_VERSION,
 };
 
 /// Size of every Identify data structure.
@@ -45,6 +51,71 @@ pub fn ocfs(cfg: &ControllerConfig) -> u16 {
     } else {
         0
     }
+}
+
+/// Runs Identify: builds the structure CNS selects and sends it to the host.
+pub(crate) fn execute(inner: &Inner, mem: &Mem, c: &IdentifyCmd) -> Result<(), Status> {
+    let (nsid, csi) = (c.nsid, c.csi);
+    let nn = inner.nn();
+    // For CNS values addressing one namespace: Invalid Namespace for 0 or > NN, all
+    // zeroes for a valid but inactive id.
+    let one_ns = || -> Result<Option<Arc<Namespace>>, Status> {
+        if nsid == 0 || nsid > nn {
+            return Err(status::INVALID_NAMESPACE.dnr());
+        }
+        Ok(inner.namespace(nsid))
+    };
+    let data = match c.cns {
+        cns::NAMESPACE | cns::ALLOCATED_NAMESPACE => {
+            if nsid == NSID_ALL {
+                namespace_common(inner)
+            } else {
+                match one_ns()? {
+                    Some(ns) => namespace(&ns),
+                    None => zeroes(),
+                }
+            }
+        }
+        cns::CONTROLLER => controller(inner),
+        cns::ACTIVE_NS_LIST | cns::ALLOCATED_NS_LIST => {
+            if nsid >= NSID_ALL - 1 {
+                return Err(status::INVALID_NAMESPACE.dnr());
+            }
+            ns_list(inner, nsid)
+        }
+        cns::NS_DESCRIPTORS => match one_ns()? {
+            Some(ns) => ns_descriptors(&ns, &inner.cfg.serial),
+            None => return Err(status::INVALID_NAMESPACE.dnr()),
+        },
+        cns::CS_NAMESPACE => {
+            if csi != CSI_NVM {
+                return Err(status::INVALID_FIELD.dnr());
+            }
+            one_ns()?;
+            nvm_namespace()
+        }
+        cns::CS_CONTROLLER => {
+            if csi != CSI_NVM {
+                return Err(status::INVALID_FIELD.dnr());
+            }
+            nvm_controller()
+        }
+        cns::CS_ACTIVE_NS_LIST => {
+            if csi != CSI_NVM {
+                return Err(status::INVALID_FIELD.dnr());
+            }
+            if nsid >= NSID_ALL - 1 {
+                return Err(status::INVALID_NAMESPACE.dnr());
+            }
+            ns_list(inner, nsid)
+        }
+        cns::CS_INDEPENDENT_NAMESPACE => match one_ns()? {
+            Some(ns) => cs_independent_namespace(&ns),
+            None => zeroes(),
+        },
+        _ => return Err(status::INVALID_FIELD.dnr()),
+    };
+    to_host(mem, &c.dptr, &data)
 }
 
 pub fn zeroes() -> Vec<u8> {

@@ -1,7 +1,8 @@
 //! NVM command set I/O commands: Read, Write, Flush, Write Zeroes, Dataset Management,
-//! Compare and Verify. Each command is decoded and checked (namespace, write protection,
-//! MDTS, LBA range), its data buffer is resolved completely into guest memory, and only
-//! then does the store move bytes — straight between the file and guest memory.
+//! Compare and Verify. Each command arrives decoded ([`IoCmd`]) and is checked here
+//! (namespace, write protection, MDTS, LBA range), its data buffer is resolved completely
+//! into guest memory, and only then does the store move bytes — straight between the
+//! file and guest memory.
 //!
 //! Copy (opcode 0x19) lives in [`super::copy`]; it reaches any namespace through
 //! `Inner::namespace`, which cross-namespace copy needs.
@@ -9,11 +10,12 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::cmd::{decode_io, IoCmd, RwCmd};
 use super::controller::{Inner, Outcome};
 use super::copy::CopyDone;
 use super::names::io_kind;
 use super::namespace::Namespace;
-use super::prp::{Dma, Mem};
+use super::prp::{DataPtr, Dma, Mem};
 use super::spec::{io_op, status, Sqe, Status, NSID_ALL, PAGE_SIZE};
 use super::status::of_block;
 use crate::hooks::{Op, Transport};
@@ -36,17 +38,20 @@ pub const SUPPORTED: &[(u8, bool)] = &[
     (io_op::COPY, true),
 ];
 
-/// CDW12 bit 30: Force Unit Access.
-const FUA: u32 = 1 << 30;
-/// CDW12 bit 25 of Write Zeroes: Deallocate.
-const DEAC: u32 = 1 << 25;
-/// CDW11 bit 2 of Dataset Management: Attribute - Deallocate.
-const DSM_AD: u32 = 1 << 2;
-
-/// Runs one I/O command, unless an injected fault decides its outcome first. Copy also
-/// returns what it did (ranges, blocks copied) for the records and counters.
+/// Decodes one entry of an I/O queue ([`decode_io`]: FUSE, before anything else) and
+/// runs it, unless an injected fault decides its outcome first. Copy also returns what
+/// it did (ranges, blocks copied) for the records and counters. Past the decode, `sqe`
+/// serves only the fault match on its opcode and nsid; the command runs from `cmd`.
 pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> (Outcome, Option<CopyDone>) {
-    let is_copy = sqe.opcode == io_op::COPY;
+    let cmd = match decode_io(sqe) {
+        Ok(cmd) => cmd,
+        Err(s) => return (Outcome::err(s), None),
+    };
+    let cmd = &cmd;
+    let copy = match cmd {
+        IoCmd::Copy(c) => Some(c),
+        _ => None,
+    };
     let op = Op {
         transport: Transport::Nvme,
         kind: io_kind(sqe.opcode),
@@ -62,40 +67,49 @@ pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> (Outcome, Opt
             copy_range: inj.0,
             status: inj.1,
         };
-        return match inj.copy_range {
-            Some(k) if is_copy && inner.cfg.copy => {
-                let (o, done) = super::copy::execute(inner, mem, sqe, Some((k, inj.status)));
+        return match (inj.copy_range, copy) {
+            (Some(k), Some(c)) if inner.cfg.copy => {
+                let (o, done) = super::copy::execute(inner, mem, c, Some((k, inj.status)));
                 (o, Some(done))
             }
             // Copy is off: the real failure (before any range) wins.
-            Some(_) if is_copy => (
+            (Some(_), Some(c)) => (
                 Outcome::err(status::INVALID_OPCODE.dnr()),
-                Some(super::copy::describe(mem, sqe)),
+                Some(super::copy::describe(mem, c)),
             ),
-            _ if is_copy => (
+            (_, Some(c)) => (
                 Outcome::err(inj.status),
-                Some(super::copy::describe(mem, sqe)),
+                Some(super::copy::describe(mem, c)),
             ),
             _ => (Outcome::err(inj.status), None),
         };
     }
-    if is_copy && inner.cfg.copy {
-        let (o, done) = super::copy::execute(inner, mem, sqe, None);
+    if let (Some(c), true) = (copy, inner.cfg.copy) {
+        let (o, done) = super::copy::execute(inner, mem, c, None);
         return (o, Some(done));
     }
-    (run(inner, mem, sqe).into(), None)
+    (run(inner, mem, cmd).into(), None)
 }
 
-fn run(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Result<u32, Status> {
-    match sqe.opcode {
-        io_op::FLUSH => flush(inner, sqe),
-        io_op::WRITE => read_write(inner, mem, sqe, true),
-        io_op::READ => read_write(inner, mem, sqe, false),
-        io_op::COMPARE => compare(inner, mem, sqe),
-        io_op::WRITE_ZEROES => write_zeroes(inner, sqe),
-        io_op::DATASET_MANAGEMENT => dataset_management(inner, mem, sqe),
-        io_op::VERIFY => verify(inner, sqe),
-        _ => Err(status::INVALID_OPCODE.dnr()),
+fn run(inner: &Arc<Inner>, mem: &Mem, cmd: &IoCmd) -> Result<u32, Status> {
+    match *cmd {
+        IoCmd::Flush { nsid } => flush(inner, nsid),
+        IoCmd::Write(c) => read_write(inner, mem, &c, true),
+        IoCmd::Read(c) => read_write(inner, mem, &c, false),
+        IoCmd::Compare(c) => compare(inner, mem, &c),
+        IoCmd::WriteZeroes {
+            nsid,
+            slba,
+            nlb,
+            fua,
+            deac,
+        } => write_zeroes(inner, nsid, slba, nlb as u64, fua, deac),
+        IoCmd::DatasetManagement { nsid, nr, ad, dptr } => {
+            dataset_management(inner, mem, nsid, nr, ad, &dptr)
+        }
+        IoCmd::Verify { nsid, slba, nlb } => verify(inner, nsid, slba, nlb as u64),
+        // Copy with `--ctrl copy=off`, and every opcode not decoded.
+        IoCmd::Copy(_) | IoCmd::Unknown(_) => Err(status::INVALID_OPCODE.dnr()),
     }
 }
 
@@ -139,11 +153,11 @@ fn wants_durable(inner: &Inner, fua: bool) -> bool {
     fua || !inner.write_cache.load(Ordering::Acquire)
 }
 
-fn flush(inner: &Inner, sqe: &Sqe) -> Result<u32, Status> {
-    let targets = if sqe.nsid == NSID_ALL {
+fn flush(inner: &Inner, nsid: u32) -> Result<u32, Status> {
+    let targets = if nsid == NSID_ALL {
         inner.namespaces()
     } else {
-        vec![namespace(inner, sqe.nsid)?]
+        vec![namespace(inner, nsid)?]
     };
     for ns in targets {
         ns.volume()
@@ -153,16 +167,16 @@ fn flush(inner: &Inner, sqe: &Sqe) -> Result<u32, Status> {
     Ok(0)
 }
 
-fn read_write(inner: &Inner, mem: &Mem, sqe: &Sqe, is_write: bool) -> Result<u32, Status> {
-    let ns = namespace(inner, sqe.nsid)?;
+fn read_write(inner: &Inner, mem: &Mem, c: &RwCmd, is_write: bool) -> Result<u32, Status> {
+    let ns = namespace(inner, c.nsid)?;
     if is_write {
         check_writable(&ns)?;
     }
-    let (slba, nlb) = (sqe.slba(), sqe.nlb());
+    let (slba, nlb) = (c.slba, c.nlb as u64);
     let len = nlb * ns.block_size();
     check_mdts(inner, len)?;
     check_range(&ns, slba, nlb)?;
-    let dma = Dma::map(mem, sqe, len)?;
+    let dma = Dma::map(mem, &c.dptr, len)?;
     let what = || {
         format!(
             "{} of namespace {} at LBA {slba}+{nlb}",
@@ -172,7 +186,7 @@ fn read_write(inner: &Inner, mem: &Mem, sqe: &Sqe, is_write: bool) -> Result<u32
     };
     let st = &inner.stats;
     if is_write {
-        let durable = wants_durable(inner, sqe.cdw12 & FUA != 0);
+        let durable = wants_durable(inner, c.fua);
         ns.volume()
             .write(slba, dma.slices(), durable)
             .map_err(|e| of_block(&what(), &e))?;
@@ -188,13 +202,13 @@ fn read_write(inner: &Inner, mem: &Mem, sqe: &Sqe, is_write: bool) -> Result<u32
     Ok(0)
 }
 
-fn compare(inner: &Inner, mem: &Mem, sqe: &Sqe) -> Result<u32, Status> {
-    let ns = namespace(inner, sqe.nsid)?;
-    let (slba, nlb) = (sqe.slba(), sqe.nlb());
+fn compare(inner: &Inner, mem: &Mem, c: &RwCmd) -> Result<u32, Status> {
+    let ns = namespace(inner, c.nsid)?;
+    let (slba, nlb) = (c.slba, c.nlb as u64);
     let len = nlb * ns.block_size();
     check_mdts(inner, len)?;
     check_range(&ns, slba, nlb)?;
-    let dma = Dma::map(mem, sqe, len)?;
+    let dma = Dma::map(mem, &c.dptr, len)?;
     ns.volume().compare(slba, dma.slices()).map_err(|e| {
         of_block(
             &format!("compare on namespace {} at LBA {slba}+{nlb}", ns.nsid),
@@ -204,14 +218,20 @@ fn compare(inner: &Inner, mem: &Mem, sqe: &Sqe) -> Result<u32, Status> {
     Ok(0)
 }
 
-fn write_zeroes(inner: &Inner, sqe: &Sqe) -> Result<u32, Status> {
-    let ns = namespace(inner, sqe.nsid)?;
+fn write_zeroes(
+    inner: &Inner,
+    nsid: u32,
+    slba: u64,
+    nlb: u64,
+    fua: bool,
+    deac: bool,
+) -> Result<u32, Status> {
+    let ns = namespace(inner, nsid)?;
     check_writable(&ns)?;
-    let (slba, nlb) = (sqe.slba(), sqe.nlb());
     check_range(&ns, slba, nlb)?;
-    let durable = wants_durable(inner, sqe.cdw12 & FUA != 0);
+    let durable = wants_durable(inner, fua);
     ns.volume()
-        .write_zeroes(slba, nlb, sqe.cdw12 & DEAC != 0, durable)
+        .write_zeroes(slba, nlb, deac, durable)
         .map_err(|e| {
             of_block(
                 &format!("write zeroes on namespace {} at LBA {slba}+{nlb}", ns.nsid),
@@ -221,15 +241,22 @@ fn write_zeroes(inner: &Inner, sqe: &Sqe) -> Result<u32, Status> {
     Ok(0)
 }
 
-fn dataset_management(inner: &Inner, mem: &Mem, sqe: &Sqe) -> Result<u32, Status> {
-    let ns = namespace(inner, sqe.nsid)?;
-    if sqe.cdw11 & DSM_AD == 0 {
+fn dataset_management(
+    inner: &Inner,
+    mem: &Mem,
+    nsid: u32,
+    nr: u16,
+    ad: bool,
+    dptr: &DataPtr,
+) -> Result<u32, Status> {
+    let ns = namespace(inner, nsid)?;
+    if !ad {
         // Only hints (integral read/write): nothing to do.
         return Ok(0);
     }
     check_writable(&ns)?;
-    let nr = (sqe.cdw10 & 0xff) as usize + 1;
-    let dma = Dma::map(mem, sqe, nr as u64 * 16)?;
+    let nr = nr as usize;
+    let dma = Dma::map(mem, dptr, nr as u64 * 16)?;
     let mut buf = vec![0u8; nr * 16];
     dma.read_into(&mut buf);
     let ranges: Vec<(u64, u64)> = buf
@@ -255,9 +282,8 @@ fn dataset_management(inner: &Inner, mem: &Mem, sqe: &Sqe) -> Result<u32, Status
     Ok(0)
 }
 
-fn verify(inner: &Inner, sqe: &Sqe) -> Result<u32, Status> {
-    let ns = namespace(inner, sqe.nsid)?;
-    let (slba, nlb) = (sqe.slba(), sqe.nlb());
+fn verify(inner: &Inner, nsid: u32, slba: u64, nlb: u64) -> Result<u32, Status> {
+    let ns = namespace(inner, nsid)?;
     check_range(&ns, slba, nlb)?;
     ns.volume().verify(slba, nlb).map_err(|e| {
         of_block(

@@ -18,6 +18,7 @@
 //! interrupts leave through an [`InterruptSink`], which the transport maps to eventfds.
 
 pub mod admin;
+pub mod cmd;
 pub mod controller;
 pub mod copy;
 pub mod identify;

@@ -190,12 +190,40 @@ pub fn walk_sgl(mem: &Mem, dptr1: u64, dptr2: u64, len: u64) -> Result<Vec<Segme
     Ok(segs)
 }
 
-/// Walks the data pointer of `sqe` (PRP or SGL per PSDT) for `len` bytes.
-pub fn walk(mem: &Mem, sqe: &Sqe, len: u64) -> Result<Vec<Segment>, Status> {
-    match sqe.psdt {
-        0 => walk_prp(mem, sqe.dptr1, sqe.dptr2, len),
-        1 | 2 => walk_sgl(mem, sqe.dptr1, sqe.dptr2, len),
-        _ => Err(status::INVALID_FIELD.dnr()),
+/// A command's data pointer (DPTR) as PSDT (CDW0 bits 15:14) says to read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataPtr {
+    /// PSDT 00b: PRP1 and PRP2.
+    Prp { prp1: u64, prp2: u64 },
+    /// PSDT 01b or 10b: SGL1, the first descriptor (bytes 7:0 and 15:8). The two values
+    /// differ only in how MPTR is read, and no namespace here has separate metadata.
+    Sgl { dptr1: u64, dptr2: u64 },
+    /// PSDT 11b, reserved: Invalid Field in Command once data has to move.
+    Reserved,
+}
+
+impl DataPtr {
+    pub fn of(sqe: &Sqe) -> DataPtr {
+        match sqe.psdt {
+            0 => DataPtr::Prp {
+                prp1: sqe.dptr1,
+                prp2: sqe.dptr2,
+            },
+            1 | 2 => DataPtr::Sgl {
+                dptr1: sqe.dptr1,
+                dptr2: sqe.dptr2,
+            },
+            _ => DataPtr::Reserved,
+        }
+    }
+}
+
+/// Walks a data pointer (PRP or SGL) for `len` bytes.
+pub fn walk(mem: &Mem, dptr: &DataPtr, len: u64) -> Result<Vec<Segment>, Status> {
+    match *dptr {
+        DataPtr::Prp { prp1, prp2 } => walk_prp(mem, prp1, prp2, len),
+        DataPtr::Sgl { dptr1, dptr2 } => walk_sgl(mem, dptr1, dptr2, len),
+        DataPtr::Reserved => Err(status::INVALID_FIELD.dnr()),
     }
 }
 
@@ -221,9 +249,9 @@ impl<'a> Dma<'a> {
         Ok(Dma { slices, len })
     }
 
-    /// Walks the data pointer of `sqe` and resolves it.
-    pub fn map(mem: &'a Mem, sqe: &Sqe, len: u64) -> Result<Dma<'a>, Status> {
-        let segs = walk(mem, sqe, len)?;
+    /// Walks a command's data pointer for `len` bytes and resolves it.
+    pub fn map(mem: &'a Mem, dptr: &DataPtr, len: u64) -> Result<Dma<'a>, Status> {
+        let segs = walk(mem, dptr, len)?;
         Dma::resolve(mem, &segs)
     }
 
@@ -266,6 +294,21 @@ impl<'a> Dma<'a> {
             off += n;
         }
     }
+}
+
+/// Copies `data` to the host buffer a command's data pointer describes (Identify, log
+/// pages, Get Features).
+pub fn to_host(mem: &Mem, dptr: &DataPtr, data: &[u8]) -> Result<(), Status> {
+    Dma::map(mem, dptr, data.len() as u64)?.write_from(data);
+    Ok(())
+}
+
+/// Reads `len` bytes from the host buffer a command's data pointer describes.
+pub fn from_host(mem: &Mem, dptr: &DataPtr, len: usize) -> Result<Vec<u8>, Status> {
+    let dma = Dma::map(mem, dptr, len as u64)?;
+    let mut buf = vec![0u8; len];
+    dma.read_into(&mut buf);
+    Ok(buf)
 }
 
 #[cfg(test)]

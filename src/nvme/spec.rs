@@ -212,6 +212,19 @@ pub mod io_op {
     pub const COPY: u8 = 0x19;
 }
 
+/// Bits of NVM command set command dwords.
+pub mod nvm_cmd {
+    /// CDW12 bit 30 of Read, Write, Compare, Write Zeroes, Verify and Copy: Force Unit
+    /// Access.
+    pub const FUA: u32 = 1 << 30;
+    /// CDW12 bit 31 of the same commands: Limited Retry (accepted, no effect here).
+    pub const LR: u32 = 1 << 31;
+    /// CDW12 bit 25 of Write Zeroes: Deallocate.
+    pub const DEAC: u32 = 1 << 25;
+    /// CDW11 bit 2 of Dataset Management: Attribute - Deallocate.
+    pub const DSM_AD: u32 = 1 << 2;
+}
+
 /// Controller register offsets in BAR0.
 pub mod reg {
     pub const CAP: u64 = 0x00;
