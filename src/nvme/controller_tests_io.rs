@@ -598,3 +598,32 @@ fn idle_queue_workers_use_no_cpu() {
     // Still responsive after sleeping.
     assert!(h.cmd(9, rw(io_op::FLUSH, 1, 0, 1, 0, 0)).ok());
 }
+
+#[test]
+fn fused_compare_and_write_is_refused_and_writes_nothing() {
+    // FUSES is 0: a Compare (FUSE 01b) + Write (FUSE 10b) pair, submitted together,
+    // completes twice with Invalid Field in Command | DNR, and the blocks stay as they were.
+    let mut h = io_host();
+    let old = pattern(4 * 512, 1);
+    h.write_mem(DATA, &old);
+    assert!(h.cmd(1, rw(io_op::WRITE, 1, 8, 4, DATA, 0)).ok());
+    let new = pattern(4 * 512, 9);
+    h.write_mem(DATA + 0x10000, &new);
+    let mut compare = rw(io_op::COMPARE, 1, 8, 4, DATA, 0);
+    compare.fuse = 1;
+    let mut write = rw(io_op::WRITE, 1, 8, 4, DATA + 0x10000, 0);
+    write.fuse = 2;
+    let c1 = h.push(1, compare);
+    let c2 = h.push(1, write);
+    h.ring_sq(1);
+    let mut got: Vec<Cqe> = (0..2).map(|_| h.reap(1)).collect();
+    got.sort_by_key(|c| c.cid);
+    assert_eq!((got[0].cid, got[1].cid), (c1, c2));
+    for c in &got {
+        assert_eq!(c.status.0, 0x4002, "{c:?}");
+    }
+    assert_eq!(h.store_bytes(1, 8 * 512, 4 * 512), old);
+    // The same Write, unfused, does write.
+    assert!(h.cmd(1, rw(io_op::WRITE, 1, 8, 4, DATA + 0x10000, 0)).ok());
+    assert_eq!(h.store_bytes(1, 8 * 512, 4 * 512), new);
+}
