@@ -27,6 +27,8 @@ pub mod names;
 pub mod namespace;
 pub mod prp;
 pub mod queue;
+pub(crate) mod queues;
+pub(crate) mod records;
 pub mod regs;
 pub mod settings;
 pub mod spec;

@@ -6,7 +6,7 @@
 //! no access can panic. The side effects of CC and doorbells live in the controller.
 
 use super::spec::{reg, NVME_VERSION};
-use crate::config::ControllerConfig;
+use super::ControllerConfig;
 
 /// Size of the register block before the doorbells.
 pub const REGS_SIZE: u64 = 0x1000;

@@ -2,7 +2,9 @@
 //! here, in a heap ordered by due time, and one thread posts each when it is due. The
 //! thread sleeps on a condition variable until the earliest deadline (or a new, earlier
 //! one): no polling. It is started with the first delayed completion and stopped when
-//! the controller is dropped; it holds only a weak reference to the controller.
+//! the controller is dropped; it holds only a weak reference to its owner. It knows
+//! neither the controller nor what a job is: the owner (`C`) and the job type (`J`) are
+//! parameters.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
@@ -10,62 +12,77 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::controller::{lock, Delayed, Inner};
+use crate::sync::lock;
 
-struct Entry {
+struct Entry<J> {
     due: Instant,
     seq: u64,
-    job: Delayed,
+    job: J,
 }
 
-impl PartialEq for Entry {
+impl<J> PartialEq for Entry<J> {
     fn eq(&self, o: &Self) -> bool {
         (self.due, self.seq) == (o.due, o.seq)
     }
 }
-impl Eq for Entry {}
-impl PartialOrd for Entry {
+impl<J> Eq for Entry<J> {}
+impl<J> PartialOrd for Entry<J> {
     fn partial_cmp(&self, o: &Self) -> Option<CmpOrdering> {
         Some(self.cmp(o))
     }
 }
-impl Ord for Entry {
+impl<J> Ord for Entry<J> {
     /// Reversed: the heap's greatest entry is the earliest (then first scheduled).
     fn cmp(&self, o: &Self) -> CmpOrdering {
         (o.due, o.seq).cmp(&(self.due, self.seq))
     }
 }
 
-#[derive(Default)]
-struct State {
-    heap: BinaryHeap<Entry>,
+struct State<J> {
+    heap: BinaryHeap<Entry<J>>,
     seq: u64,
     shutdown: bool,
 }
 
-#[derive(Default)]
-struct Shared {
-    state: Mutex<State>,
+struct Shared<J> {
+    state: Mutex<State<J>>,
     wake: Condvar,
 }
 
 /// What the timer thread does with a due job: `Some(job)` to try again later.
-pub(crate) type Poster = fn(&Arc<Inner>, Delayed) -> Option<Delayed>;
+pub(crate) type Poster<C, J> = fn(&Arc<C>, J) -> Option<J>;
 
 /// How long a completion whose queue is full waits before the next attempt. (A full
 /// completion queue is the one case that is retried rather than waited for: the timer
 /// must not block the other queues' completions on one host that does not reap.)
 pub const FULL_RETRY: Duration = Duration::from_millis(1);
 
-#[derive(Default)]
-pub(crate) struct Timer {
-    shared: Arc<Shared>,
+pub(crate) struct Timer<C, J> {
+    shared: Arc<Shared<J>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    owner: std::marker::PhantomData<fn(&C)>,
 }
 
-impl Timer {
+impl<C, J> Default for Timer<C, J> {
+    fn default() -> Self {
+        Timer {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    heap: BinaryHeap::new(),
+                    seq: 0,
+                    shutdown: false,
+                }),
+                wake: Condvar::new(),
+            }),
+            thread: Mutex::new(None),
+            owner: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<C: Send + Sync + 'static, J: Send + 'static> Timer<C, J> {
     /// Queues `job` to be posted at `due` by `post`, starting the thread if needed.
-    pub fn schedule(&self, inner: &Arc<Inner>, due: Instant, job: Delayed, post: Poster) {
+    pub fn schedule(&self, inner: &Arc<C>, due: Instant, job: J, post: Poster<C, J>) {
         {
             let mut t = lock(&self.thread);
             if t.is_none() {
@@ -100,7 +117,7 @@ impl Timer {
     }
 
     /// Drops every waiting job for which `dead` is true (their queue was deleted).
-    pub fn purge(&self, dead: impl Fn(&Delayed) -> bool) {
+    pub fn purge(&self, dead: impl Fn(&J) -> bool) {
         lock(&self.shared.state).heap.retain(|e| !dead(&e.job));
     }
 
@@ -125,7 +142,7 @@ impl Timer {
     }
 }
 
-fn run(shared: &Shared, inner: &Weak<Inner>, post: Poster) {
+fn run<C, J>(shared: &Shared<J>, inner: &Weak<C>, post: Poster<C, J>) {
     let mut st = lock(&shared.state);
     loop {
         if st.shutdown {

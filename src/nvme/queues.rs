@@ -1,0 +1,589 @@
+//! Queue lifecycle of one controller: the queue table, creation and deletion of
+//! submission and completion queues (admin and I/O), shadow doorbells, doorbell
+//! dispatch, one worker thread per submission queue, and posting completions — at once
+//! or, when the latency model delays them, from the delay timer.
+//!
+//! Locking: the queue table is a read-write lock taken for writing only by queue
+//! creation/deletion and resets; doorbells take it for reading and touch one queue.
+//! Each SQ has its own worker and wake-up; each CQ has its own ring lock.
+//!
+//! This module does not know what a command does: a worker hands each entry to an
+//! [`Executor`] (the controller) and posts the outcome. It reports every posted
+//! completion to the experiment hooks.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use vm_memory::GuestAddressSpace;
+
+use super::prp::Mem;
+use super::queue::{Completion, CompletionQueue, PostError, Shadow, SubmissionQueue};
+use super::spec::{admin_op, csts, status, Sqe, Status, PAGE_SIZE};
+use super::timer::Timer;
+use super::{GuestMemory, InterruptSink};
+use crate::hooks::{Completed, Hooks, Op, OpKind, Transport};
+use crate::sync::{read, write};
+
+/// What a command handler decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Post a completion with this status and Dword 0.
+    Complete { status: Status, dw0: u32 },
+    /// Completed later by someone else (Asynchronous Event Request).
+    Deferred,
+}
+
+impl Outcome {
+    pub fn ok(dw0: u32) -> Outcome {
+        Outcome::Complete {
+            status: status::SUCCESS,
+            dw0,
+        }
+    }
+    pub fn err(status: Status) -> Outcome {
+        Outcome::Complete { status, dw0: 0 }
+    }
+}
+
+impl From<Status> for Outcome {
+    fn from(status: Status) -> Outcome {
+        Outcome::Complete { status, dw0: 0 }
+    }
+}
+
+impl From<Result<u32, Status>> for Outcome {
+    fn from(r: Result<u32, Status>) -> Outcome {
+        match r {
+            Ok(dw0) => Outcome::ok(dw0),
+            Err(s) => Outcome::err(s),
+        }
+    }
+}
+
+/// Parameters of Create I/O Completion Queue.
+pub(crate) struct CqParams {
+    pub qid: u16,
+    pub size: u32,
+    pub base: u64,
+    pub contiguous: bool,
+    pub ien: bool,
+    pub vector: u16,
+}
+
+/// Parameters of Create I/O Submission Queue.
+pub(crate) struct SqParams {
+    pub qid: u16,
+    pub size: u32,
+    pub base: u64,
+    pub contiguous: bool,
+    pub cqid: u16,
+}
+
+/// Runs the commands a worker fetches (the controller implements it).
+pub(crate) trait Executor: Send + Sync + 'static {
+    /// Runs one command from submission queue `qid`. `done` is its record, to be filled
+    /// with what the command did (the worker adds status and Dword 0).
+    fn execute(&self, qid: u16, mem: &Mem, sqe: &Sqe, done: &mut Completed) -> Outcome;
+}
+
+/// What a connected client gave us.
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub mem: GuestMemory,
+    pub irq: Arc<dyn InterruptSink>,
+}
+
+/// Live queues. Index = queue id.
+struct QueueTable {
+    enabled: bool,
+    sqs: Vec<Option<Arc<SubmissionQueue>>>,
+    cqs: Vec<Option<Arc<CompletionQueue>>>,
+    /// Doorbell Buffer Config: (shadow doorbell base, EventIdx base).
+    dbbuf: Option<(u64, u64)>,
+}
+
+/// A completion held back by the latency model.
+pub(crate) struct Delayed {
+    sq: Arc<SubmissionQueue>,
+    cq: Arc<CompletionQueue>,
+    mem: GuestMemory,
+    done: Completed,
+}
+
+/// The queues of one controller.
+pub(crate) struct Queues {
+    table: std::sync::RwLock<QueueTable>,
+    link: std::sync::RwLock<Option<Link>>,
+    /// Highest I/O queue id (and interrupt vector).
+    max_ioqpairs: u16,
+    /// Largest queue size in entries (CAP.MQES + 1).
+    max_entries: u32,
+    hooks: Arc<dyn Hooks>,
+    /// The controller's CSTS: a fatal queue error sets CFS in it.
+    csts: Arc<AtomicU32>,
+    /// Posts the completions the latency model delays.
+    timer: Timer<Queues, Delayed>,
+}
+
+impl Queues {
+    pub fn new(
+        max_ioqpairs: u16,
+        max_entries: u32,
+        hooks: Arc<dyn Hooks>,
+        csts: Arc<AtomicU32>,
+    ) -> Queues {
+        let n = max_ioqpairs as usize + 1;
+        Queues {
+            table: std::sync::RwLock::new(QueueTable {
+                enabled: false,
+                sqs: vec![None; n],
+                cqs: vec![None; n],
+                dbbuf: None,
+            }),
+            link: std::sync::RwLock::new(None),
+            max_ioqpairs,
+            max_entries,
+            hooks,
+            csts,
+            timer: Timer::default(),
+        }
+    }
+
+    /// A client arrived (or left, with `None`).
+    pub fn set_link(&self, link: Option<Link>) {
+        *write(&self.link) = link;
+    }
+
+    /// The client's guest memory and interrupts, if one is connected.
+    pub fn link(&self) -> Option<Link> {
+        read(&self.link).clone()
+    }
+
+    fn irq(&self) -> Option<Arc<dyn InterruptSink>> {
+        read(&self.link).as_ref().map(|l| l.irq.clone())
+    }
+
+    /// Sets Controller Fatal Status.
+    pub fn fatal(&self, why: &str) {
+        log::error!("controller fatal status: {why}");
+        self.csts.fetch_or(csts::CFS, Ordering::AcqRel);
+    }
+
+    /// Completions held back by the latency model, not yet posted.
+    pub fn delayed(&self) -> usize {
+        self.timer.pending()
+    }
+
+    /// Stops the delay timer for good (the controller is going away).
+    pub fn shutdown(&self) {
+        self.timer.shutdown();
+    }
+
+    /// Creates the admin queues and starts the admin worker (CC.EN 0 -> 1).
+    pub fn enable_admin(
+        self: &Arc<Self>,
+        exec: Arc<dyn Executor>,
+        asq: u64,
+        asqs: u32,
+        acq: u64,
+        acqs: u32,
+    ) -> Result<(), String> {
+        let link = self
+            .link()
+            .ok_or_else(|| "no client is connected".to_string())?;
+        let cq = Arc::new(CompletionQueue::new(0, acq, acqs, 0, true));
+        let sq = Arc::new(SubmissionQueue::new(0, 0, asq, asqs));
+        let mut t = write(&self.table);
+        t.enabled = true;
+        t.cqs[0] = Some(cq.clone());
+        t.sqs[0] = Some(sq.clone());
+        self.spawn_worker(exec, &sq, cq, link);
+        Ok(())
+    }
+
+    /// Deletes every queue and stops every worker (CC.EN 1 -> 0, reset, disconnect).
+    pub fn reset(&self) {
+        let (sqs, cqs) = {
+            let mut t = write(&self.table);
+            t.enabled = false;
+            t.dbbuf = None;
+            let sqs: Vec<_> = t.sqs.iter_mut().filter_map(Option::take).collect();
+            let cqs: Vec<_> = t.cqs.iter_mut().filter_map(Option::take).collect();
+            (sqs, cqs)
+        };
+        for cq in &cqs {
+            cq.stop();
+        }
+        for sq in &sqs {
+            sq.stop_and_join();
+        }
+        self.timer.purge(|j| j.sq.stopped());
+    }
+
+    /// A doorbell write at `rel` bytes into the doorbell area.
+    pub fn doorbell(&self, rel: u64, v: u32) {
+        if !rel.is_multiple_of(4) {
+            return;
+        }
+        let idx = rel / 4;
+        let Ok(qid) = usize::try_from(idx / 2) else {
+            return;
+        };
+        let t = read(&self.table);
+        if idx.is_multiple_of(2) {
+            match t.sqs.get(qid) {
+                Some(Some(sq)) => {
+                    if !sq.ring(v) {
+                        log::warn!("SQ {qid}: invalid tail doorbell value {v}");
+                    }
+                }
+                _ => log::debug!("doorbell for missing SQ {qid}"),
+            }
+        } else {
+            match t.cqs.get(qid) {
+                Some(Some(cq)) => {
+                    if !cq.ring_head(v) {
+                        log::warn!("CQ {qid}: invalid head doorbell value {v}");
+                    }
+                }
+                _ => log::debug!("doorbell for missing CQ {qid}"),
+            }
+        }
+    }
+
+    /// The checks Create I/O CQ and Create I/O SQ share, in the order both apply them:
+    /// queue id (free and in range), size, alignment, physically contiguous.
+    fn check_new_queue(
+        &self,
+        qid: u16,
+        size: u32,
+        base: u64,
+        contiguous: bool,
+        exists: impl Fn(usize) -> bool,
+    ) -> Result<(), Status> {
+        let max_q = self.max_ioqpairs as usize;
+        if qid == 0 || qid as usize > max_q || exists(qid as usize) {
+            return Err(status::INVALID_QUEUE_ID.dnr());
+        }
+        if size < 2 || size > self.max_entries {
+            return Err(status::INVALID_QUEUE_SIZE.dnr());
+        }
+        if !base.is_multiple_of(PAGE_SIZE) {
+            return Err(status::INVALID_PRP_OFFSET.dnr());
+        }
+        if !contiguous {
+            return Err(status::INVALID_FIELD.dnr());
+        }
+        Ok(())
+    }
+
+    pub fn create_cq(&self, p: &CqParams) -> Result<(), Status> {
+        let mut t = write(&self.table);
+        if !t.enabled {
+            return Err(status::COMMAND_SEQUENCE_ERROR.dnr());
+        }
+        let exists = |q: usize| t.cqs[q].is_some();
+        self.check_new_queue(p.qid, p.size, p.base, p.contiguous, exists)?;
+        if p.vector as u32 > self.max_ioqpairs as u32 {
+            return Err(status::INVALID_INTERRUPT_VECTOR.dnr());
+        }
+        let cq = Arc::new(CompletionQueue::new(p.qid, p.base, p.size, p.vector, p.ien));
+        if let Some((db, ei)) = t.dbbuf {
+            let sh = Shadow::for_queue(db, ei, p.qid, true);
+            if let Some(link) = read(&self.link).as_ref() {
+                sh.init(&link.mem.memory(), 0, 0);
+            }
+            cq.set_shadow(Some(sh));
+        }
+        t.cqs[p.qid as usize] = Some(cq);
+        Ok(())
+    }
+
+    pub fn create_sq(
+        self: &Arc<Self>,
+        exec: Arc<dyn Executor>,
+        p: &SqParams,
+    ) -> Result<(), Status> {
+        let link = self.link();
+        let mut t = write(&self.table);
+        if !t.enabled {
+            return Err(status::COMMAND_SEQUENCE_ERROR.dnr());
+        }
+        let Some(link) = link else {
+            return Err(status::COMMAND_SEQUENCE_ERROR.dnr());
+        };
+        let cq = match t.cqs.get(p.cqid as usize) {
+            Some(Some(cq)) if p.cqid != 0 => cq.clone(),
+            _ => return Err(status::COMPLETION_QUEUE_INVALID.dnr()),
+        };
+        let exists = |q: usize| t.sqs[q].is_some();
+        self.check_new_queue(p.qid, p.size, p.base, p.contiguous, exists)?;
+        let sq = Arc::new(SubmissionQueue::new(p.qid, p.cqid, p.base, p.size));
+        if let Some((db, ei)) = t.dbbuf {
+            let sh = Shadow::for_queue(db, ei, p.qid, false);
+            sh.init(&link.mem.memory(), 0, 0);
+            sq.set_shadow(Some(sh));
+        }
+        t.sqs[p.qid as usize] = Some(sq.clone());
+        self.spawn_worker(exec, &sq, cq, link);
+        Ok(())
+    }
+
+    pub fn delete_sq(&self, qid: u16) -> Result<(), Status> {
+        let sq = {
+            let mut t = write(&self.table);
+            match t.sqs.get_mut(qid as usize) {
+                Some(slot @ Some(_)) if qid != 0 => slot.take(),
+                _ => return Err(status::INVALID_QUEUE_ID.dnr()),
+            }
+        };
+        if let Some(sq) = sq {
+            sq.stop_and_join();
+            self.timer.purge(|j| j.sq.stopped());
+        }
+        Ok(())
+    }
+
+    pub fn delete_cq(&self, qid: u16) -> Result<(), Status> {
+        let mut t = write(&self.table);
+        if qid == 0 || !matches!(t.cqs.get(qid as usize), Some(Some(_))) {
+            return Err(status::INVALID_QUEUE_ID.dnr());
+        }
+        if t.sqs.iter().flatten().any(|sq| sq.cqid == qid) {
+            return Err(status::INVALID_QUEUE_DELETION.dnr());
+        }
+        if let Some(cq) = t.cqs[qid as usize].take() {
+            cq.stop();
+        }
+        Ok(())
+    }
+
+    /// Doorbell Buffer Config: I/O queues (existing and future) read their doorbells from
+    /// the shadow buffer and publish EventIdx. The admin queue keeps MMIO doorbells, as
+    /// drivers (Linux among them) do not update its shadow entries.
+    pub fn set_dbbuf(&self, mem: &Mem, db: u64, ei: u64) -> Result<(), Status> {
+        // Both buffers hold one 8-byte entry pair per queue and must not wrap around.
+        let span = 8 * (self.max_ioqpairs as u64 + 1);
+        let ok = |a: u64| a != 0 && a.is_multiple_of(PAGE_SIZE) && a.checked_add(span).is_some();
+        if !ok(db) || !ok(ei) {
+            return Err(status::INVALID_FIELD.dnr());
+        }
+        let mut t = write(&self.table);
+        t.dbbuf = Some((db, ei));
+        for sq in t.sqs.iter().flatten().filter(|q| q.id != 0) {
+            let sh = Shadow::for_queue(db, ei, sq.id, false);
+            let tail = sq.doorbell();
+            sh.init(mem, tail, tail);
+            sq.set_shadow(Some(sh));
+        }
+        for cq in t.cqs.iter().flatten().filter(|q| q.id != 0) {
+            let sh = Shadow::for_queue(db, ei, cq.id, true);
+            let head = cq.pointers().0;
+            sh.init(mem, head, head);
+            cq.set_shadow(Some(sh));
+        }
+        Ok(())
+    }
+
+    /// Posts a completion on `cq` and raises its interrupt. True if it was posted.
+    /// `report` runs once the entry is posted and before the interrupt, so counters and
+    /// traces already hold a command when the host learns that it completed.
+    fn complete(
+        &self,
+        mem: &Mem,
+        cq: &CompletionQueue,
+        c: &Completion,
+        cancelled: &dyn Fn() -> bool,
+        report: impl FnOnce(),
+    ) -> bool {
+        self.posted(cq, cq.post(mem, c, cancelled), report)
+    }
+
+    /// Reports a posted completion and raises its interrupt; handles a failed post.
+    fn posted(
+        &self,
+        cq: &CompletionQueue,
+        r: Result<(), PostError>,
+        report: impl FnOnce(),
+    ) -> bool {
+        match r {
+            Ok(()) => {
+                report();
+                if cq.ien {
+                    if let Some(irq) = self.irq() {
+                        irq.raise(cq.vector);
+                    }
+                }
+                true
+            }
+            Err(PostError::Stopped | PostError::Full) => false,
+            Err(PostError::Fault) => {
+                self.fatal("completion queue is outside guest memory");
+                false
+            }
+        }
+    }
+
+    /// Posts the completion of an admin command completed outside the admin worker
+    /// (an Asynchronous Event Request), fetched at `since`.
+    pub fn complete_admin(&self, cid: u16, dw0: u32, since: Instant, st: Status) {
+        let (cq, sqhd) = {
+            let t = read(&self.table);
+            match (t.cqs.first(), t.sqs.first()) {
+                (Some(Some(cq)), Some(Some(sq))) => (cq.clone(), sq.head() as u16),
+                _ => return,
+            }
+        };
+        let Some(link) = self.link() else {
+            return;
+        };
+        let mem = link.mem.memory();
+        let done = Completed {
+            transport: Transport::Nvme,
+            kind: OpKind::Admin,
+            queue: 0,
+            tag: cid,
+            opcode: admin_op::ASYNC_EVENT_REQUEST,
+            nsid: 0,
+            block: None,
+            copy: None,
+            admin: None,
+            status: st.0,
+            dw0,
+            fetched: Some(since),
+        };
+        let c = Completion {
+            dw0,
+            dw1: 0,
+            sqhd,
+            sqid: 0,
+            cid,
+            status: st,
+        };
+        self.complete(&mem, &cq, &c, &|| false, || self.hooks.completed(done));
+    }
+
+    fn spawn_worker(
+        self: &Arc<Self>,
+        exec: Arc<dyn Executor>,
+        sq: &Arc<SubmissionQueue>,
+        cq: Arc<CompletionQueue>,
+        link: Link,
+    ) {
+        let queues = self.clone();
+        let sq2 = sq.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("vnvme-sq{}", sq.id))
+            .spawn(move || queues.run_sq(&*exec, &sq2, &cq, &link.mem));
+        match h {
+            Ok(h) => sq.set_worker(h),
+            Err(e) => self.fatal(&format!("cannot start a queue worker: {e}")),
+        }
+    }
+
+    /// A submission queue worker: sleeps until the doorbell rings, then runs every
+    /// command between head and tail.
+    fn run_sq(
+        self: &Arc<Self>,
+        exec: &dyn Executor,
+        sq: &Arc<SubmissionQueue>,
+        cq: &Arc<CompletionQueue>,
+        mem: &GuestMemory,
+    ) {
+        while sq.wait() {
+            loop {
+                if sq.stopped() {
+                    return;
+                }
+                let m = mem.memory();
+                if sq.head() == sq.tail(&m) {
+                    if sq.arm_event_idx(&m) {
+                        continue;
+                    }
+                    break;
+                }
+                // The clock is read only for the records of an installed observer.
+                let fetched = self.hooks.observing().then(Instant::now);
+                let Some(sqe) = sq.fetch(&m) else {
+                    self.fatal(&format!("SQ {} is outside guest memory", sq.id));
+                    return;
+                };
+                let mut done = super::records::fetched(sq.id, &sqe, fetched);
+                let outcome = exec.execute(sq.id, &m, &sqe, &mut done);
+                let Outcome::Complete { status, dw0 } = outcome else {
+                    continue;
+                };
+                if !status.is_success() {
+                    log::debug!(
+                        "SQ {} cid {} opcode {:#x}: status {:#x}",
+                        sq.id,
+                        sqe.cid,
+                        sqe.opcode,
+                        status.0
+                    );
+                }
+                done.status = status.0;
+                done.dw0 = dw0;
+                let delay = if sq.id == 0 {
+                    None
+                } else {
+                    let op = Op {
+                        transport: Transport::Nvme,
+                        kind: done.kind,
+                        opcode: sqe.opcode,
+                        nsid: sqe.nsid,
+                    };
+                    self.hooks.delay(&op, done.delay_blocks())
+                };
+                if let Some(d) = delay {
+                    let job = Delayed {
+                        sq: sq.clone(),
+                        cq: cq.clone(),
+                        mem: mem.clone(),
+                        done,
+                    };
+                    self.timer
+                        .schedule(self, Instant::now() + d, job, Queues::post_delayed);
+                    continue;
+                }
+                let c = Completion {
+                    dw0,
+                    dw1: 0,
+                    sqhd: sq.head() as u16,
+                    sqid: sq.id,
+                    cid: sqe.cid,
+                    status,
+                };
+                self.complete(&m, cq, &c, &|| sq.stopped(), || self.hooks.completed(done));
+            }
+        }
+    }
+
+    /// Posts a delayed completion (on the timer thread), unless its submission queue was
+    /// deleted or reset meanwhile. SQ Head is the head now. Returns the job if the
+    /// completion queue is full, to be tried again.
+    fn post_delayed(self: &Arc<Self>, job: Delayed) -> Option<Delayed> {
+        let r = job.sq.unless_stopped(|| {
+            let m = job.mem.memory();
+            let c = Completion {
+                dw0: job.done.dw0,
+                dw1: 0,
+                sqhd: job.sq.head() as u16,
+                sqid: job.sq.id,
+                cid: job.done.tag,
+                status: Status(job.done.status),
+            };
+            job.cq.try_post(&m, &c)
+        });
+        match r {
+            None => None,
+            Some(Err(PostError::Full)) => Some(job),
+            Some(r) => {
+                let Delayed { cq, done, .. } = job;
+                self.posted(&cq, r, || self.hooks.completed(done));
+                None
+            }
+        }
+    }
+}
