@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::VhostUserBlkConfig;
 use crate::config::{Backing, ConfigError, ControllerConfig, DeviceConfig, NamespaceConfig};
 
 /// Size of the namespace made when no `--ns` is given.
@@ -26,6 +27,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub experiment: ExperimentArgs,
+
+    #[command(flatten)]
+    pub vhost: VhostUserBlkArgs,
 }
 
 impl Cli {
@@ -34,6 +38,7 @@ impl Cli {
         self.command.unwrap_or(Command::Run {
             args: self.run,
             experiment: self.experiment,
+            vhost: self.vhost,
         })
     }
 }
@@ -46,6 +51,8 @@ pub enum Command {
         args: RunArgs,
         #[command(flatten)]
         experiment: ExperimentArgs,
+        #[command(flatten)]
+        vhost: VhostUserBlkArgs,
     },
     /// Send one command to a running vnvme's --control socket and print the JSON reply
     /// (exit 0 on "return", 1 on "error", 2 on a usage error).
@@ -80,6 +87,109 @@ pub struct RunArgs {
     /// Print the QEMU options that attach this device, then exit.
     #[arg(long)]
     pub print_qemu_args: bool,
+}
+
+/// virtio-blk disks over vhost-user (docs/vhost-user-blk.md).
+#[derive(Debug, Clone, Default, Args)]
+pub struct VhostUserBlkArgs {
+    /// A virtio-blk view of a namespace for QEMU's vhost-user-blk-pci:
+    /// socket=PATH,ns=NSID[,queues=N (1-16, default 1)][,readonly=on|off]. Repeatable.
+    /// Without --socket, only these are served (no vfio-user NVMe controller).
+    #[arg(long = "vhost-user-blk", value_name = "KEY=VALUE,...")]
+    pub vhost_user_blk: Vec<String>,
+}
+
+impl VhostUserBlkArgs {
+    /// The disks, checked against the namespaces of `cfg` and against each other (and
+    /// the vfio-user socket, if one is served).
+    pub fn disks(
+        &self,
+        cfg: &DeviceConfig,
+        vfio_socket: Option<&Path>,
+    ) -> Result<Vec<VhostUserBlkConfig>, ConfigError> {
+        let opt = "--vhost-user-blk";
+        let nsids: Vec<u32> = cfg.namespaces.iter().filter_map(|n| n.nsid).collect();
+        let mut out: Vec<VhostUserBlkConfig> = Vec::new();
+        for spec in &self.vhost_user_blk {
+            let d = parse_vhost_user_blk(spec)?;
+            if !nsids.contains(&d.nsid) {
+                let list: Vec<String> = nsids.iter().map(|n| n.to_string()).collect();
+                return Err(ConfigError(format!(
+                    "{opt} ns: no namespace {} (the --ns list has {})",
+                    d.nsid,
+                    list.join(", ")
+                )));
+            }
+            if out.iter().any(|o| o.socket == d.socket) || vfio_socket == Some(&*d.socket) {
+                return Err(ConfigError(format!(
+                    "{opt} socket: {} is used twice",
+                    d.socket.display()
+                )));
+            }
+            out.push(d);
+        }
+        Ok(out)
+    }
+}
+
+/// Parses one `--vhost-user-blk` list.
+pub fn parse_vhost_user_blk(spec: &str) -> Result<VhostUserBlkConfig, ConfigError> {
+    let opt = "--vhost-user-blk";
+    let (mut socket, mut nsid) = (None, None);
+    let mut d = VhostUserBlkConfig {
+        socket: PathBuf::new(),
+        nsid: 0,
+        queues: 1,
+        readonly: false,
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (k, v) in split_kv(opt, spec)? {
+        if !seen.insert(k.clone()) {
+            return Err(ConfigError(format!("{opt} {k}: given twice")));
+        }
+        match k.as_str() {
+            "socket" => {
+                if v.is_empty() {
+                    return Err(ConfigError(format!("{opt} socket: empty path")));
+                }
+                socket = Some(PathBuf::from(v));
+            }
+            "ns" => nsid = Some(parse_int::<u32>(opt, &k, &v)?),
+            "queues" => {
+                let q: u16 = parse_int(opt, &k, &v)
+                    .map_err(|_| ConfigError(format!("{opt} queues: '{v}' is not 1 to 16")))?;
+                if !(1..=crate::vhost_user_blk::spec::MAX_QUEUES).contains(&q) {
+                    return Err(ConfigError(format!("{opt} queues: {q} is not 1 to 16")));
+                }
+                d.queues = q;
+            }
+            "readonly" => d.readonly = parse_bool(opt, &k, &v)?,
+            _ => {
+                return Err(ConfigError(format!(
+                    "{opt}: unknown key '{k}' (known: socket, ns, queues, readonly)"
+                )))
+            }
+        }
+    }
+    d.socket = socket.ok_or_else(|| ConfigError(format!("{opt} socket: required")))?;
+    d.nsid = nsid.ok_or_else(|| ConfigError(format!("{opt} ns: required")))?;
+    Ok(d)
+}
+
+/// Parses the process's arguments (exits on a usage error, as `Cli::parse` does) and
+/// tells whether `--socket` was given on the command line (not defaulted).
+pub fn parse_args() -> (Cli, bool) {
+    use clap::{CommandFactory, FromArgMatches};
+    let m = Cli::command().get_matches();
+    let given = |m: &clap::ArgMatches| {
+        m.try_contains_id("socket").unwrap_or(false)
+            && m.value_source("socket") == Some(clap::parser::ValueSource::CommandLine)
+    };
+    let socket_given = given(&m) || m.subcommand_matches("run").is_some_and(given);
+    match Cli::from_arg_matches(&m) {
+        Ok(cli) => (cli, socket_given),
+        Err(e) => e.exit(),
+    }
 }
 
 /// Watching and steering the device (docs/control.md, docs/trace.md).
@@ -355,15 +465,42 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// The QEMU options that attach a vfio-user device on `socket` (made absolute).
-pub fn qemu_args(socket: &Path) -> String {
-    let abs = if socket.is_absolute() {
+fn absolute(socket: &Path) -> PathBuf {
+    if socket.is_absolute() {
         socket.to_path_buf()
     } else {
         std::env::current_dir()
             .map(|d| d.join(socket))
             .unwrap_or_else(|_| socket.to_path_buf())
+    }
+}
+
+/// The QEMU options that attach the vfio-user device on `vfio` (if served) and every
+/// vhost-user-blk disk (`-chardev socket` + `-device vhost-user-blk-pci` each), with
+/// the shared guest memory both need. Socket paths are made absolute.
+pub fn qemu_args_all(vfio: Option<&Path>, disks: &[VhostUserBlkConfig]) -> String {
+    let mut s = match vfio {
+        Some(p) => qemu_args(p),
+        None => {
+            "-m 1G -object memory-backend-memfd,id=mem,size=1G,share=on -machine memory-backend=mem"
+                .to_string()
+        }
     };
+    for (i, d) in disks.iter().enumerate() {
+        // QEMU option values escape ',' as ',,'.
+        let path = absolute(&d.socket).to_string_lossy().replace(',', ",,");
+        s.push_str(&format!(
+            " -chardev {} -device vhost-user-blk-pci,chardev=vub{i},num-queues={}",
+            shell_quote(&format!("socket,id=vub{i},path={path}")),
+            d.queues
+        ));
+    }
+    s
+}
+
+/// The QEMU options that attach a vfio-user device on `socket` (made absolute).
+pub fn qemu_args(socket: &Path) -> String {
+    let abs = absolute(socket);
     let dev = serde_json::json!({
         "driver": "vfio-user-pci",
         "socket": {"path": abs.to_string_lossy(), "type": "unix"},

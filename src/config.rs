@@ -107,6 +107,19 @@ impl NamespaceConfig {
     }
 }
 
+/// One virtio-blk disk over vhost-user (`--vhost-user-blk socket=PATH,ns=NSID,...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VhostUserBlkConfig {
+    /// The vhost-user unix socket QEMU connects to.
+    pub socket: PathBuf,
+    /// The namespace (of the `--ns` list) the disk shows.
+    pub nsid: u32,
+    /// Number of virtqueues, 1 to 16.
+    pub queues: u16,
+    /// This view is read-only (VIRTIO_BLK_F_RO) even if the namespace is writable.
+    pub readonly: bool,
+}
+
 /// The whole device.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceConfig {

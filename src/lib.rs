@@ -21,3 +21,4 @@ pub mod server;
 pub mod signals;
 pub mod sync;
 pub mod vfio_user;
+pub mod vhost_user_blk;

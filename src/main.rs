@@ -1,11 +1,9 @@
 //! vnvme: parse options, build the device, run the server.
 
-use clap::Parser;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use vnvme::cli::{Cli, Command, CtlArgs, ExperimentArgs, RunArgs};
+use vnvme::cli::{Command, CtlArgs, ExperimentArgs, RunArgs, VhostUserBlkArgs};
 
 mod bench;
 
@@ -20,8 +18,13 @@ fn main() {
     if argv.get(1).is_some_and(|a| a == "bench") {
         std::process::exit(bench::main(&argv[1..]));
     }
-    let code = match Cli::parse().into_command() {
-        Command::Run { args, experiment } => run(&args, &experiment),
+    let (cli, socket_given) = vnvme::cli::parse_args();
+    let code = match cli.into_command() {
+        Command::Run {
+            args,
+            experiment,
+            vhost,
+        } => run(&args, &experiment, &vhost, socket_given),
         Command::Ctl(args) => ctl(&args),
         Command::Bench { args } => {
             let mut argv = vec![std::ffi::OsString::from("bench")];
@@ -58,9 +61,19 @@ fn ctl(args: &CtlArgs) -> i32 {
 }
 
 /// `vnvme [run]`: exit status 2 for a bad configuration, 1 for a runtime failure.
-fn run(args: &RunArgs, exp: &ExperimentArgs) -> i32 {
+/// Without --vhost-user-blk the vfio-user socket is always served (default
+/// vnvme.sock); with it, only if --socket is given.
+fn run(args: &RunArgs, exp: &ExperimentArgs, vhost: &VhostUserBlkArgs, socket_given: bool) -> i32 {
     let cfg = match args.device_config() {
         Ok(c) => c,
+        Err(e) => {
+            eprintln!("vnvme: {e}");
+            return 2;
+        }
+    };
+    let serve_vfio = socket_given || vhost.vhost_user_blk.is_empty();
+    let disks = match vhost.disks(&cfg, serve_vfio.then_some(args.socket.as_path())) {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("vnvme: {e}");
             return 2;
@@ -74,10 +87,32 @@ fn run(args: &RunArgs, exp: &ExperimentArgs) -> i32 {
         }
     };
     if args.print_qemu_args {
-        println!("{}", vnvme::cli::qemu_args(&args.socket));
+        if disks.is_empty() {
+            println!("{}", vnvme::cli::qemu_args(&args.socket));
+        } else {
+            let vfio = serve_vfio.then_some(args.socket.as_path());
+            println!("{}", vnvme::cli::qemu_args_all(vfio, &disks));
+        }
         return 0;
     }
-    let dev = match vnvme::server::build(&cfg) {
+    // With virtio-blk views, every volume is opened once and shared by both views.
+    let volumes = if disks.is_empty() {
+        Vec::new()
+    } else {
+        match vnvme::server::open_volumes(&cfg) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("vnvme: {e}");
+                return 2;
+            }
+        }
+    };
+    let built = if disks.is_empty() {
+        vnvme::server::build(&cfg)
+    } else {
+        vnvme::server::build_on(&cfg, &volumes)
+    };
+    let dev = match built {
         Ok(d) => d,
         Err(e) => {
             eprintln!("vnvme: {e}");
@@ -130,7 +165,24 @@ fn run(args: &RunArgs, exp: &ExperimentArgs) -> i32 {
             }
         }
     };
-    let code = serve(args, &dev);
+    let mut running = Vec::with_capacity(disks.len());
+    for d in &disks {
+        let hooks: Arc<dyn vnvme::hooks::Hooks> = Arc::new(vnvme::hooks::NoHooks);
+        match vnvme::server::spawn_vhost_user_blk(&cfg, d, &volumes, hooks) {
+            Ok(r) => running.push(r),
+            Err(e) => {
+                eprintln!("vnvme: {e}");
+                return 1;
+            }
+        }
+    }
+    let code = if serve_vfio {
+        serve(args, &dev)
+    } else {
+        serve_vhost_only()
+    };
+    // Disks stop before the volumes are dropped; their sockets are removed.
+    drop(running);
     drop(control);
     if let Some(t) = tracer {
         lab.set_observer(None);
@@ -140,6 +192,21 @@ fn run(args: &RunArgs, exp: &ExperimentArgs) -> i32 {
         }
     }
     code
+}
+
+/// Only vhost-user-blk disks are served (their own threads): SIGINT/SIGTERM are
+/// unblocked here and end the process by their default action (the disks' sockets are
+/// left behind and replaced as stale at the next start).
+fn serve_vhost_only() -> i32 {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        if let Err(e) = vmm_sys_util::signal::unblock_signal(sig) {
+            eprintln!("vnvme: unblocking signal {sig}: {e}");
+            return 1;
+        }
+    }
+    loop {
+        std::thread::park();
+    }
 }
 
 fn serve(args: &RunArgs, dev: &vnvme::server::NvmeFunction) -> i32 {

@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use crate::block::{memfd, Volume};
+use crate::config::VhostUserBlkConfig;
 use crate::config::{Backing, ConfigError, DeviceConfig, NamespaceConfig};
 use crate::experiment::Experiment;
+use crate::hooks::Hooks;
 use crate::nvme::namespace::{CopyLimits, NamespaceIds};
 use crate::nvme::{Controller, InterruptSink, Namespace};
 use crate::pci::{BarLayout, ConfigSpace, Interrupts, PciIds};
@@ -183,6 +185,59 @@ pub fn build(cfg: &DeviceConfig) -> Result<NvmeFunction, ConfigError> {
     let experiment = Arc::new(Experiment::new());
     let ctrl = Controller::new(&cfg.controller, namespaces, experiment.clone());
     Ok(NvmeFunction::new(cfg, ctrl, experiment))
+}
+
+/// Opens every `--ns` volume once, in order, with its namespace id: the wiring gives
+/// the same `Arc<Volume>` to every view of a namespace (NVMe, virtio-blk).
+pub fn open_volumes(cfg: &DeviceConfig) -> Result<Vec<(u32, Arc<Volume>)>, ConfigError> {
+    let ids = assign_nsids(&cfg.namespaces)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for (ns, id) in cfg.namespaces.iter().zip(ids) {
+        out.push((id, open_volume(ns, id)?));
+    }
+    Ok(out)
+}
+
+/// As [`build`], over volumes already opened by [`open_volumes`] (shared with other
+/// views of the same namespaces).
+pub fn build_on(
+    cfg: &DeviceConfig,
+    volumes: &[(u32, Arc<Volume>)],
+) -> Result<NvmeFunction, ConfigError> {
+    cfg.controller.validate().map_err(ConfigError)?;
+    let mut namespaces = Vec::with_capacity(volumes.len());
+    for (ns, (id, v)) in cfg.namespaces.iter().zip(volumes) {
+        namespaces.push(namespace_on(ns, *id, v.clone()));
+    }
+    let experiment = Arc::new(Experiment::new());
+    let ctrl = Controller::new(&cfg.controller, namespaces, experiment.clone());
+    Ok(NvmeFunction::new(cfg, ctrl, experiment))
+}
+
+/// Serves one `--vhost-user-blk` disk over its namespace's volume (from
+/// [`open_volumes`]) on its own thread; `hooks` sees every request. Errors name the
+/// option.
+pub fn spawn_vhost_user_blk(
+    cfg: &DeviceConfig,
+    disk: &VhostUserBlkConfig,
+    volumes: &[(u32, Arc<Volume>)],
+    hooks: Arc<dyn Hooks>,
+) -> Result<crate::vhost_user_blk::RunningDisk, ConfigError> {
+    let Some((_, volume)) = volumes.iter().find(|(id, _)| *id == disk.nsid) else {
+        return Err(ConfigError(format!(
+            "--vhost-user-blk ns: no namespace {}",
+            disk.nsid
+        )));
+    };
+    let id = crate::vhost_user_blk::spec::device_id(&cfg.controller.serial, disk.nsid);
+    let d =
+        crate::vhost_user_blk::Disk::new(volume.clone(), disk.nsid, disk.queues, disk.readonly, id);
+    crate::vhost_user_blk::spawn(Arc::new(d), &disk.socket, hooks).map_err(|e| {
+        ConfigError(format!(
+            "--vhost-user-blk socket={}: {e}",
+            disk.socket.display()
+        ))
+    })
 }
 
 /// Opens (or creates) the volume of one `--ns`. Errors name the option at fault.
