@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod experiment;
 pub mod hooks;
+pub mod host;
 pub mod kv;
 pub mod nvme;
 pub mod pci;

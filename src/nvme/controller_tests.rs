@@ -1,8 +1,8 @@
-//! Controller tests driven exactly like a host driver: registers through `mmio_write`,
-//! commands written into fake guest memory, doorbells rung, completions polled with a
-//! bounded timeout.
+//! Controller tests driven exactly like a host driver: the shared host driver
+//! ([`crate::host`]) on its in-process bus, so registers go through `mmio_write`,
+//! commands are written into fake guest memory, doorbells rung and completions waited
+//! for with a bounded timeout.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,11 @@ use super::Controller;
 use crate::config::{ControllerConfig, NamespaceConfig};
 use crate::nvme::prp::Mem;
 use crate::nvme::spec::*;
-use crate::nvme::{GuestMemory, InterruptSink, Namespace};
+use crate::nvme::{GuestMemory, Namespace};
+
+pub use crate::host::driver::poll_until;
+pub use crate::host::in_process::{InProcess, Interrupts};
+pub use crate::host::{pattern, rw, Cqe, Driver, DriverError};
 
 /// Guest memory: one 16 MiB map at 0; everything above is outside the DMA maps.
 pub const MEM_SIZE: u64 = 16 << 20;
@@ -22,71 +26,43 @@ const ACQ: u64 = 0x20000;
 const ADMIN_SIZE: u32 = 32;
 /// Scratch data buffers for admin commands.
 pub const BUF: u64 = 0x100000;
+/// Where the driver takes memory it allocates itself (PRP lists, SGL segments); the
+/// tests' fixed addresses stay below.
+pub const HEAP: u64 = 0xc0_0000;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Default)]
-pub struct Irq {
-    raised: Mutex<Vec<u16>>,
-    cv: Condvar,
-}
+/// The interrupt recorder the controller raises into.
+pub type Irq = Interrupts;
 
-impl InterruptSink for Irq {
-    fn raise(&self, vector: u16) {
-        self.raised.lock().unwrap().push(vector);
-        self.cv.notify_all();
-    }
-}
-
-impl Irq {
-    pub fn vectors(&self) -> Vec<u16> {
-        self.raised.lock().unwrap().clone()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cqe {
-    pub dw0: u32,
-    pub sqhd: u16,
-    pub sqid: u16,
-    pub cid: u16,
-    pub status: Status,
-}
-
-impl Cqe {
-    /// SCT/SC without DNR.
-    pub fn sc(&self) -> (u8, u8) {
-        (self.status.sct(), self.status.sc())
-    }
-    pub fn ok(&self) -> bool {
-        self.status.0 == 0
-    }
-}
-
-struct HostQueue {
-    sq_base: u64,
-    sq_size: u32,
-    tail: u32,
-    cqid: u16,
-}
-
-struct HostCq {
-    base: u64,
-    size: u32,
-    head: u32,
-    phase: bool,
-}
-
+/// The shared host driver ([`crate::host::Driver`]) on the in-process bus, with the
+/// fixed memory layout and panicking conveniences the model tests use. It dereferences
+/// to the driver (e.g. `h.dbbuf`, or its `Result` API).
 pub struct Host {
     pub ctrl: Arc<Controller>,
     /// Counters, faults, latencies and records the controller reports to.
     pub lab: Arc<crate::experiment::Experiment>,
     pub mem: GuestMemory,
     pub irq: Arc<Irq>,
-    sqs: HashMap<u16, HostQueue>,
-    cqs: HashMap<u16, HostCq>,
-    next_cid: u16,
-    /// Shadow doorbell and EventIdx buffers, when configured.
-    pub dbbuf: Option<(u64, u64)>,
+    pub drv: Driver<InProcess>,
+}
+
+impl std::ops::Deref for Host {
+    type Target = Driver<InProcess>;
+    fn deref(&self) -> &Self::Target {
+        &self.drv
+    }
+}
+
+impl std::ops::DerefMut for Host {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.drv
+    }
+}
+
+/// The value of a driver call, or a panic naming what went wrong.
+#[track_caller]
+fn ok<T>(r: Result<T, DriverError>) -> T {
+    r.unwrap_or_else(|e| panic!("host driver: {e}"))
 }
 
 pub fn ns_cfg(size: u64) -> NamespaceConfig {
@@ -104,19 +80,20 @@ impl Host {
     pub fn new(cfg: ControllerConfig, namespaces: Vec<Namespace>) -> Host {
         let m = Mem::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap();
         let mem = GuestMemoryAtomic::new(m);
-        let irq = Arc::new(Irq::default());
         let lab = Arc::new(crate::experiment::Experiment::new());
         let ctrl = Controller::new(&cfg, namespaces, lab.clone());
-        ctrl.connect(mem.clone(), irq.clone());
+        let bus = InProcess::connect(ctrl.clone(), mem.clone());
+        let irq = bus.irq.clone();
+        let mut drv = Driver::new(bus, HEAP..MEM_SIZE);
+        // Shadow doorbells, when a test turns them on, are written and rung both.
+        drv.event_idx = false;
+        drv.timeout = TIMEOUT;
         let mut h = Host {
             ctrl,
             lab,
             mem,
             irq,
-            sqs: HashMap::new(),
-            cqs: HashMap::new(),
-            next_cid: 1,
-            dbbuf: None,
+            drv,
         };
         h.enable();
         h
@@ -151,133 +128,42 @@ impl Host {
     }
 
     pub fn wait_csts(&self, mask: u32, val: u32) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < TIMEOUT {
-            if self.r32(reg::CSTS) & mask == val {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        false
+        let r = poll_until(TIMEOUT, Duration::from_millis(1), || {
+            Ok::<_, DriverError>(self.r32(reg::CSTS) & mask == val)
+        });
+        ok(r)
     }
 
+    /// Admin queues of 32 entries at fixed addresses, CC.EN; the controller must be off.
     pub fn enable(&mut self) {
-        self.sqs.clear();
-        self.cqs.clear();
-        self.dbbuf = None;
-        // Like a driver: fresh, zeroed completion queue memory.
-        self.fill(ACQ, ADMIN_SIZE as usize * 16, 0);
-        self.w32(reg::AQA, (ADMIN_SIZE - 1) | ((ADMIN_SIZE - 1) << 16));
-        self.ctrl.mmio_write(reg::ASQ, &ASQ.to_le_bytes());
-        self.ctrl.mmio_write(reg::ACQ, &ACQ.to_le_bytes());
-        self.w32(reg::CC, 1 | (6 << 16) | (4 << 20));
-        assert!(
-            self.wait_csts(csts::RDY, csts::RDY),
-            "controller did not become ready"
-        );
-        self.sqs.insert(
-            0,
-            HostQueue {
-                sq_base: ASQ,
-                sq_size: ADMIN_SIZE,
-                tail: 0,
-                cqid: 0,
-            },
-        );
-        self.cqs.insert(
-            0,
-            HostCq {
-                base: ACQ,
-                size: ADMIN_SIZE,
-                head: 0,
-                phase: true,
-            },
-        );
+        ok(self.drv.enable(ASQ, ACQ, ADMIN_SIZE));
     }
 
     pub fn disable(&mut self) {
-        self.w32(reg::CC, 0);
-        assert!(self.wait_csts(csts::RDY, 0));
-        self.sqs.clear();
-        self.cqs.clear();
+        ok(self.drv.disable());
     }
 
     /// Writes the SQE and advances the host tail, without ringing.
-    pub fn push(&mut self, qid: u16, mut sqe: Sqe) -> u16 {
-        let cid = self.next_cid;
-        self.next_cid = self.next_cid.wrapping_add(1).max(1);
-        sqe.cid = cid;
-        let q = self.sqs.get_mut(&qid).expect("no such host SQ");
-        let addr = q.sq_base + q.tail as u64 * 64;
-        q.tail = (q.tail + 1) % q.sq_size;
-        self.mem
-            .memory()
-            .write_slice(&sqe.to_bytes(), GuestAddress(addr))
-            .unwrap();
-        cid
+    pub fn push(&mut self, qid: u16, sqe: Sqe) -> u16 {
+        ok(self.drv.push(qid, sqe))
     }
 
     pub fn sq_tail(&self, qid: u16) -> u32 {
-        self.sqs[&qid].tail
+        self.drv.sq_tail(qid).expect("no such host SQ")
     }
 
+    /// Rings SQ `qid`'s MMIO doorbell with the host tail (no shadow update).
     pub fn ring_sq(&self, qid: u16) {
-        self.w32(0x1000 + 8 * qid as u64, self.sqs[&qid].tail);
+        self.w32(self.drv.sq_doorbell(qid), self.sq_tail(qid));
     }
 
     pub fn submit(&mut self, qid: u16, sqe: Sqe) -> u16 {
-        let cid = self.push(qid, sqe);
-        if qid != 0 {
-            if let Some((db, _)) = self.dbbuf {
-                let t = self.sqs[&qid].tail;
-                self.m()
-                    .write_obj(t, GuestAddress(db + 8 * qid as u64))
-                    .unwrap();
-            }
-        }
-        self.ring_sq(qid);
-        cid
+        ok(self.drv.submit(qid, sqe))
     }
 
     /// Polls CQ `cqid` for its next entry, if one arrives in time.
     pub fn try_reap(&mut self, cqid: u16, timeout: Duration) -> Option<Cqe> {
-        let start = Instant::now();
-        loop {
-            let (addr, phase) = {
-                let c = &self.cqs[&cqid];
-                (c.base + c.head as u64 * 16, c.phase)
-            };
-            let dw3: u32 = self.m().read_obj(GuestAddress(addr + 12)).unwrap();
-            if ((dw3 >> 16) & 1 == 1) == phase {
-                let m = self.m();
-                let dw0: u32 = m.read_obj(GuestAddress(addr)).unwrap();
-                let dw2: u32 = m.read_obj(GuestAddress(addr + 8)).unwrap();
-                drop(m);
-                let c = self.cqs.get_mut(&cqid).unwrap();
-                c.head = (c.head + 1) % c.size;
-                if c.head == 0 {
-                    c.phase = !c.phase;
-                }
-                let head = c.head;
-                if let (Some((db, _)), true) = (self.dbbuf, cqid != 0) {
-                    self.m()
-                        .write_obj(head, GuestAddress(db + 8 * cqid as u64 + 4))
-                        .unwrap();
-                }
-                self.w32(0x1000 + 8 * cqid as u64 + 4, head);
-                return Some(Cqe {
-                    dw0,
-                    sqhd: dw2 as u16,
-                    sqid: (dw2 >> 16) as u16,
-                    cid: dw3 as u16,
-                    status: Status((dw3 >> 17) as u16),
-                });
-            }
-            if start.elapsed() > timeout {
-                return None;
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
+        ok(self.drv.try_reap(cqid, timeout))
     }
 
     pub fn reap(&mut self, cqid: u16) -> Cqe {
@@ -287,12 +173,7 @@ impl Host {
 
     /// Submits and waits for the completion of that command.
     pub fn cmd(&mut self, qid: u16, sqe: Sqe) -> Cqe {
-        let cid = self.submit(qid, sqe);
-        let cqid = self.sqs[&qid].cqid;
-        let c = self.reap(cqid);
-        assert_eq!(c.cid, cid, "completion for another command");
-        assert_eq!(c.sqid, qid);
-        c
+        ok(self.drv.cmd(qid, sqe))
     }
 
     pub fn admin(&mut self, sqe: Sqe) -> Cqe {
@@ -300,48 +181,11 @@ impl Host {
     }
 
     pub fn create_cq(&mut self, qid: u16, size: u32, base: u64, vector: u16, ien: bool) -> Cqe {
-        self.fill(base, size as usize * 16, 0);
-        let c = self.admin(Sqe {
-            opcode: admin_op::CREATE_IO_CQ,
-            dptr1: base,
-            cdw10: qid as u32 | ((size - 1) << 16),
-            cdw11: 1 | ((ien as u32) << 1) | ((vector as u32) << 16),
-            ..Default::default()
-        });
-        if c.ok() {
-            self.cqs.insert(
-                qid,
-                HostCq {
-                    base,
-                    size,
-                    head: 0,
-                    phase: true,
-                },
-            );
-        }
-        c
+        ok(self.drv.create_cq(qid, size, base, vector, ien))
     }
 
     pub fn create_sq(&mut self, qid: u16, size: u32, base: u64, cqid: u16) -> Cqe {
-        let c = self.admin(Sqe {
-            opcode: admin_op::CREATE_IO_SQ,
-            dptr1: base,
-            cdw10: qid as u32 | ((size - 1) << 16),
-            cdw11: 1 | ((cqid as u32) << 16),
-            ..Default::default()
-        });
-        if c.ok() {
-            self.sqs.insert(
-                qid,
-                HostQueue {
-                    sq_base: base,
-                    sq_size: size,
-                    tail: 0,
-                    cqid,
-                },
-            );
-        }
-        c
+        ok(self.drv.create_sq(qid, size, base, cqid))
     }
 
     /// Creates I/O queue pair `qid` (SQ and CQ share the id) with `size` entries.
@@ -351,41 +195,22 @@ impl Host {
         assert!(self.create_sq(qid, size, base + 0x10000, qid).ok());
     }
 
-    pub fn forget_sq(&mut self, qid: u16) {
-        self.sqs.remove(&qid);
-    }
-
-    pub fn forget_cq(&mut self, qid: u16) {
-        self.cqs.remove(&qid);
-    }
-
+    /// Identify into [`BUF`] (filled with 0xee first, so untouched bytes show).
     pub fn identify(&mut self, cns: u8, nsid: u32, csi: u8) -> (Cqe, Vec<u8>) {
         self.fill(BUF, 4096, 0xee);
-        let c = self.admin(Sqe {
-            opcode: admin_op::IDENTIFY,
-            nsid,
-            dptr1: BUF,
-            cdw10: cns as u32,
-            cdw11: (csi as u32) << 24,
-            ..Default::default()
-        });
-        (c, self.read_mem(BUF, 4096))
+        ok(self.drv.identify(cns, nsid, csi, BUF))
     }
 
     pub fn fill(&self, addr: u64, len: usize, byte: u8) {
-        self.m()
-            .write_slice(&vec![byte; len], GuestAddress(addr))
-            .unwrap();
+        ok(self.drv.fill(addr, len, byte));
     }
 
     pub fn write_mem(&self, addr: u64, data: &[u8]) {
-        self.m().write_slice(data, GuestAddress(addr)).unwrap();
+        ok(self.drv.write_mem(addr, data));
     }
 
     pub fn read_mem(&self, addr: u64, len: usize) -> Vec<u8> {
-        let mut b = vec![0u8; len];
-        self.m().read_slice(&mut b, GuestAddress(addr)).unwrap();
-        b
+        ok(self.drv.read_mem(addr, len))
     }
 
     /// Reads bytes straight from namespace `nsid`'s store.
@@ -398,26 +223,6 @@ impl Host {
             .read(off, &mut b)
             .unwrap();
         b
-    }
-}
-
-pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
-        .collect()
-}
-
-/// An I/O command on `nsid` with a PRP data pointer.
-pub fn rw(opcode: u8, nsid: u32, slba: u64, nlb: u32, prp1: u64, prp2: u64) -> Sqe {
-    Sqe {
-        opcode,
-        nsid,
-        dptr1: prp1,
-        dptr2: prp2,
-        cdw10: slba as u32,
-        cdw11: (slba >> 32) as u32,
-        cdw12: nlb - 1,
-        ..Default::default()
     }
 }
 

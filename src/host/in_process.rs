@@ -1,0 +1,118 @@
+//! The in-process bus: the driver calls the controller model directly (`mmio_read`,
+//! `mmio_write`), guest memory is a vm-memory map shared with the model, and interrupts
+//! are recorded by an [`InterruptSink`] that waiters sleep on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use vm_memory::{Bytes, GuestAddress, GuestAddressSpace};
+
+use super::bus::{Bus, BusError};
+use crate::nvme::{Controller, GuestMemory, InterruptSink};
+use crate::sync::lock;
+
+#[derive(Default)]
+struct Raised {
+    /// Every vector raised, in order, since creation.
+    log: Vec<u16>,
+    /// Raises per vector not yet taken by a waiter.
+    pending: HashMap<u16, u64>,
+}
+
+/// Records interrupts; [`Bus::wait_irq`] sleeps on it.
+#[derive(Default)]
+pub struct Interrupts {
+    raised: Mutex<Raised>,
+    cv: Condvar,
+}
+
+impl InterruptSink for Interrupts {
+    fn raise(&self, vector: u16) {
+        let mut r = lock(&self.raised);
+        r.log.push(vector);
+        *r.pending.entry(vector).or_default() += 1;
+        self.cv.notify_all();
+    }
+}
+
+impl Interrupts {
+    /// Every vector raised so far, in order (waiting does not remove them).
+    pub fn vectors(&self) -> Vec<u16> {
+        lock(&self.raised).log.clone()
+    }
+
+    /// Waits up to `timeout` for `vector`; true (and the pending raises taken) if it
+    /// was raised since the last wait.
+    pub fn wait(&self, vector: u16, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut r = lock(&self.raised);
+        loop {
+            if let Some(n) = r.pending.get_mut(&vector) {
+                if *n > 0 {
+                    *n = 0;
+                    return true;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            r = match self.cv.wait_timeout(r, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+}
+
+/// A controller model in this process, its guest memory and its interrupts.
+#[derive(Clone)]
+pub struct InProcess {
+    pub ctrl: Arc<Controller>,
+    pub mem: GuestMemory,
+    pub irq: Arc<Interrupts>,
+}
+
+impl InProcess {
+    /// Connects `ctrl` to `mem` and a fresh interrupt recorder.
+    pub fn connect(ctrl: Arc<Controller>, mem: GuestMemory) -> InProcess {
+        let irq = Arc::new(Interrupts::default());
+        ctrl.connect(mem.clone(), irq.clone());
+        InProcess { ctrl, mem, irq }
+    }
+}
+
+fn mem_error(addr: u64, len: usize, e: impl std::fmt::Display) -> BusError {
+    BusError(format!("guest memory {addr:#x}+{len:#x}: {e}"))
+}
+
+impl Bus for InProcess {
+    fn mmio_read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), BusError> {
+        self.ctrl.mmio_read(offset, data);
+        Ok(())
+    }
+
+    fn mmio_write(&mut self, offset: u64, data: &[u8]) -> Result<(), BusError> {
+        self.ctrl.mmio_write(offset, data);
+        Ok(())
+    }
+
+    fn mem_read(&self, addr: u64, data: &mut [u8]) -> Result<(), BusError> {
+        self.mem
+            .memory()
+            .read_slice(data, GuestAddress(addr))
+            .map_err(|e| mem_error(addr, data.len(), e))
+    }
+
+    fn mem_write(&self, addr: u64, data: &[u8]) -> Result<(), BusError> {
+        self.mem
+            .memory()
+            .write_slice(data, GuestAddress(addr))
+            .map_err(|e| mem_error(addr, data.len(), e))
+    }
+
+    fn wait_irq(&mut self, vector: u16, timeout: Duration) -> Result<bool, BusError> {
+        Ok(self.irq.wait(vector, timeout))
+    }
+}
