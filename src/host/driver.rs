@@ -61,6 +61,15 @@ impl Cqe {
     pub fn ok(&self) -> bool {
         self.status.0 == 0
     }
+
+    /// The entry if it reports success, else [`DriverError::Failed`] for `opcode`.
+    pub fn success(self, opcode: u8) -> Result<Cqe> {
+        if self.ok() {
+            Ok(self)
+        } else {
+            Err(DriverError::Failed { opcode, cqe: self })
+        }
+    }
 }
 
 /// What went wrong; the device's misbehaviour is reported, never panicked on.
@@ -123,6 +132,13 @@ impl From<BusError> for DriverError {
 }
 
 pub type Result<T> = std::result::Result<T, DriverError>;
+
+/// The value of a driver call, or a panic naming what went wrong: for tests, which
+/// want a failure to stop them where it happened. Nothing in the driver uses it.
+#[track_caller]
+pub fn must<T>(r: Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("host driver: {e}"))
+}
 
 /// Calls `f` every `interval` until it says true (`Ok(true)`) or `timeout` passes
 /// (`Ok(false)`).
@@ -529,14 +545,7 @@ impl<B: Bus> Driver<B> {
 
     /// An admin command that must succeed.
     fn admin_ok(&mut self, sqe: Sqe) -> Result<Cqe> {
-        let c = self.admin(sqe)?;
-        if !c.ok() {
-            return Err(DriverError::Failed {
-                opcode: sqe.opcode,
-                cqe: c,
-            });
-        }
-        Ok(c)
+        self.admin(sqe)?.success(sqe.opcode)
     }
 
     // --- queues ---
@@ -586,25 +595,25 @@ impl<B: Bus> Driver<B> {
         Ok(c)
     }
 
+    /// Delete I/O Submission Queue `qid`; the driver forgets it once deleted.
     pub fn delete_sq(&mut self, qid: u16) -> Result<Cqe> {
-        let c = self.admin(Sqe {
-            opcode: admin_op::DELETE_IO_SQ,
-            cdw10: qid as u32,
-            ..Default::default()
-        })?;
-        if c.ok() {
-            self.forget_sq(qid);
-        }
-        Ok(c)
+        self.delete_queue(admin_op::DELETE_IO_SQ, qid)
     }
 
+    /// Delete I/O Completion Queue `qid`; the driver forgets it once deleted.
     pub fn delete_cq(&mut self, qid: u16) -> Result<Cqe> {
+        self.delete_queue(admin_op::DELETE_IO_CQ, qid)
+    }
+
+    fn delete_queue(&mut self, opcode: u8, qid: u16) -> Result<Cqe> {
         let c = self.admin(Sqe {
-            opcode: admin_op::DELETE_IO_CQ,
+            opcode,
             cdw10: qid as u32,
             ..Default::default()
         })?;
-        if c.ok() {
+        if c.ok() && opcode == admin_op::DELETE_IO_SQ {
+            self.forget_sq(qid);
+        } else if c.ok() {
             self.forget_cq(qid);
         }
         Ok(c)
@@ -635,20 +644,10 @@ impl<B: Bus> Driver<B> {
         for qid in 1..=n {
             let cq = self.alloc(entries as u64 * CQE_SIZE)?;
             let sq = self.alloc(entries as u64 * SQE_SIZE)?;
-            let c = self.create_cq(qid, entries, cq, qid, true)?;
-            if !c.ok() {
-                return Err(DriverError::Failed {
-                    opcode: admin_op::CREATE_IO_CQ,
-                    cqe: c,
-                });
-            }
-            let c = self.create_sq(qid, entries, sq, qid)?;
-            if !c.ok() {
-                return Err(DriverError::Failed {
-                    opcode: admin_op::CREATE_IO_SQ,
-                    cqe: c,
-                });
-            }
+            self.create_cq(qid, entries, cq, qid, true)?
+                .success(admin_op::CREATE_IO_CQ)?;
+            self.create_sq(qid, entries, sq, qid)?
+                .success(admin_op::CREATE_IO_SQ)?;
         }
         Ok(())
     }
@@ -745,5 +744,140 @@ impl<B: Bus> Driver<B> {
         sqe.dptr1 = seg;
         sqe.dptr2 = bytes | (0x30u64 << 56); // Last Segment descriptor
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guest memory only, no controller: registers read 0, interrupts never come.
+    struct MemOnly(std::cell::RefCell<Vec<u8>>);
+
+    impl Bus for MemOnly {
+        fn mmio_read(&mut self, _: u64, data: &mut [u8]) -> std::result::Result<(), BusError> {
+            data.fill(0);
+            Ok(())
+        }
+        fn mmio_write(&mut self, _: u64, _: &[u8]) -> std::result::Result<(), BusError> {
+            Ok(())
+        }
+        fn mem_read(&self, addr: u64, data: &mut [u8]) -> std::result::Result<(), BusError> {
+            let m = self.0.borrow();
+            let a = addr as usize;
+            let src = m
+                .get(a..a + data.len())
+                .ok_or_else(|| BusError(format!("{addr:#x} unmapped")))?;
+            data.copy_from_slice(src);
+            Ok(())
+        }
+        fn mem_write(&self, addr: u64, data: &[u8]) -> std::result::Result<(), BusError> {
+            let mut m = self.0.borrow_mut();
+            let a = addr as usize;
+            m.get_mut(a..a + data.len())
+                .ok_or_else(|| BusError(format!("{addr:#x} unmapped")))?
+                .copy_from_slice(data);
+            Ok(())
+        }
+        fn wait_irq(&mut self, _: u16, t: Duration) -> std::result::Result<bool, BusError> {
+            std::thread::sleep(t);
+            Ok(false)
+        }
+    }
+
+    fn driver(heap: Range<u64>) -> Driver<MemOnly> {
+        Driver::new(MemOnly(vec![0u8; 8 << 20].into()), heap)
+    }
+
+    fn le64s(b: &[u8]) -> Vec<u64> {
+        b.chunks(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn prps_of_one_two_and_many_pages() {
+        let mut d = driver(0x100000..0x200000);
+        assert_eq!(d.prps(0x10000, 4096).unwrap(), (0x10000, 0));
+        assert_eq!(d.prps(0x10200, 3584).unwrap(), (0x10200, 0));
+        assert_eq!(d.prps(0x10200, 4096).unwrap(), (0x10200, 0x11000));
+        let (p1, list) = d.prps(0x10000, 4 * 4096).unwrap();
+        assert_eq!(p1, 0x10000);
+        let e = le64s(&d.read_mem(list, 24).unwrap());
+        assert_eq!(e, vec![0x11000, 0x12000, 0x13000]);
+    }
+
+    #[test]
+    fn long_prp_lists_are_chained() {
+        let mut d = driver(0x400000..0x800000);
+        // 1 + 600 pages: 511 entries and a link in the first list page, 89 in the next.
+        let (_, list) = d.prps(0, 601 * PAGE).unwrap();
+        let first = le64s(&d.read_mem(list, PAGE as usize).unwrap());
+        assert_eq!(first[0], PAGE);
+        assert_eq!(first[510], 511 * PAGE);
+        let next = first[511];
+        assert_eq!(next % PAGE, 0);
+        let second = le64s(&d.read_mem(next, 89 * 8).unwrap());
+        assert_eq!(second[0], 512 * PAGE);
+        assert_eq!(second[88], 600 * PAGE);
+    }
+
+    #[test]
+    fn the_heap_runs_out_with_an_error() {
+        let mut d = driver(0x1000..0x3000);
+        assert_eq!(d.alloc(1).unwrap(), 0x1000);
+        assert_eq!(d.alloc(4096).unwrap(), 0x2000);
+        assert_eq!(d.alloc(1), Err(DriverError::OutOfMemory(1)));
+    }
+
+    #[test]
+    fn a_silent_device_gives_errors_not_hangs() {
+        let mut d = driver(0x1000..0x100000);
+        d.timeout = Duration::from_millis(20);
+        // CSTS never becomes ready.
+        assert!(matches!(
+            d.enable(0x1000, 0x2000, 4),
+            Err(DriverError::Timeout(_))
+        ));
+        assert_eq!(d.submit(1, Sqe::default()), Err(DriverError::NoQueue(1)));
+        // A queue the device never completes: the wait ends, the ring fills up.
+        d.add_sq(0, 0x1000, 4, 0);
+        d.add_cq(0, 0x2000, 4, Some(0));
+        assert_eq!(d.try_reap(0, Duration::from_millis(5)), Ok(None));
+        assert!(matches!(
+            d.cmd(0, Sqe::default()),
+            Err(DriverError::Timeout(_))
+        ));
+        d.push(0, Sqe::default()).unwrap();
+        d.push(0, Sqe::default()).unwrap();
+        assert_eq!(d.push(0, Sqe::default()), Err(DriverError::QueueFull(0)));
+        assert!(matches!(d.read_mem(16 << 20, 4), Err(DriverError::Bus(_))));
+    }
+
+    #[test]
+    fn completions_follow_the_phase_tag_and_move_the_sq_head() {
+        let mut d = driver(0x1000..0x100000);
+        d.add_sq(0, 0x1000, 2, 0);
+        d.add_cq(0, 0x2000, 2, None);
+        let cqe = |cid: u16, sqhd: u16, phase: u32| {
+            let mut b = [0u8; 16];
+            b[8..10].copy_from_slice(&sqhd.to_le_bytes());
+            b[12..16].copy_from_slice(&(cid as u32 | (phase << 16) | (0x2 << 17)).to_le_bytes());
+            b
+        };
+        let cid = d.submit(0, Sqe::default()).unwrap();
+        assert_eq!(d.push(0, Sqe::default()), Err(DriverError::QueueFull(0)));
+        d.write_mem(0x2000, &cqe(cid, 1, 1)).unwrap();
+        let c = d.poll(0).unwrap().unwrap();
+        assert_eq!((c.cid, c.sc()), (cid, (0, 2)));
+        assert_eq!(c.success(1), Err(DriverError::Failed { opcode: 1, cqe: c }));
+        assert_eq!(d.poll(0).unwrap(), None);
+        // Head 1 of 2: the next entry at slot 1, still phase 1; then the phase flips.
+        d.write_mem(0x2010, &cqe(7, 0, 1)).unwrap();
+        assert_eq!(d.poll(0).unwrap().unwrap().cid, 7);
+        d.write_mem(0x2000, &cqe(8, 1, 1)).unwrap();
+        assert_eq!(d.poll(0).unwrap(), None, "stale phase");
+        d.write_mem(0x2000, &cqe(8, 1, 0)).unwrap();
+        assert_eq!(d.poll(0).unwrap().unwrap().cid, 8);
     }
 }

@@ -116,3 +116,26 @@ impl Bus for InProcess {
         Ok(self.irq.wait(vector, timeout))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_take_pending_raises_and_keep_the_log() {
+        let irq = Arc::new(Interrupts::default());
+        assert!(!irq.wait(1, Duration::from_millis(5)));
+        irq.raise(1);
+        irq.raise(1);
+        assert!(irq.wait(1, Duration::ZERO));
+        assert!(!irq.wait(1, Duration::from_millis(5)), "both raises taken");
+        let i2 = irq.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            i2.raise(3);
+        });
+        assert!(irq.wait(3, Duration::from_secs(5)));
+        t.join().unwrap();
+        assert_eq!(irq.vectors(), vec![1, 1, 3]);
+    }
+}

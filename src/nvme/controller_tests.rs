@@ -14,7 +14,7 @@ use crate::nvme::prp::Mem;
 use crate::nvme::spec::*;
 use crate::nvme::{GuestMemory, Namespace};
 
-pub use crate::host::driver::poll_until;
+pub use crate::host::driver::{must, poll_until};
 pub use crate::host::in_process::{InProcess, Interrupts};
 pub use crate::host::{pattern, rw, Cqe, Driver, DriverError};
 
@@ -57,12 +57,6 @@ impl std::ops::DerefMut for Host {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.drv
     }
-}
-
-/// The value of a driver call, or a panic naming what went wrong.
-#[track_caller]
-fn ok<T>(r: Result<T, DriverError>) -> T {
-    r.unwrap_or_else(|e| panic!("host driver: {e}"))
 }
 
 pub fn ns_cfg(size: u64) -> NamespaceConfig {
@@ -131,21 +125,21 @@ impl Host {
         let r = poll_until(TIMEOUT, Duration::from_millis(1), || {
             Ok::<_, DriverError>(self.r32(reg::CSTS) & mask == val)
         });
-        ok(r)
+        must(r)
     }
 
     /// Admin queues of 32 entries at fixed addresses, CC.EN; the controller must be off.
     pub fn enable(&mut self) {
-        ok(self.drv.enable(ASQ, ACQ, ADMIN_SIZE));
+        must(self.drv.enable(ASQ, ACQ, ADMIN_SIZE));
     }
 
     pub fn disable(&mut self) {
-        ok(self.drv.disable());
+        must(self.drv.disable());
     }
 
     /// Writes the SQE and advances the host tail, without ringing.
     pub fn push(&mut self, qid: u16, sqe: Sqe) -> u16 {
-        ok(self.drv.push(qid, sqe))
+        must(self.drv.push(qid, sqe))
     }
 
     pub fn sq_tail(&self, qid: u16) -> u32 {
@@ -158,12 +152,12 @@ impl Host {
     }
 
     pub fn submit(&mut self, qid: u16, sqe: Sqe) -> u16 {
-        ok(self.drv.submit(qid, sqe))
+        must(self.drv.submit(qid, sqe))
     }
 
     /// Polls CQ `cqid` for its next entry, if one arrives in time.
     pub fn try_reap(&mut self, cqid: u16, timeout: Duration) -> Option<Cqe> {
-        ok(self.drv.try_reap(cqid, timeout))
+        must(self.drv.try_reap(cqid, timeout))
     }
 
     pub fn reap(&mut self, cqid: u16) -> Cqe {
@@ -173,7 +167,7 @@ impl Host {
 
     /// Submits and waits for the completion of that command.
     pub fn cmd(&mut self, qid: u16, sqe: Sqe) -> Cqe {
-        ok(self.drv.cmd(qid, sqe))
+        must(self.drv.cmd(qid, sqe))
     }
 
     pub fn admin(&mut self, sqe: Sqe) -> Cqe {
@@ -181,11 +175,11 @@ impl Host {
     }
 
     pub fn create_cq(&mut self, qid: u16, size: u32, base: u64, vector: u16, ien: bool) -> Cqe {
-        ok(self.drv.create_cq(qid, size, base, vector, ien))
+        must(self.drv.create_cq(qid, size, base, vector, ien))
     }
 
     pub fn create_sq(&mut self, qid: u16, size: u32, base: u64, cqid: u16) -> Cqe {
-        ok(self.drv.create_sq(qid, size, base, cqid))
+        must(self.drv.create_sq(qid, size, base, cqid))
     }
 
     /// Creates I/O queue pair `qid` (SQ and CQ share the id) with `size` entries.
@@ -198,19 +192,19 @@ impl Host {
     /// Identify into [`BUF`] (filled with 0xee first, so untouched bytes show).
     pub fn identify(&mut self, cns: u8, nsid: u32, csi: u8) -> (Cqe, Vec<u8>) {
         self.fill(BUF, 4096, 0xee);
-        ok(self.drv.identify(cns, nsid, csi, BUF))
+        must(self.drv.identify(cns, nsid, csi, BUF))
     }
 
     pub fn fill(&self, addr: u64, len: usize, byte: u8) {
-        ok(self.drv.fill(addr, len, byte));
+        must(self.drv.fill(addr, len, byte));
     }
 
     pub fn write_mem(&self, addr: u64, data: &[u8]) {
-        ok(self.drv.write_mem(addr, data));
+        must(self.drv.write_mem(addr, data));
     }
 
     pub fn read_mem(&self, addr: u64, len: usize) -> Vec<u8> {
-        ok(self.drv.read_mem(addr, len))
+        must(self.drv.read_mem(addr, len))
     }
 
     /// Reads bytes straight from namespace `nsid`'s store.

@@ -11,7 +11,8 @@ use std::time::Duration;
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 
-use vnvme::host::{Bus, BusError, Driver, DriverError};
+use vnvme::host::driver::must;
+use vnvme::host::{Bus, BusError, Driver};
 use vnvme::nvme::spec;
 
 use super::{eventfd, wait_eventfd, Client, GuestMem, TestServer, TIMEOUT};
@@ -234,12 +235,6 @@ impl DerefMut for Nvme {
 pub const GUEST_BASE: u64 = 0x1_0000_0000;
 pub const GUEST_SIZE: u64 = 16 << 20;
 
-/// The value of a driver call, or a panic naming what went wrong.
-#[track_caller]
-fn ok<T>(r: Result<T, DriverError>) -> T {
-    r.unwrap_or_else(|e| panic!("host driver: {e}"))
-}
-
 impl Nvme {
     /// Connects, maps guest memory, wires MSI-X and enables the controller.
     pub fn new(s: &TestServer) -> Nvme {
@@ -283,49 +278,49 @@ impl Nvme {
 
     /// Allocates zeroed, page-aligned guest memory.
     pub fn alloc(&mut self, bytes: u64) -> u64 {
-        ok(self.drv.alloc(bytes))
+        must(self.drv.alloc(bytes))
     }
 
     pub fn write_mem(&self, addr: u64, data: &[u8]) {
-        ok(self.drv.write_mem(addr, data));
+        must(self.drv.write_mem(addr, data));
     }
 
     pub fn read_mem(&self, addr: u64, len: usize) -> Vec<u8> {
-        ok(self.drv.read_mem(addr, len))
+        must(self.drv.read_mem(addr, len))
     }
 
     /// Disables, sets up the admin queue of `entries`, enables.
     pub fn enable(&mut self, entries: u16) {
-        ok(self.drv.reset_and_enable(entries as u32));
+        must(self.drv.reset_and_enable(entries as u32));
         self.cap = self.drv.cap;
         self.dbbuf = None;
     }
 
     /// Writes an SQE to queue `qid` and rings its doorbell; returns the command id.
     pub fn submit(&mut self, qid: u16, sqe: Sqe) -> u16 {
-        ok(self.drv.submit_raw(qid, sqe.to_bytes()))
+        must(self.drv.submit_raw(qid, sqe.to_bytes()))
     }
 
     /// Polls the completion queue once.
     pub fn poll_cqe(&mut self, qid: u16) -> Option<Cqe> {
-        ok(self.drv.poll(qid)).map(Cqe::from)
+        must(self.drv.poll(qid)).map(Cqe::from)
     }
 
     /// Waits for the next completion on `qid`; returns it and whether its interrupt
     /// vector fired while waiting (or fires shortly after the entry appears).
     pub fn wait_cqe_irq(&mut self, qid: u16) -> (Cqe, bool) {
-        let (c, fired) = ok(self.drv.wait(qid, TIMEOUT, true));
+        let (c, fired) = must(self.drv.wait(qid, TIMEOUT, true));
         (c.into(), fired)
     }
 
     /// Waits for the next completion on `qid`, the interrupt only waking the wait.
     pub fn wait_cqe(&mut self, qid: u16) -> Cqe {
-        ok(self.drv.wait(qid, TIMEOUT, false)).0.into()
+        must(self.drv.wait(qid, TIMEOUT, false)).0.into()
     }
 
     /// Submits and waits; returns the completion (status not checked).
     pub fn exec(&mut self, qid: u16, sqe: Sqe) -> Cqe {
-        ok(self.drv.cmd_raw(qid, sqe.to_bytes())).into()
+        must(self.drv.cmd_raw(qid, sqe.to_bytes())).into()
     }
 
     /// Submits and waits; panics unless the command succeeded.
@@ -344,7 +339,7 @@ impl Nvme {
     /// Identify (CNS, NSID) into a fresh page.
     pub fn identify(&mut self, cns: u8, nsid: u32) -> Vec<u8> {
         let buf = self.alloc(PAGE);
-        let (c, page) = ok(self.drv.identify(cns, nsid, 0, buf));
+        let (c, page) = must(self.drv.identify(cns, nsid, 0, buf));
         assert!(c.ok(), "identify CNS {cns:#x}: status {:#x}", c.status.0);
         page
     }
@@ -352,17 +347,17 @@ impl Nvme {
     /// Sets the number of queues and creates `n` I/O queue pairs of `entries`, pair i on
     /// MSI-X vector i.
     pub fn create_io_queues(&mut self, n: u16, entries: u16) {
-        ok(self.drv.create_io_queues(n, entries as u32));
+        must(self.drv.create_io_queues(n, entries as u32));
     }
 
     /// Turns on shadow doorbells (Doorbell Buffer Config).
     pub fn enable_dbbuf(&mut self) {
-        self.dbbuf = Some(ok(self.drv.enable_dbbuf()));
+        self.dbbuf = Some(must(self.drv.enable_dbbuf()));
     }
 
     /// Builds PRP1/PRP2 for a buffer of `len` bytes (PRP lists if needed).
     pub fn prps(&mut self, buf: u64, len: u64) -> (u64, u64) {
-        ok(self.drv.prps(buf, len))
+        must(self.drv.prps(buf, len))
     }
 
     /// An I/O command (`sqe`, e.g. from [`Sqe::lba`]) on a page-aligned buffer, with PRPs.
@@ -375,7 +370,7 @@ impl Nvme {
     /// Segment pointing at a list of data block descriptors, one per `(addr, len)`.
     pub fn rw_sgl(&mut self, qid: u16, sqe: Sqe, parts: &[(u64, u32)]) -> Cqe {
         let mut s = spec::Sqe::parse(&sqe.to_bytes());
-        ok(self.drv.set_sgl(&mut s, parts));
-        ok(self.drv.cmd(qid, s)).into()
+        must(self.drv.set_sgl(&mut s, parts));
+        must(self.drv.cmd(qid, s)).into()
     }
 }
