@@ -4,6 +4,7 @@
 //! accepts the next one on the same path. The disk and its volume stay.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ use std::time::Duration;
 use vhost::vhost_user::Listener;
 use vhost_user_backend::{ShutdownHandle, VhostUserDaemon};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::hooks::Hooks;
 
@@ -26,9 +29,10 @@ struct State {
     conn: Option<ShutdownHandle>,
 }
 
-#[derive(Default)]
 struct Control {
     state: Mutex<State>,
+    /// Written by `stop`: wakes the wait for the next connection.
+    stop: EventFd,
 }
 
 impl Control {
@@ -63,7 +67,9 @@ impl RunningDisk {
                 c.shutdown();
             }
         }
-        // Wakes a blocking accept; the loop sees `stopping` and ends.
+        // Wakes the wait for a connection (and, should the loop already be in accept,
+        // a connection does); the loop sees `stopping` and ends.
+        let _ = self.control.stop.write(1);
         let _ = UnixStream::connect(&self.path);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -102,11 +108,15 @@ fn bind(path: &Path) -> io::Result<Listener> {
 /// `hooks` sees every request (inject, delay, completed).
 pub fn spawn(disk: Arc<Disk>, socket: &Path, hooks: Arc<dyn Hooks>) -> io::Result<RunningDisk> {
     let listener = bind(socket)?;
-    let control = Arc::new(Control::default());
+    let control = Arc::new(Control {
+        state: Mutex::new(State::default()),
+        stop: EventFd::new(libc::EFD_NONBLOCK)?,
+    });
+    let waiter = Waiter::new(&listener, &control.stop)?;
     let c = control.clone();
     let thread = std::thread::Builder::new()
         .name(format!("vhost-user-blk-ns{}", disk.nsid))
-        .spawn(move || serve(listener, &disk, &hooks, &c))?;
+        .spawn(move || serve(listener, &waiter, &disk, &hooks, &c))?;
     Ok(RunningDisk {
         control,
         thread: Some(thread),
@@ -114,10 +124,54 @@ pub fn spawn(disk: Arc<Disk>, socket: &Path, hooks: Arc<dyn Hooks>) -> io::Resul
     })
 }
 
-fn serve(mut listener: Listener, disk: &Arc<Disk>, hooks: &Arc<dyn Hooks>, control: &Control) {
+/// Sleeps until a front end connects or `stop` is written.
+struct Waiter(Epoll);
+
+const LISTENER: u64 = 0;
+const STOP: u64 = 1;
+
+impl Waiter {
+    fn new(listener: &Listener, stop: &EventFd) -> io::Result<Waiter> {
+        let ep = Epoll::new()?;
+        for (fd, id) in [(listener.as_raw_fd(), LISTENER), (stop.as_raw_fd(), STOP)] {
+            ep.ctl(ControlOperation::Add, fd, EpollEvent::new(EventSet::IN, id))?;
+        }
+        Ok(Waiter(ep))
+    }
+
+    /// True when a connection is pending, false when stopping.
+    fn wait(&self) -> bool {
+        let mut ev = [EpollEvent::default(); 2];
+        loop {
+            match self.0.wait(-1, &mut ev) {
+                Ok(n) => {
+                    if ev[..n].iter().any(|e| e.data() == STOP) {
+                        return false;
+                    }
+                    if n > 0 {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!("vhost-user-blk: epoll_wait: {e}; accepting directly");
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+fn serve(
+    mut listener: Listener,
+    waiter: &Waiter,
+    disk: &Arc<Disk>,
+    hooks: &Arc<dyn Hooks>,
+    control: &Control,
+) {
     let name = format!("vhost-user-blk ns{}", disk.nsid);
     loop {
-        if control.lock().stopping {
+        if control.lock().stopping || !waiter.wait() || control.lock().stopping {
             return;
         }
         let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
@@ -158,7 +212,10 @@ fn serve(mut listener: Listener, disk: &Arc<Disk>, hooks: &Arc<dyn Hooks>, contr
         control.lock().conn = None;
         end_workers(&daemon);
         match r {
-            Ok(()) => log::info!("{name}: front end disconnected; waiting for the next one"),
+            Ok(())
+            | Err(vhost_user_backend::Error::HandleRequest(
+                vhost::vhost_user::Error::Disconnected | vhost::vhost_user::Error::PartialMessage,
+            )) => log::info!("{name}: front end disconnected; waiting for the next one"),
             Err(e) => log::warn!("{name}: connection ended: {e}; waiting for the next one"),
         }
     }

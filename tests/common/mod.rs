@@ -4,6 +4,7 @@
 
 pub mod exp;
 pub mod nvme;
+pub mod virtio;
 
 use std::fs::File;
 use std::io;
