@@ -1,6 +1,6 @@
 //! Stores backed by a file descriptor: regular files (created sparse when missing and a
 //! size is given), block devices (sized with BLKGETSIZE64) and, through
-//! [`super::memfd`], anonymous memfds. I/O is positional (pread/pwrite), so one store is
+//! `memfd.rs`, anonymous memfds. I/O is positional (pread/pwrite), so one store is
 //! shared by every queue without a lock.
 
 use std::fs::{File, OpenOptions};

@@ -1,59 +1,32 @@
-//! The controller: BAR0 register side effects (enable, disable, shutdown, reset), the
-//! state the command handlers share (configuration, namespaces, features, asynchronous
-//! events, counters), and the dispatch of each fetched command to the admin or I/O
-//! handlers. Queues, workers and posting live in [`super::queues`].
+//! The controller: BAR0 register side effects (enable, disable, shutdown, reset) and the
+//! dispatch of each fetched command to the admin or I/O handlers. The state the
+//! handlers share is in [`super::state`]; queues, workers and posting in
+//! [`super::queues`].
 //!
 //! Locking: CC transitions are serialised by `cc_lock`, which no worker ever takes.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
-use super::admin::{self, AerDue, AerState, Features};
+use super::admin;
 use super::io;
 use super::prp::Mem;
-use super::queues::{Executor, Link, Queues};
-use super::records;
+use super::queues::{Executor, Link, Outcome, Queues};
 use super::regs::{split_write, Regs, REGS_SIZE};
-use super::spec::{cc, csts, reg, status, Sqe, Status, PAGE_SIZE};
+use super::spec::{cc, csts, reg, Sqe, PAGE_SIZE};
+use super::state::Shared;
 use super::ControllerConfig;
 use super::{GuestMemory, InterruptSink, Namespace};
 use crate::hooks::{Completed, Hooks};
+use crate::sync::lock;
 
-pub(crate) use crate::sync::lock;
-use crate::sync::read;
-
-pub(crate) use super::queues::{CqParams, Outcome, SqParams};
-
-/// Counters reported in the SMART / Health log.
-#[derive(Default)]
-pub(crate) struct Stats {
-    pub bytes_read: AtomicU64,
-    pub bytes_written: AtomicU64,
-    pub read_commands: AtomicU64,
-    pub write_commands: AtomicU64,
-}
-
-/// State shared by the controller handle and its workers.
+/// The register side of the controller, over the state its handlers share.
 pub(crate) struct Inner {
-    pub cfg: ControllerConfig,
-    namespaces: RwLock<BTreeMap<u32, Arc<Namespace>>>,
+    shared: Arc<Shared>,
     regs: Mutex<Regs>,
     csts: Arc<AtomicU32>,
     cc_lock: Mutex<()>,
-    /// Queue table, workers, posting, the delay timer.
-    queues: Arc<Queues>,
-    pub features: Mutex<Features>,
-    /// Host Behavior Support CDFE after a reset (`--ctrl cdfe`, `set-host-behavior`).
-    pub reset_cdfe: AtomicU16,
-    pub aer: Mutex<AerState>,
-    /// Volatile Write Cache enabled (feature 6); when off every write is made durable.
-    pub write_cache: AtomicBool,
-    pub stats: Stats,
-    pub started: Instant,
-    /// Experiment control: faults, latencies, counters and records (outside the model).
-    pub hooks: Arc<dyn Hooks>,
 }
 
 /// The NVMe controller model.
@@ -74,7 +47,6 @@ impl Controller {
                 log::warn!("namespace {nsid} given twice; the last one wins");
             }
         }
-        let started = Instant::now();
         let regs = Regs::new(cfg);
         let csts = Arc::new(AtomicU32::new(0));
         let queues = Queues::new(
@@ -83,34 +55,26 @@ impl Controller {
             hooks.clone(),
             csts.clone(),
         );
+        let shared = Arc::new(Shared::new(cfg, map, hooks, Arc::new(queues)));
         Arc::new(Controller {
             inner: Arc::new(Inner {
-                cfg: cfg.clone(),
-                namespaces: RwLock::new(map),
+                shared,
                 regs: Mutex::new(regs),
                 csts,
                 cc_lock: Mutex::new(()),
-                queues: Arc::new(queues),
-                features: Mutex::new(Features::new(cfg, cfg.cdfe)),
-                reset_cdfe: AtomicU16::new(cfg.cdfe),
-                aer: Mutex::new(AerState::default()),
-                write_cache: AtomicBool::new(true),
-                stats: Stats::default(),
-                started,
-                hooks,
             }),
         })
     }
 
     /// Size of BAR0 (registers + doorbells), a power of two.
     pub fn bar0_size(&self) -> u64 {
-        let doorbells = 8 * (self.inner.cfg.max_ioqpairs as u64 + 1);
+        let doorbells = 8 * (self.inner.shared.cfg.max_ioqpairs as u64 + 1);
         (REGS_SIZE + doorbells).next_power_of_two().max(0x4000)
     }
 
     /// MSI-X vectors: one for the admin queue and one per I/O queue.
     pub fn msix_vectors(&self) -> u16 {
-        self.inner.cfg.max_ioqpairs + 1
+        self.inner.shared.cfg.max_ioqpairs + 1
     }
 
     /// A client arrived: guest memory and interrupts become available. Any previous
@@ -118,14 +82,14 @@ impl Controller {
     pub fn connect(&self, mem: GuestMemory, irq: Arc<dyn InterruptSink>) {
         let _g = lock(&self.inner.cc_lock);
         self.inner.full_reset();
-        self.inner.queues.set_link(Some(Link { mem, irq }));
+        self.inner.shared.queues.set_link(Some(Link { mem, irq }));
     }
 
     /// The client left: stop every queue, reset the controller, forget its memory.
     pub fn disconnect(&self) {
         let _g = lock(&self.inner.cc_lock);
         self.inner.full_reset();
-        self.inner.queues.set_link(None);
+        self.inner.shared.queues.set_link(None);
     }
 
     /// Function-level reset: queues deleted, registers and features back to defaults.
@@ -146,7 +110,10 @@ impl Controller {
         }
         for (off, v) in writes {
             if off >= reg::DOORBELL_BASE {
-                self.inner.queues.doorbell(off - reg::DOORBELL_BASE, v);
+                self.inner
+                    .shared
+                    .queues
+                    .doorbell(off - reg::DOORBELL_BASE, v);
             } else {
                 self.register_write(off, v);
             }
@@ -173,18 +140,18 @@ impl Controller {
     /// Posts a Namespace Attribute Changed asynchronous event for `nsid` (recorded in the
     /// Changed Namespace List log; delivered if the host enabled the notice).
     pub fn notify_namespace_changed(&self, nsid: u32) {
-        self.inner.namespace_changed(nsid);
+        self.inner.shared.namespace_changed(nsid);
     }
 
     /// The namespace with this id, if attached.
     pub fn namespace(&self, nsid: u32) -> Option<Arc<Namespace>> {
-        self.inner.namespace(nsid)
+        self.inner.shared.namespace(nsid)
     }
 
     /// Copy Descriptor Formats Enable now (Host Behavior Support, as the host or the
     /// device's configuration last set it).
     pub fn copy_formats_enabled(&self) -> u16 {
-        lock(&self.inner.features).cdfe()
+        lock(&self.inner.shared.features).cdfe()
     }
 
     /// CSTS as the host would read it.
@@ -194,11 +161,12 @@ impl Controller {
 
     /// Completions held back by the latency model, not yet posted.
     pub fn delayed_completions(&self) -> usize {
-        self.inner.queues.delayed()
+        self.inner.shared.queues.delayed()
     }
 
-    pub(crate) fn inner(&self) -> &Arc<Inner> {
-        &self.inner
+    /// The state the handlers share (for the run-time knobs in `tuning.rs`).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
     }
 }
 
@@ -206,45 +174,11 @@ impl Drop for Controller {
     fn drop(&mut self) {
         let _g = lock(&self.inner.cc_lock);
         self.inner.full_reset();
-        self.inner.queues.shutdown();
+        self.inner.shared.queues.shutdown();
     }
 }
 
 impl Inner {
-    /// The namespace with this id, if attached (any I/O command may look up any nsid).
-    pub fn namespace(&self, nsid: u32) -> Option<Arc<Namespace>> {
-        read(&self.namespaces).get(&nsid).cloned()
-    }
-
-    /// All attached namespaces, by increasing nsid.
-    pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
-        read(&self.namespaces).values().cloned().collect()
-    }
-
-    /// Identify Controller NN: the largest valid nsid.
-    pub fn nn(&self) -> u32 {
-        let max = read(&self.namespaces)
-            .keys()
-            .next_back()
-            .copied()
-            .unwrap_or(0);
-        max.max(256)
-    }
-
-    /// Posts a completion for an admin command completed outside the admin worker (AER).
-    pub(crate) fn complete_admin(&self, due: AerDue, st: Status) {
-        let AerDue { cid, dw0, since } = due;
-        self.queues.complete_admin(cid, dw0, since, st);
-    }
-
-    fn namespace_changed(&self, nsid: u32) {
-        let aec = lock(&self.features).aec;
-        let deliveries = lock(&self.aer).namespace_changed(nsid, aec);
-        for d in deliveries {
-            self.complete_admin(d, status::SUCCESS);
-        }
-    }
-
     fn write_cc(self: &Arc<Self>, v: u32) {
         let old = {
             let mut r = lock(&self.regs);
@@ -267,7 +201,7 @@ impl Inner {
             lock(&self.regs).intms = 0;
         }
         if cc::shn(v) != 0 && cc::shn(old) == 0 {
-            for ns in self.namespaces() {
+            for ns in self.shared.namespaces() {
                 if let Err(e) = ns.volume().flush() {
                     log::error!("namespace {}: flush at shutdown failed: {e}", ns.nsid);
                 }
@@ -284,7 +218,7 @@ impl Inner {
 
     fn enable(self: &Arc<Self>) -> Result<(), String> {
         let r = lock(&self.regs).clone();
-        if self.queues.link().is_none() {
+        if self.shared.queues.link().is_none() {
             return Err("no client is connected".into());
         }
         if cc::css(r.cc) != 0 {
@@ -317,21 +251,16 @@ impl Inner {
         if asqs < 2 || acqs < 2 {
             return Err("AQA: admin queues need at least 2 entries".into());
         }
-        self.queues
-            .enable_admin(self.executor(), r.asq, asqs, r.acq, acqs)
-    }
-
-    /// The command runner the queue workers call.
-    fn executor(self: &Arc<Self>) -> Arc<dyn Executor> {
-        Arc::new(Dispatcher(self.clone()))
+        let exec = Arc::new(Dispatcher(self.shared.clone()));
+        self.shared
+            .queues
+            .enable_admin(exec, r.asq, asqs, r.acq, acqs)
     }
 
     /// Deletes every queue and stops every worker (CC.EN 1 -> 0). Namespaces stay.
     fn controller_reset(&self) {
-        self.queues.reset();
-        lock(&self.aer).reset();
-        *lock(&self.features) = self.reset_features();
-        self.write_cache.store(true, Ordering::Release);
+        self.shared.queues.reset();
+        self.shared.reset();
     }
 
     /// Controller reset plus registers back to their power-on values.
@@ -340,45 +269,19 @@ impl Inner {
         lock(&self.regs).reset();
         self.csts.store(0, Ordering::Release);
     }
-
-    /// Feature values as a reset leaves them.
-    pub(crate) fn reset_features(&self) -> Features {
-        Features::new(&self.cfg, self.reset_cdfe.load(Ordering::Acquire))
-    }
-
-    pub fn create_cq(&self, p: &CqParams) -> Result<(), Status> {
-        self.queues.create_cq(p)
-    }
-
-    pub fn create_sq(self: &Arc<Self>, p: &SqParams) -> Result<(), Status> {
-        self.queues.create_sq(self.executor(), p)
-    }
-
-    pub fn delete_sq(&self, qid: u16) -> Result<(), Status> {
-        self.queues.delete_sq(qid)
-    }
-
-    pub fn delete_cq(&self, qid: u16) -> Result<(), Status> {
-        self.queues.delete_cq(qid)
-    }
-
-    /// Doorbell Buffer Config (see [`Queues::set_dbbuf`]).
-    pub fn set_dbbuf(&self, mem: &Mem, db: u64, ei: u64) -> Result<(), Status> {
-        self.queues.set_dbbuf(mem, db, ei)
-    }
 }
 
 /// Runs fetched commands for the queue workers: admin commands on queue 0, NVM commands
 /// on the others.
-struct Dispatcher(Arc<Inner>);
+struct Dispatcher(Arc<Shared>);
 
 impl Executor for Dispatcher {
     fn execute(&self, qid: u16, mem: &Mem, sqe: &Sqe, done: &mut Completed) -> Outcome {
         if qid == 0 {
             admin::execute(&self.0, mem, sqe)
         } else {
-            let (outcome, copy) = io::execute(&self.0, mem, sqe);
-            done.copy = copy.map(|c| records::copy_done(&c, sqe.nsid));
+            let (outcome, copy) = io::execute(&self.0.io_ctx(), mem, sqe);
+            done.copy = copy.map(|c| c.record(sqe.nsid));
             outcome
         }
     }

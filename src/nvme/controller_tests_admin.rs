@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::nvme::admin::AerState;
+use crate::nvme::aer::AerState;
 
 pub(super) fn feat_sqe(opcode: u8, fid: u8, cdw11: u32) -> Sqe {
     Sqe {
@@ -190,7 +190,7 @@ fn identify_controller_fields() {
     assert_eq!(oacs, id_ctrl::OACS_DBBUF);
     assert_eq!(d[id_ctrl::VWC], 1);
     assert_eq!(get_u32(&d, id_ctrl::SGLS) & 3, 1);
-    assert_eq!(d[id_ctrl::AERL], crate::nvme::admin::AERL);
+    assert_eq!(d[id_ctrl::AERL], crate::nvme::settings::AERL);
     assert_eq!(get_u32(&d, id_ctrl::OAES), 1 << 8);
     assert!(d[id_ctrl::SUBNQN..].starts_with(b"nqn."));
 }
@@ -684,7 +684,7 @@ fn async_event_request_limit() {
         opcode: admin_op::ASYNC_EVENT_REQUEST,
         ..Default::default()
     };
-    for _ in 0..=crate::nvme::admin::AERL {
+    for _ in 0..=crate::nvme::settings::AERL {
         h.submit(0, aer);
     }
     let c = h.cmd(0, aer);
@@ -693,7 +693,7 @@ fn async_event_request_limit() {
     // Reset drops held requests: after re-enable four more are accepted.
     h.disable();
     h.enable();
-    for _ in 0..=crate::nvme::admin::AERL {
+    for _ in 0..=crate::nvme::settings::AERL {
         h.submit(0, aer);
     }
     assert!(h.try_reap(0, Duration::from_millis(100)).is_none());

@@ -9,7 +9,7 @@ use super::copy_tests::{block, copy_cmd, copy_host, limited, seed, seeded, set_c
 use super::*;
 use crate::experiment::*;
 use crate::hooks::{AdminKey, RangeRecord};
-use crate::nvme::admin::AerState;
+use crate::nvme::aer::AerState;
 use crate::nvme::namespace::CopyLimits;
 
 /// A read buffer, away from every other scratch area.

@@ -20,10 +20,10 @@
 use std::sync::atomic::Ordering;
 
 use super::cmd::CopyCmd;
-use super::controller::{lock, Inner, Outcome};
-use super::identify::ocfs;
+use super::io_context::IoCtx;
 use super::namespace::Namespace;
 use super::prp::{Dma, Mem};
+use super::queues::Outcome;
 use super::spec::{copy, get_u32, get_u64, status, Status, NSID_ALL};
 use super::status::of_block;
 
@@ -85,6 +85,26 @@ impl CopyDone {
         }
     }
 
+    /// The experiment hooks' form (`nsid`: the command's namespace, the source of
+    /// format 0/1 ranges).
+    pub fn record(&self, nsid: u32) -> crate::hooks::CopyDone {
+        crate::hooks::CopyDone {
+            sdlba: self.sdlba,
+            format: self.format,
+            nr: self.nr,
+            ranges: self
+                .ranges
+                .iter()
+                .map(|r| crate::hooks::RangeRecord {
+                    nsid: r.snsid.unwrap_or(nsid),
+                    slba: r.slba,
+                    nlb: r.nlb as u32,
+                })
+                .collect(),
+            blocks_copied: self.blocks_copied,
+        }
+    }
+
     /// Total blocks of the parsed ranges.
     pub fn total_blocks(&self) -> u64 {
         self.ranges.iter().map(|r| r.nlb).sum()
@@ -96,14 +116,14 @@ impl CopyDone {
 /// `status` and Dword 0 = k; a real failure before range k wins. If k is at least the
 /// number of ranges, every range is copied and the command still fails with Dword 0 = k.
 pub(crate) fn execute(
-    inner: &Inner,
+    ctx: &IoCtx,
     mem: &Mem,
     c: &CopyCmd,
     fault: Option<(u32, Status)>,
 ) -> (Outcome, CopyDone) {
     let mut done = CopyDone::of(c);
     let stop_at = fault.map(|(k, _)| k as usize);
-    let outcome = match run(inner, mem, c, stop_at, &mut done) {
+    let outcome = match run(ctx, mem, c, stop_at, &mut done) {
         Ok(()) => match fault {
             Some((k, status)) => Outcome::Complete { status, dw0: k },
             None => Outcome::ok(0),
@@ -137,15 +157,16 @@ fn at(range: usize) -> impl Fn(Status) -> Failure {
 }
 
 fn run(
-    inner: &Inner,
+    ctx: &IoCtx,
     mem: &Mem,
     c: &CopyCmd,
     stop_at: Option<usize>,
     done: &mut CopyDone,
 ) -> Result<(), Failure> {
     let cmd = at(0);
-    let dns = inner
-        .namespace(c.nsid)
+    let dns = ctx
+        .namespaces
+        .get(c.nsid)
         .ok_or(cmd(status::INVALID_NAMESPACE.dnr()))?;
     if dns.readonly() {
         return Err(cmd(status::NAMESPACE_WRITE_PROTECTED.dnr()));
@@ -153,11 +174,11 @@ fn run(
     // One consistent set of limits for the whole command, even if they change meanwhile.
     let limits = dns.copy_limits();
     let (nr, format) = (c.ranges(), c.format);
-    if ocfs(&inner.cfg) & (1 << format) == 0 {
+    if ctx.cfg.ocfs_supported() & (1 << format) == 0 {
         return Err(cmd(status::INVALID_FIELD.dnr()));
     }
     if matches!(format, copy::FORMAT_2 | copy::FORMAT_3) {
-        let cdfe = lock(&inner.features).cdfe();
+        let cdfe = ctx.cdfe;
         if cdfe & (1 << format) == 0 {
             return Err(cmd(status::INVALID_FIELD.dnr()));
         }
@@ -177,8 +198,8 @@ fn run(
     if done.total_blocks() > limits.mcl as u64 {
         return Err(cmd(status::COMMAND_SIZE_LIMIT_EXCEEDED.dnr()));
     }
-    let fua = c.fua || !inner.write_cache.load(Ordering::Acquire);
-    let nn = inner.nn();
+    let fua = ctx.durable(c.fua);
+    let nn = ctx.namespaces.nn();
     let mut dlba = c.sdlba;
     for i in 0..done.ranges.len() {
         if stop_at == Some(i) {
@@ -194,8 +215,9 @@ fn run(
                 return Err(fail(status::INVALID_NAMESPACE.dnr()))
             }
             // A valid id with no active namespace behind it.
-            Some(id) => inner
-                .namespace(id)
+            Some(id) => ctx
+                .namespaces
+                .get(id)
                 .ok_or(fail(status::INVALID_FIELD.dnr()))?,
         };
         if sns.block_size() != dns.block_size() || has_pi16(&sns) != has_pi16(&dns) {
@@ -220,7 +242,7 @@ fn run(
             })?;
         done.blocks_copied += r.nlb;
         let bytes = r.nlb * dns.block_size();
-        let st = &inner.stats;
+        let st = ctx.stats;
         st.bytes_written.fetch_add(bytes, Ordering::Relaxed);
         st.bytes_read.fetch_add(bytes, Ordering::Relaxed);
         dlba += r.nlb;

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use super::admin::{AERL, CRITICAL_TEMPERATURE, WARNING_TEMPERATURE};
 use super::cmd::IdentifyCmd;
-use super::controller::Inner;
 use super::namespace::Namespace;
 use super::prp::{to_host, Mem};
-use crate::config::ControllerConfig;
+use super::settings::{AERL, CRITICAL_TEMPERATURE, WARNING_TEMPERATURE};
+use super::state::Shared;
+use super::ControllerConfig;
 
 use super::spec::{
     cns, id_ctrl, id_ns, nidt, put_ascii, put_u16, put_u32, put_u64, status, Status, CSI_NVM,
@@ -41,20 +41,13 @@ pub fn oncs(cfg: &ControllerConfig) -> u16 {
     }
 }
 
-/// Optional Copy Formats Supported: `--ctrl ocfs` (default 0xF, formats 0-3), 0 when
-/// Copy is off. Formats 2 and 3 also need the host to enable them through Host Behavior
-/// Support CDFE; 1 and 3 need 16-byte guard protection information, which no namespace
-/// here has, so they fail with Invalid Format.
+/// Optional Copy Formats Supported (see [`ControllerConfig::ocfs_supported`]).
 pub fn ocfs(cfg: &ControllerConfig) -> u16 {
-    if cfg.copy {
-        cfg.ocfs & 0xf
-    } else {
-        0
-    }
+    cfg.ocfs_supported()
 }
 
 /// Runs Identify: builds the structure CNS selects and sends it to the host.
-pub(crate) fn execute(inner: &Inner, mem: &Mem, c: &IdentifyCmd) -> Result<(), Status> {
+pub(crate) fn execute(inner: &Shared, mem: &Mem, c: &IdentifyCmd) -> Result<(), Status> {
     let (nsid, csi) = (c.nsid, c.csi);
     let nn = inner.nn();
     // For CNS values addressing one namespace: Invalid Namespace for 0 or > NN, all
@@ -123,7 +116,7 @@ pub fn zeroes() -> Vec<u8> {
 }
 
 /// Identify Controller (CNS 1).
-pub(crate) fn controller(inner: &Inner) -> Vec<u8> {
+pub(crate) fn controller(inner: &Shared) -> Vec<u8> {
     let cfg = &inner.cfg;
     let mut b = zeroes();
     put_u16(&mut b, id_ctrl::VID, cfg.vendor_id);
@@ -196,7 +189,7 @@ pub fn namespace(ns: &Namespace) -> Vec<u8> {
 }
 
 /// Identify Namespace for NSID FFFFFFFFh: capabilities common to all namespaces.
-pub(crate) fn namespace_common(inner: &Inner) -> Vec<u8> {
+pub(crate) fn namespace_common(inner: &Shared) -> Vec<u8> {
     let mut b = zeroes();
     b[id_ns::DLFEAT] = id_ns::DLFEAT_VALUE;
     let lbads = inner.namespaces().first().map(|ns| ns.lbads()).unwrap_or(9);
@@ -205,7 +198,7 @@ pub(crate) fn namespace_common(inner: &Inner) -> Vec<u8> {
 }
 
 /// Active (or allocated) namespace list: ids greater than `after`, ascending, 1024 max.
-pub(crate) fn ns_list(inner: &Inner, after: u32) -> Vec<u8> {
+pub(crate) fn ns_list(inner: &Shared, after: u32) -> Vec<u8> {
     let mut b = zeroes();
     for (i, ns) in inner
         .namespaces()

@@ -5,18 +5,19 @@
 //! file and guest memory.
 //!
 //! Copy (opcode 0x19) lives in [`super::copy`]; it reaches any namespace through
-//! `Inner::namespace`, which cross-namespace copy needs.
+//! `IoCtx::namespace`, which cross-namespace copy needs.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::cmd::{decode_io, IoCmd, RwCmd};
-use super::controller::{Inner, Outcome};
 use super::copy::CopyDone;
+use super::io_context::IoCtx;
 use super::names::io_kind;
 use super::namespace::Namespace;
 use super::prp::{DataPtr, Dma, Mem};
-use super::spec::{io_op, status, Sqe, Status, NSID_ALL, PAGE_SIZE};
+use super::queues::Outcome;
+use super::spec::{io_op, status, Sqe, Status, NSID_ALL};
 use super::status::of_block;
 use crate::hooks::{Op, Transport};
 
@@ -42,7 +43,7 @@ pub const SUPPORTED: &[(u8, bool)] = &[
 /// runs it, unless an injected fault decides its outcome first. Copy also returns what
 /// it did (ranges, blocks copied) for the records and counters. Past the decode, `sqe`
 /// serves only the fault match on its opcode and nsid; the command runs from `cmd`.
-pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> (Outcome, Option<CopyDone>) {
+pub(crate) fn execute(ctx: &IoCtx, mem: &Mem, sqe: &Sqe) -> (Outcome, Option<CopyDone>) {
     let cmd = match decode_io(sqe) {
         Ok(cmd) => cmd,
         Err(s) => return (Outcome::err(s), None),
@@ -58,7 +59,7 @@ pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> (Outcome, Opt
         opcode: sqe.opcode,
         nsid: sqe.nsid,
     };
-    if let Some(inj) = inner
+    if let Some(inj) = ctx
         .hooks
         .inject(&op)
         .map(|i| (i.copy_range, Status(i.status)))
@@ -68,8 +69,8 @@ pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> (Outcome, Opt
             status: inj.1,
         };
         return match (inj.copy_range, copy) {
-            (Some(k), Some(c)) if inner.cfg.copy => {
-                let (o, done) = super::copy::execute(inner, mem, c, Some((k, inj.status)));
+            (Some(k), Some(c)) if ctx.cfg.copy => {
+                let (o, done) = super::copy::execute(ctx, mem, c, Some((k, inj.status)));
                 (o, Some(done))
             }
             // Copy is off: the real failure (before any range) wins.
@@ -84,49 +85,41 @@ pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> (Outcome, Opt
             _ => (Outcome::err(inj.status), None),
         };
     }
-    if let (Some(c), true) = (copy, inner.cfg.copy) {
-        let (o, done) = super::copy::execute(inner, mem, c, None);
+    if let (Some(c), true) = (copy, ctx.cfg.copy) {
+        let (o, done) = super::copy::execute(ctx, mem, c, None);
         return (o, Some(done));
     }
-    (run(inner, mem, cmd).into(), None)
+    (run(ctx, mem, cmd).into(), None)
 }
 
-fn run(inner: &Arc<Inner>, mem: &Mem, cmd: &IoCmd) -> Result<u32, Status> {
+fn run(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd) -> Result<u32, Status> {
     match *cmd {
-        IoCmd::Flush { nsid } => flush(inner, nsid),
-        IoCmd::Write(c) => read_write(inner, mem, &c, true),
-        IoCmd::Read(c) => read_write(inner, mem, &c, false),
-        IoCmd::Compare(c) => compare(inner, mem, &c),
+        IoCmd::Flush { nsid } => flush(ctx, nsid),
+        IoCmd::Write(c) => read_write(ctx, mem, &c, true),
+        IoCmd::Read(c) => read_write(ctx, mem, &c, false),
+        IoCmd::Compare(c) => compare(ctx, mem, &c),
         IoCmd::WriteZeroes {
             nsid,
             slba,
             nlb,
             fua,
             deac,
-        } => write_zeroes(inner, nsid, slba, nlb as u64, fua, deac),
+        } => write_zeroes(ctx, nsid, slba, nlb as u64, fua, deac),
         IoCmd::DatasetManagement { nsid, nr, ad, dptr } => {
-            dataset_management(inner, mem, nsid, nr, ad, &dptr)
+            dataset_management(ctx, mem, nsid, nr, ad, &dptr)
         }
-        IoCmd::Verify { nsid, slba, nlb } => verify(inner, nsid, slba, nlb as u64),
+        IoCmd::Verify { nsid, slba, nlb } => verify(ctx, nsid, slba, nlb as u64),
         // Copy with `--ctrl copy=off`, and every opcode not decoded.
         IoCmd::Copy(_) | IoCmd::Unknown(_) => Err(status::INVALID_OPCODE.dnr()),
     }
 }
 
-fn namespace(inner: &Inner, nsid: u32) -> Result<Arc<Namespace>, Status> {
-    inner.namespace(nsid).ok_or(status::INVALID_NAMESPACE.dnr())
+fn namespace(ctx: &IoCtx, nsid: u32) -> Result<Arc<Namespace>, Status> {
+    ctx.namespace(nsid)
 }
 
-/// Maximum data transfer in bytes, `None` for no limit.
-fn mdts_bytes(inner: &Inner) -> Option<u64> {
-    match inner.cfg.mdts {
-        0 => None,
-        m => PAGE_SIZE.checked_shl(m as u32),
-    }
-}
-
-fn check_mdts(inner: &Inner, len: u64) -> Result<(), Status> {
-    match mdts_bytes(inner) {
+fn check_mdts(ctx: &IoCtx, len: u64) -> Result<(), Status> {
+    match ctx.mdts_bytes() {
         Some(max) if len > max => Err(status::INVALID_FIELD.dnr()),
         _ => Ok(()),
     }
@@ -148,16 +141,11 @@ fn check_range(ns: &Namespace, slba: u64, nlb: u64) -> Result<(), Status> {
     }
 }
 
-/// Durability a write asks for: FUA, or every write while the volatile write cache is off.
-fn wants_durable(inner: &Inner, fua: bool) -> bool {
-    fua || !inner.write_cache.load(Ordering::Acquire)
-}
-
-fn flush(inner: &Inner, nsid: u32) -> Result<u32, Status> {
+fn flush(ctx: &IoCtx, nsid: u32) -> Result<u32, Status> {
     let targets = if nsid == NSID_ALL {
-        inner.namespaces()
+        ctx.namespaces.all()
     } else {
-        vec![namespace(inner, nsid)?]
+        vec![namespace(ctx, nsid)?]
     };
     for ns in targets {
         ns.volume()
@@ -167,14 +155,14 @@ fn flush(inner: &Inner, nsid: u32) -> Result<u32, Status> {
     Ok(0)
 }
 
-fn read_write(inner: &Inner, mem: &Mem, c: &RwCmd, is_write: bool) -> Result<u32, Status> {
-    let ns = namespace(inner, c.nsid)?;
+fn read_write(ctx: &IoCtx, mem: &Mem, c: &RwCmd, is_write: bool) -> Result<u32, Status> {
+    let ns = namespace(ctx, c.nsid)?;
     if is_write {
         check_writable(&ns)?;
     }
     let (slba, nlb) = (c.slba, c.nlb as u64);
     let len = nlb * ns.block_size();
-    check_mdts(inner, len)?;
+    check_mdts(ctx, len)?;
     check_range(&ns, slba, nlb)?;
     let dma = Dma::map(mem, &c.dptr, len)?;
     let what = || {
@@ -184,9 +172,9 @@ fn read_write(inner: &Inner, mem: &Mem, c: &RwCmd, is_write: bool) -> Result<u32
             ns.nsid
         )
     };
-    let st = &inner.stats;
+    let st = ctx.stats;
     if is_write {
-        let durable = wants_durable(inner, c.fua);
+        let durable = ctx.durable(c.fua);
         ns.volume()
             .write(slba, dma.slices(), durable)
             .map_err(|e| of_block(&what(), &e))?;
@@ -202,11 +190,11 @@ fn read_write(inner: &Inner, mem: &Mem, c: &RwCmd, is_write: bool) -> Result<u32
     Ok(0)
 }
 
-fn compare(inner: &Inner, mem: &Mem, c: &RwCmd) -> Result<u32, Status> {
-    let ns = namespace(inner, c.nsid)?;
+fn compare(ctx: &IoCtx, mem: &Mem, c: &RwCmd) -> Result<u32, Status> {
+    let ns = namespace(ctx, c.nsid)?;
     let (slba, nlb) = (c.slba, c.nlb as u64);
     let len = nlb * ns.block_size();
-    check_mdts(inner, len)?;
+    check_mdts(ctx, len)?;
     check_range(&ns, slba, nlb)?;
     let dma = Dma::map(mem, &c.dptr, len)?;
     ns.volume().compare(slba, dma.slices()).map_err(|e| {
@@ -219,17 +207,17 @@ fn compare(inner: &Inner, mem: &Mem, c: &RwCmd) -> Result<u32, Status> {
 }
 
 fn write_zeroes(
-    inner: &Inner,
+    ctx: &IoCtx,
     nsid: u32,
     slba: u64,
     nlb: u64,
     fua: bool,
     deac: bool,
 ) -> Result<u32, Status> {
-    let ns = namespace(inner, nsid)?;
+    let ns = namespace(ctx, nsid)?;
     check_writable(&ns)?;
     check_range(&ns, slba, nlb)?;
-    let durable = wants_durable(inner, fua);
+    let durable = ctx.durable(fua);
     ns.volume()
         .write_zeroes(slba, nlb, deac, durable)
         .map_err(|e| {
@@ -242,14 +230,14 @@ fn write_zeroes(
 }
 
 fn dataset_management(
-    inner: &Inner,
+    ctx: &IoCtx,
     mem: &Mem,
     nsid: u32,
     nr: u16,
     ad: bool,
     dptr: &DataPtr,
 ) -> Result<u32, Status> {
-    let ns = namespace(inner, nsid)?;
+    let ns = namespace(ctx, nsid)?;
     if !ad {
         // Only hints (integral read/write): nothing to do.
         return Ok(0);
@@ -282,8 +270,8 @@ fn dataset_management(
     Ok(0)
 }
 
-fn verify(inner: &Inner, nsid: u32, slba: u64, nlb: u64) -> Result<u32, Status> {
-    let ns = namespace(inner, nsid)?;
+fn verify(ctx: &IoCtx, nsid: u32, slba: u64, nlb: u64) -> Result<u32, Status> {
+    let ns = namespace(ctx, nsid)?;
     check_range(&ns, slba, nlb)?;
     ns.volume().verify(slba, nlb).map_err(|e| {
         of_block(

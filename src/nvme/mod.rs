@@ -18,11 +18,15 @@
 //! interrupts leave through an [`InterruptSink`], which the transport maps to eventfds.
 
 pub mod admin;
+pub(crate) mod aer;
 pub mod cmd;
 pub mod controller;
 pub mod copy;
+pub mod feature_values;
+pub(crate) mod health;
 pub mod identify;
 pub mod io;
+pub(crate) mod io_context;
 pub mod names;
 pub mod namespace;
 pub mod prp;
@@ -32,6 +36,7 @@ pub(crate) mod records;
 pub mod regs;
 pub mod settings;
 pub mod spec;
+pub(crate) mod state;
 pub mod status;
 mod timer;
 pub mod tuning;

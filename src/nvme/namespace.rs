@@ -2,10 +2,12 @@
 //! [`Volume`]. The volume is opened by the wiring and may be shown by other front ends
 //! too; the namespace only answers NVMe's questions about it.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::block::Volume;
+use crate::sync::read;
 
 /// Current Copy limits of a namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -146,6 +148,31 @@ impl Namespace {
 
     pub fn eui64(&self) -> [u8; 8] {
         self.ids.eui64.unwrap_or([0; 8])
+    }
+}
+
+/// The attached namespaces of a controller, by nsid.
+pub(crate) struct NamespaceTable(RwLock<BTreeMap<u32, Arc<Namespace>>>);
+
+impl NamespaceTable {
+    pub fn new(map: BTreeMap<u32, Arc<Namespace>>) -> NamespaceTable {
+        NamespaceTable(RwLock::new(map))
+    }
+
+    /// The namespace with this id, if attached.
+    pub fn get(&self, nsid: u32) -> Option<Arc<Namespace>> {
+        read(&self.0).get(&nsid).cloned()
+    }
+
+    /// All attached namespaces, by increasing nsid.
+    pub fn all(&self) -> Vec<Arc<Namespace>> {
+        read(&self.0).values().cloned().collect()
+    }
+
+    /// Identify Controller NN: the largest valid nsid (at least 256).
+    pub fn nn(&self) -> u32 {
+        let max = read(&self.0).keys().next_back().copied().unwrap_or(0);
+        max.max(256)
     }
 }
 

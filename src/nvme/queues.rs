@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use vm_memory::GuestAddressSpace;
 
+use super::cmd::{CqParams, SqParams};
 use super::prp::Mem;
 use super::queue::{Completion, CompletionQueue, PostError, Shadow, SubmissionQueue};
 use super::spec::{admin_op, csts, status, Sqe, Status, PAGE_SIZE};
@@ -59,25 +60,6 @@ impl From<Result<u32, Status>> for Outcome {
             Err(s) => Outcome::err(s),
         }
     }
-}
-
-/// Parameters of Create I/O Completion Queue.
-pub(crate) struct CqParams {
-    pub qid: u16,
-    pub size: u32,
-    pub base: u64,
-    pub contiguous: bool,
-    pub ien: bool,
-    pub vector: u16,
-}
-
-/// Parameters of Create I/O Submission Queue.
-pub(crate) struct SqParams {
-    pub qid: u16,
-    pub size: u32,
-    pub base: u64,
-    pub contiguous: bool,
-    pub cqid: u16,
 }
 
 /// Runs the commands a worker fetches (the controller implements it).
@@ -124,6 +106,8 @@ pub(crate) struct Queues {
     csts: Arc<AtomicU32>,
     /// Posts the completions the latency model delays.
     timer: Timer<Queues, Delayed>,
+    /// Runs the commands the workers fetch (given when the admin queue is created).
+    exec: std::sync::RwLock<Option<Arc<dyn Executor>>>,
 }
 
 impl Queues {
@@ -147,6 +131,7 @@ impl Queues {
             hooks,
             csts,
             timer: Timer::default(),
+            exec: std::sync::RwLock::new(None),
         }
     }
 
@@ -194,6 +179,7 @@ impl Queues {
             .ok_or_else(|| "no client is connected".to_string())?;
         let cq = Arc::new(CompletionQueue::new(0, acq, acqs, 0, true));
         let sq = Arc::new(SubmissionQueue::new(0, 0, asq, asqs));
+        *write(&self.exec) = Some(exec.clone());
         let mut t = write(&self.table);
         t.enabled = true;
         t.cqs[0] = Some(cq.clone());
@@ -300,11 +286,10 @@ impl Queues {
         Ok(())
     }
 
-    pub fn create_sq(
-        self: &Arc<Self>,
-        exec: Arc<dyn Executor>,
-        p: &SqParams,
-    ) -> Result<(), Status> {
+    pub fn create_sq(self: &Arc<Self>, p: &SqParams) -> Result<(), Status> {
+        let Some(exec) = read(&self.exec).clone() else {
+            return Err(status::COMMAND_SEQUENCE_ERROR.dnr());
+        };
         let link = self.link();
         let mut t = write(&self.table);
         if !t.enabled {

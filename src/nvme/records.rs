@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::names::io_kind;
 use super::spec::{admin_op, io_op, Sqe};
-use crate::hooks::{AdminKey, Completed, CopyDone, OpKind, RangeRecord, Transport};
+use crate::hooks::{AdminKey, Completed, OpKind, Transport};
 
 /// The record of a fetched command, before it runs (status and Dword 0 filled in when
 /// it completes).
@@ -49,24 +49,5 @@ pub(crate) fn admin_key(sqe: &Sqe) -> Option<AdminKey> {
         }),
         admin_op::GET_LOG_PAGE => Some(AdminKey::LogPage { lid: low }),
         _ => None,
-    }
-}
-
-/// What a Copy did, as the hooks see it (source namespace filled in for format 0/1).
-pub(crate) fn copy_done(c: &super::copy::CopyDone, nsid: u32) -> CopyDone {
-    CopyDone {
-        sdlba: c.sdlba,
-        format: c.format,
-        nr: c.nr,
-        ranges: c
-            .ranges
-            .iter()
-            .map(|r| RangeRecord {
-                nsid: r.snsid.unwrap_or(nsid),
-                slba: r.slba,
-                nlb: r.nlb as u32,
-            })
-            .collect(),
-        blocks_copied: c.blocks_copied,
     }
 }

@@ -3,6 +3,17 @@
 
 #![forbid(unsafe_code)]
 
+// Fixed properties of this controller model.
+
+/// Asynchronous Event Request Limit, 0's based (Identify Controller AERL).
+pub const AERL: u8 = 3;
+/// Composite temperature reported in the SMART log, in kelvins (50 °C).
+pub const COMPOSITE_TEMPERATURE: u16 = 323;
+/// Default over-temperature threshold (Identify WCTEMP), in kelvins.
+pub const WARNING_TEMPERATURE: u16 = 343;
+/// Critical composite temperature (Identify CCTEMP), in kelvins.
+pub const CRITICAL_TEMPERATURE: u16 = 373;
+
 /// The controller (`--ctrl key=value,...`), named after QEMU's `-device nvme` properties.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControllerConfig {
@@ -52,6 +63,18 @@ impl Default for ControllerConfig {
 }
 
 impl ControllerConfig {
+    /// Optional Copy Formats Supported: `--ctrl ocfs` (default 0xF, formats 0-3), 0 when
+    /// Copy is off. Formats 2 and 3 also need the host to enable them through Host
+    /// Behavior Support CDFE; 1 and 3 need 16-byte guard protection information, which
+    /// no namespace here has, so they fail with Invalid Format.
+    pub fn ocfs_supported(&self) -> u16 {
+        if self.copy {
+            self.ocfs & 0xf
+        } else {
+            0
+        }
+    }
+
     /// Checks the ranges the spec and the model allow.
     pub fn validate(&self) -> Result<(), String> {
         if self.serial.is_empty() || self.serial.len() > 20 || !self.serial.is_ascii() {

@@ -4,9 +4,9 @@
 
 use std::sync::atomic::Ordering;
 
-use super::controller::lock;
 use super::namespace::CopyLimits;
 use super::Controller;
+use crate::sync::lock;
 
 /// Largest Copy Descriptor Formats Enable mask: formats 0 to 3.
 pub const MAX_CDFE: u16 = 0xf;
@@ -21,7 +21,7 @@ pub struct HostBehavior {
 impl Controller {
     /// Ids of the attached namespaces, in increasing order.
     pub fn namespace_ids(&self) -> Vec<u32> {
-        self.inner().namespaces().iter().map(|n| n.nsid).collect()
+        self.shared().namespaces().iter().map(|n| n.nsid).collect()
     }
 
     /// Current limits of a namespace.
@@ -61,7 +61,7 @@ impl Controller {
 
     /// Host Behavior Support as the device sees it: CDFE now, and after a reset.
     pub fn host_behavior(&self) -> HostBehavior {
-        let inner = self.inner();
+        let inner = self.shared();
         HostBehavior {
             cdfe: lock(&inner.features).cdfe(),
             reset_cdfe: inner.reset_cdfe.load(Ordering::Acquire),
@@ -79,7 +79,7 @@ impl Controller {
                 "cdfe: {cdfe:#x} is not a mask of copy formats 0-3 (0 to {MAX_CDFE:#x})"
             ));
         }
-        let inner = self.inner();
+        let inner = self.shared();
         inner.reset_cdfe.store(cdfe, Ordering::Release);
         lock(&inner.features).set_cdfe(cdfe);
         log::info!("Host Behavior Support CDFE set to {cdfe:#x} by the device's control");

@@ -4,63 +4,12 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::WARNING_TEMPERATURE;
-use crate::config::ControllerConfig;
 use crate::nvme::cmd::{FeatureSel, GetFeaturesCmd, SetFeaturesCmd};
-use crate::nvme::controller::{lock, Inner};
+use crate::nvme::feature_values::{Features, HOST_BEHAVIOR_SIZE};
 use crate::nvme::prp::{from_host, to_host, Mem};
 use crate::nvme::spec::{feat, status, Status};
-
-/// Size of the Host Behavior Support data structure.
-pub const HOST_BEHAVIOR_SIZE: usize = 512;
-
-/// Current feature values (reset to defaults by a controller reset).
-#[derive(Debug, Clone)]
-pub(crate) struct Features {
-    pub arbitration: u32,
-    pub power_management: u32,
-    pub temp_over: u16,
-    pub temp_under: u16,
-    pub error_recovery: u32,
-    pub interrupt_coalescing: u32,
-    /// Coalescing Disable per interrupt vector.
-    pub vector_cd: Vec<bool>,
-    pub aec: u32,
-    /// Timestamp set by the host: (milliseconds, when).
-    pub timestamp: Option<(u64, Instant)>,
-    pub host_behavior: [u8; HOST_BEHAVIOR_SIZE],
-}
-
-impl Features {
-    /// The values after a reset; Host Behavior Support holds `cdfe` (0 unless the
-    /// device was told otherwise: `--ctrl cdfe`, `set-host-behavior`).
-    pub fn new(cfg: &ControllerConfig, cdfe: u16) -> Features {
-        let mut host_behavior = [0; HOST_BEHAVIOR_SIZE];
-        host_behavior[4..6].copy_from_slice(&cdfe.to_le_bytes());
-        Features {
-            arbitration: 0,
-            power_management: 0,
-            temp_over: WARNING_TEMPERATURE,
-            temp_under: 0,
-            error_recovery: 0,
-            interrupt_coalescing: 0,
-            vector_cd: vec![false; cfg.max_ioqpairs as usize + 1],
-            aec: 0,
-            timestamp: None,
-            host_behavior,
-        }
-    }
-
-    /// Copy Descriptor Formats Enable (Host Behavior Support bytes 5:4), for Copy.
-    pub fn cdfe(&self) -> u16 {
-        u16::from_le_bytes([self.host_behavior[4], self.host_behavior[5]])
-    }
-
-    /// Sets CDFE, leaving the rest of Host Behavior Support as the host set it.
-    pub fn set_cdfe(&mut self, cdfe: u16) {
-        self.host_behavior[4..6].copy_from_slice(&cdfe.to_le_bytes());
-    }
-}
+use crate::nvme::state::Shared;
+use crate::sync::lock;
 
 /// Which features the host may change, and whether Get Features has data to send.
 fn known_feature(fid: u8) -> bool {
@@ -80,7 +29,7 @@ fn known_feature(fid: u8) -> bool {
     )
 }
 
-fn queues_dw0(inner: &Inner) -> u32 {
+fn queues_dw0(inner: &Shared) -> u32 {
     let n = inner.cfg.max_ioqpairs as u32 - 1;
     n | (n << 16)
 }
@@ -96,7 +45,7 @@ fn timestamp_bytes(f: &Features, started: Instant) -> [u8; 8] {
     b
 }
 
-pub(super) fn set(inner: &Inner, mem: &Mem, c: &SetFeaturesCmd) -> Result<u32, Status> {
+pub(super) fn set(inner: &Shared, mem: &Mem, c: &SetFeaturesCmd) -> Result<u32, Status> {
     if !known_feature(c.fid) {
         return Err(status::INVALID_FIELD.dnr());
     }
@@ -179,7 +128,7 @@ pub(super) fn set(inner: &Inner, mem: &Mem, c: &SetFeaturesCmd) -> Result<u32, S
     Ok(0)
 }
 
-pub(super) fn get(inner: &Inner, mem: &Mem, c: &GetFeaturesCmd) -> Result<u32, Status> {
+pub(super) fn get(inner: &Shared, mem: &Mem, c: &GetFeaturesCmd) -> Result<u32, Status> {
     if !known_feature(c.fid) {
         return Err(status::INVALID_FIELD.dnr());
     }

@@ -3,16 +3,17 @@
 
 use std::sync::atomic::Ordering;
 
-use super::COMPOSITE_TEMPERATURE;
-use crate::config::ControllerConfig;
 use crate::nvme::cmd::LogPageCmd;
-use crate::nvme::controller::{lock, Inner};
 use crate::nvme::identify;
 use crate::nvme::prp::{to_host, Mem};
+use crate::nvme::settings::COMPOSITE_TEMPERATURE;
 use crate::nvme::spec::Status;
 use crate::nvme::spec::{admin_op, io_op, log, put_ascii, put_u16, put_u32, put_u64, status};
+use crate::nvme::state::Shared;
+use crate::nvme::ControllerConfig;
+use crate::sync::lock;
 
-pub(super) fn get_log_page(inner: &Inner, mem: &Mem, c: &LogPageCmd) -> Result<(), Status> {
+pub(super) fn get_log_page(inner: &Shared, mem: &Mem, c: &LogPageCmd) -> Result<(), Status> {
     let data = match c.lid {
         log::ERROR_INFO => vec![0u8; 64],
         log::SMART => smart_log(inner),
@@ -35,7 +36,7 @@ fn data_units(bytes: u64) -> u64 {
     (bytes / 512).div_ceil(1000)
 }
 
-fn smart_log(inner: &Inner) -> Vec<u8> {
+fn smart_log(inner: &Shared) -> Vec<u8> {
     let mut b = vec![0u8; 512];
     let f = lock(&inner.features).clone();
     let mut warning = 0u8;

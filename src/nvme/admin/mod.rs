@@ -3,71 +3,37 @@
 //! [`super::identify`], log pages to [`log`], features to [`features`], and event
 //! requests to [`aer`], which also holds the state they own.
 
-mod aer;
 mod features;
 mod log;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::cmd::{decode_admin, AdminCmd, CqParams, SqParams};
-use super::controller::{self, lock, Inner, Outcome};
+use super::cmd::{decode_admin, AdminCmd};
 use super::identify;
 use super::prp::Mem;
+use super::queues::Outcome;
 use super::spec::{status, Sqe};
-
-pub(crate) use aer::{AerDue, AerState};
-pub(crate) use features::Features;
-pub use features::HOST_BEHAVIOR_SIZE;
-
-/// Asynchronous Event Request Limit, 0's based (Identify Controller AERL).
-pub const AERL: u8 = 3;
-/// Composite temperature reported in the SMART log, in kelvins (50 °C).
-pub const COMPOSITE_TEMPERATURE: u16 = 323;
-/// Default over-temperature threshold (Identify WCTEMP), in kelvins.
-pub const WARNING_TEMPERATURE: u16 = 343;
-/// Critical composite temperature (Identify CCTEMP), in kelvins.
-pub const CRITICAL_TEMPERATURE: u16 = 373;
+use super::state::Shared;
+use crate::sync::lock;
 
 /// Decodes one entry of the admin queue ([`decode_admin`]: FUSE and the other checks
 /// that need no state) and runs it.
-pub(crate) fn execute(inner: &Arc<Inner>, mem: &Mem, sqe: &Sqe) -> Outcome {
+pub(crate) fn execute(inner: &Arc<Shared>, mem: &Mem, sqe: &Sqe) -> Outcome {
     match decode_admin(sqe) {
         Ok(cmd) => run(inner, mem, &cmd),
         Err(s) => Outcome::err(s),
     }
 }
 
-/// The queue table's form of the decoded Create I/O SQ / CQ parameters.
-fn sq_params(p: &SqParams) -> controller::SqParams {
-    controller::SqParams {
-        qid: p.qid,
-        size: p.size,
-        base: p.base,
-        contiguous: p.contiguous,
-        cqid: p.cqid,
-    }
-}
-
-fn cq_params(p: &CqParams) -> controller::CqParams {
-    controller::CqParams {
-        qid: p.qid,
-        size: p.size,
-        base: p.base,
-        contiguous: p.contiguous,
-        ien: p.ien,
-        vector: p.vector,
-    }
-}
-
 /// Runs one decoded admin command.
-pub(crate) fn run(inner: &Arc<Inner>, mem: &Mem, cmd: &AdminCmd) -> Outcome {
+pub(crate) fn run(inner: &Arc<Shared>, mem: &Mem, cmd: &AdminCmd) -> Outcome {
     match cmd {
         AdminCmd::DeleteIoSq { qid } => inner.delete_sq(*qid).map(|_| 0).into(),
-        AdminCmd::CreateIoSq(p) => inner.create_sq(&sq_params(p)).map(|_| 0).into(),
+        AdminCmd::CreateIoSq(p) => inner.create_sq(p).map(|_| 0).into(),
         AdminCmd::GetLogPage(c) => log::get_log_page(inner, mem, c).map(|_| 0).into(),
         AdminCmd::DeleteIoCq { qid } => inner.delete_cq(*qid).map(|_| 0).into(),
-        AdminCmd::CreateIoCq(p) => inner.create_cq(&cq_params(p)).map(|_| 0).into(),
+        AdminCmd::CreateIoCq(p) => inner.create_cq(p).map(|_| 0).into(),
         AdminCmd::Identify(c) => identify::execute(inner, mem, c).map(|_| 0).into(),
         // Commands run to completion as soon as they are fetched: nothing can be aborted.
         AdminCmd::Abort { .. } => Outcome::ok(1),

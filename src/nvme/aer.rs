@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::AERL;
+use super::settings::AERL;
 use crate::nvme::spec::{aer, log, status, Status, NSID_ALL};
 
 /// Size of the Changed Namespace List log page (1024 nsids).

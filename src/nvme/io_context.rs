@@ -1,0 +1,43 @@
+//! [`IoCtx`]: the narrow state an NVM command set I/O command (and Copy) may touch.
+
+use super::health::Stats;
+use super::namespace::{Namespace, NamespaceTable};
+use super::spec::{status, Status, PAGE_SIZE};
+use super::ControllerConfig;
+use crate::hooks::Hooks;
+use std::sync::Arc;
+
+/// Built for each command by the controller's dispatcher from its shared state.
+pub(crate) struct IoCtx<'a> {
+    pub namespaces: &'a NamespaceTable,
+    /// MDTS, Copy support, OCFS.
+    pub cfg: &'a ControllerConfig,
+    /// Volatile Write Cache enabled: when off every write is made durable.
+    pub write_cache: bool,
+    /// Host Behavior Support Copy Descriptor Formats Enable when the command started.
+    pub cdfe: u16,
+    pub stats: &'a Stats,
+    pub hooks: &'a dyn Hooks,
+}
+
+impl IoCtx<'_> {
+    /// The namespace with this id, or Invalid Namespace.
+    pub fn namespace(&self, nsid: u32) -> Result<Arc<Namespace>, Status> {
+        self.namespaces
+            .get(nsid)
+            .ok_or(status::INVALID_NAMESPACE.dnr())
+    }
+
+    /// Maximum data transfer in bytes, `None` for no limit.
+    pub fn mdts_bytes(&self) -> Option<u64> {
+        match self.cfg.mdts {
+            0 => None,
+            m => PAGE_SIZE.checked_shl(m as u32),
+        }
+    }
+
+    /// Durability a write asks for: FUA, or every write while the write cache is off.
+    pub fn durable(&self, fua: bool) -> bool {
+        fua || !self.write_cache
+    }
+}
