@@ -15,6 +15,9 @@ pub mod control;
 pub mod lab;
 pub mod trace;
 
+#[cfg(test)]
+mod tests;
+
 pub use lab::{
     CommandObserver, CommandRecord, CopyRecord, CopyStats, Experiment, FaultInfo, FaultSpec,
     LatencySpec, NamespaceStats, OpcodeStats, StatsSnapshot, MAX_LATENCY_US,

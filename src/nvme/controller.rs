@@ -286,7 +286,3 @@ impl Executor for Dispatcher {
         }
     }
 }
-
-#[cfg(test)]
-#[path = "controller_tests.rs"]
-mod tests;

@@ -39,6 +39,9 @@ pub mod spec;
 pub(crate) mod state;
 pub mod status;
 mod timer;
+
+#[cfg(test)]
+pub(crate) mod tests;
 pub mod tuning;
 
 pub use controller::Controller;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::*;
 use crate::nvme::aer::AerState;
 
-pub(super) fn feat_sqe(opcode: u8, fid: u8, cdw11: u32) -> Sqe {
+pub(crate) fn feat_sqe(opcode: u8, fid: u8, cdw11: u32) -> Sqe {
     Sqe {
         opcode,
         cdw10: fid as u32,
@@ -15,7 +15,7 @@ pub(super) fn feat_sqe(opcode: u8, fid: u8, cdw11: u32) -> Sqe {
     }
 }
 
-pub(super) fn get_log(
+pub(crate) fn get_log(
     h: &mut Host,
     lid: u8,
     nsid: u32,

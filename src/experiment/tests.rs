@@ -4,13 +4,18 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::admin_tests::{feat_sqe, get_log};
-use super::copy_tests::{block, copy_cmd, copy_host, limited, seed, seeded, set_cdfe, DATA};
-use super::*;
+use crate::nvme::tests::admin::{feat_sqe, get_log};
+use crate::nvme::tests::copy::{block, copy_cmd, copy_host, limited, seed, seeded, set_cdfe, DATA};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::ControllerConfig;
 use crate::experiment::*;
 use crate::hooks::{AdminKey, RangeRecord};
 use crate::nvme::aer::AerState;
 use crate::nvme::namespace::CopyLimits;
+use crate::nvme::spec::*;
+use crate::nvme::tests::*;
 
 /// A read buffer, away from every other scratch area.
 const RBUF: u64 = 0xa00000;

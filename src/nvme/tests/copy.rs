@@ -2,12 +2,12 @@
 
 use super::*;
 
-pub(super) const RANGES: u64 = 0x880000;
-pub(super) const DATA: u64 = 0x800000;
+pub(crate) const RANGES: u64 = 0x880000;
+pub(crate) const DATA: u64 = 0x800000;
 
 /// Builds descriptors of `format` from (snsid, slba, nlb 1-based).
-pub(super) fn descriptors(format: u8, ranges: &[(u32, u64, u32)]) -> Vec<u8> {
-    let size = copy::descriptor_size(format).unwrap();
+pub(crate) fn descriptors(format: u8, ranges: &[(u32, u64, u32)]) -> Vec<u8> {
+    let size = crate::nvme::spec::copy::descriptor_size(format).unwrap();
     let mut b = vec![0u8; size * ranges.len()];
     for (i, (snsid, slba, nlb)) in ranges.iter().enumerate() {
         let d = &mut b[i * size..(i + 1) * size];
@@ -18,7 +18,7 @@ pub(super) fn descriptors(format: u8, ranges: &[(u32, u64, u32)]) -> Vec<u8> {
     b
 }
 
-pub(super) fn copy_cmd(
+pub(crate) fn copy_cmd(
     h: &mut Host,
     nsid: u32,
     sdlba: u64,
@@ -42,7 +42,7 @@ pub(super) fn copy_cmd(
 }
 
 /// Fills blocks [0, n) of `nsid` with block-numbered patterns.
-pub(super) fn seed(h: &mut Host, nsid: u32, n: u32) {
+pub(crate) fn seed(h: &mut Host, nsid: u32, n: u32) {
     let data: Vec<u8> = (0..n as usize * 512)
         .map(|i| (i / 512) as u8 ^ 0x5a)
         .collect();
@@ -60,15 +60,15 @@ pub(super) fn seed(h: &mut Host, nsid: u32, n: u32) {
     assert!(h.cmd(1, rw(io_op::WRITE, nsid, 0, n, DATA, prp2)).ok());
 }
 
-pub(super) fn block(h: &Host, nsid: u32, lba: u64) -> Vec<u8> {
+pub(crate) fn block(h: &Host, nsid: u32, lba: u64) -> Vec<u8> {
     h.store_bytes(nsid, lba * 512, 512)
 }
 
-pub(super) fn seeded(lba: u64) -> Vec<u8> {
+pub(crate) fn seeded(lba: u64) -> Vec<u8> {
     vec![(lba as u8) ^ 0x5a; 512]
 }
 
-pub(super) fn limited(mssrl: u16, mcl: u32, msrc: u8) -> NamespaceConfig {
+pub(crate) fn limited(mssrl: u16, mcl: u32, msrc: u8) -> NamespaceConfig {
     NamespaceConfig {
         size: Some(1 << 20),
         mssrl,
@@ -78,7 +78,7 @@ pub(super) fn limited(mssrl: u16, mcl: u32, msrc: u8) -> NamespaceConfig {
     }
 }
 
-pub(super) fn copy_host(ns: Vec<Namespace>) -> Host {
+pub(crate) fn copy_host(ns: Vec<Namespace>) -> Host {
     let mut h = Host::new(ControllerConfig::default(), ns);
     h.io_pair(1, 32);
     h
@@ -247,7 +247,7 @@ fn readonly_destination_and_overlap() {
 // ---------------------------------------------------------------------------------------
 // Configuration: ONCS, OCFS, copy=off, the effects log, Host Behavior Support.
 
-pub(super) fn set_cdfe(h: &mut Host, cdfe: u16) {
+pub(crate) fn set_cdfe(h: &mut Host, cdfe: u16) {
     let mut hbs = vec![0u8; 512];
     hbs[4..6].copy_from_slice(&cdfe.to_le_bytes());
     h.write_mem(BUF, &hbs);

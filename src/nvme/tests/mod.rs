@@ -29,7 +29,7 @@ pub const BUF: u64 = 0x100000;
 /// Where the driver takes memory it allocates itself (PRP lists, SGL segments); the
 /// tests' fixed addresses stay below.
 pub const HEAP: u64 = 0xc0_0000;
-const TIMEOUT: Duration = Duration::from_secs(5);
+pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The interrupt recorder the controller raises into.
 pub type Irq = Interrupts;
@@ -220,14 +220,9 @@ impl Host {
     }
 }
 
-#[path = "controller_tests_admin.rs"]
-mod admin_tests;
-#[path = "controller_tests_copy.rs"]
-mod copy_tests;
-#[path = "controller_tests_exp.rs"]
-mod exp_tests;
-#[path = "controller_tests_io.rs"]
-mod io_tests;
+pub(crate) mod admin;
+pub(crate) mod copy;
+mod io;
 
 #[test]
 fn controller_is_shareable_between_threads() {
