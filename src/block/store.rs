@@ -7,6 +7,8 @@
 //! punch hole (deallocate), write zeroes and copy_range (copy_file_range with a bounded
 //! bounce-buffer fallback).
 //!
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 

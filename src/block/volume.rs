@@ -8,6 +8,8 @@
 //! it on FUA or with its volatile write cache off, the virtio-blk front end when the
 //! driver did not negotiate FLUSH.
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -17,6 +17,8 @@
 //! Guest memory is a `GuestMemoryAtomic` the transport updates on every DMA map change;
 //! interrupts leave through an [`InterruptSink`], which the transport maps to eventfds.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub(crate) mod aer;
 pub mod cmd;

@@ -1,7 +1,7 @@
 //! NVMe opcode and status names (the ones traces, counters and the control socket
 //! show), and how NVMe I/O opcodes map to the transport-neutral operation kinds.
 
-use super::spec::{admin_op, io_op};
+use super::spec::{admin_op, io_op, status};
 use crate::hooks::OpKind;
 
 /// I/O opcode names used by traces, counters and the control socket.
@@ -68,49 +68,12 @@ pub fn io_opcode_by_name(name: &str) -> Option<u8> {
 }
 
 /// A status's name ("success", "invalid-field", "command-size-limit-exceeded", ...),
-/// ignoring DNR.
-pub fn status_name(status: u16) -> &'static str {
-    match status & 0x7ff {
-        0x000 => "success",
-        0x001 => "invalid-opcode",
-        0x002 => "invalid-field",
-        0x003 => "command-id-conflict",
-        0x004 => "data-transfer-error",
-        0x005 => "power-loss-abort",
-        0x006 => "internal-error",
-        0x007 => "abort-requested",
-        0x008 => "sq-deletion-abort",
-        0x00b => "invalid-namespace",
-        0x00c => "command-sequence-error",
-        0x00d => "invalid-sgl-segment",
-        0x00e => "invalid-sgl-count",
-        0x00f => "data-sgl-length-invalid",
-        0x011 => "sgl-descriptor-type-invalid",
-        0x013 => "invalid-prp-offset",
-        0x020 => "namespace-write-protected",
-        0x080 => "lba-out-of-range",
-        0x081 => "capacity-exceeded",
-        0x082 => "namespace-not-ready",
-        0x083 => "reservation-conflict",
-        0x100 => "completion-queue-invalid",
-        0x101 => "invalid-queue-id",
-        0x102 => "invalid-queue-size",
-        0x105 => "aer-limit-exceeded",
-        0x108 => "invalid-interrupt-vector",
-        0x109 => "invalid-log-page",
-        0x10a => "invalid-format",
-        0x10c => "invalid-queue-deletion",
-        0x10d => "feature-not-saveable",
-        0x183 => "command-size-limit-exceeded",
-        0x185 => "incompatible-namespace-or-format",
-        0x280 => "write-fault",
-        0x281 => "unrecovered-read-error",
-        0x282 => "end-to-end-guard-check-error",
-        0x285 => "compare-failure",
-        0x286 => "access-denied",
-        0x287 => "deallocated-or-unwritten-block",
-        _ => "unknown",
-    }
+/// ignoring DNR, from the one status table ([`status::TABLE`]).
+pub fn status_name(st: u16) -> &'static str {
+    status::TABLE
+        .iter()
+        .find(|(s, _)| s.0 == st & 0x7ff)
+        .map_or("unknown", |(_, n)| n)
 }
 
 /// The operation kind of an I/O opcode.

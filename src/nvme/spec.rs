@@ -144,43 +144,64 @@ pub mod sct {
     pub const MEDIA: u8 = 2;
 }
 
-/// Status values (without DNR; errors are sent with [`Status::dnr`]).
+/// Status values (without DNR; errors are sent with [`Status::dnr`]), each with the name
+/// traces, counters and the control socket show: the one status table.
 pub mod status {
     use super::sct::*;
     use super::Status;
 
-    pub const SUCCESS: Status = Status::new(GENERIC, 0x00);
-    pub const INVALID_OPCODE: Status = Status::new(GENERIC, 0x01);
-    pub const INVALID_FIELD: Status = Status::new(GENERIC, 0x02);
-    pub const DATA_TRANSFER_ERROR: Status = Status::new(GENERIC, 0x04);
-    pub const INTERNAL_ERROR: Status = Status::new(GENERIC, 0x06);
-    pub const INVALID_NAMESPACE: Status = Status::new(GENERIC, 0x0b);
-    pub const COMMAND_SEQUENCE_ERROR: Status = Status::new(GENERIC, 0x0c);
-    pub const INVALID_SGL_SEGMENT: Status = Status::new(GENERIC, 0x0d);
-    pub const INVALID_SGL_COUNT: Status = Status::new(GENERIC, 0x0e);
-    pub const DATA_SGL_LENGTH_INVALID: Status = Status::new(GENERIC, 0x0f);
-    pub const SGL_DESCRIPTOR_TYPE_INVALID: Status = Status::new(GENERIC, 0x11);
-    pub const INVALID_PRP_OFFSET: Status = Status::new(GENERIC, 0x13);
-    pub const NAMESPACE_WRITE_PROTECTED: Status = Status::new(GENERIC, 0x20);
-    pub const LBA_OUT_OF_RANGE: Status = Status::new(GENERIC, 0x80);
+    macro_rules! statuses {
+        ($($(#[$m:meta])* $name:ident = ($sct:ident, $sc:literal, $text:literal);)*) => {
+            $($(#[$m])* pub const $name: Status = Status::new($sct, $sc);)*
+            /// Every status with its name.
+            pub const TABLE: &[(Status, &str)] = &[$(($name, $text)),*];
+        };
+    }
 
-    pub const COMPLETION_QUEUE_INVALID: Status = Status::new(COMMAND_SPECIFIC, 0x00);
-    pub const INVALID_QUEUE_ID: Status = Status::new(COMMAND_SPECIFIC, 0x01);
-    pub const INVALID_QUEUE_SIZE: Status = Status::new(COMMAND_SPECIFIC, 0x02);
-    pub const AER_LIMIT_EXCEEDED: Status = Status::new(COMMAND_SPECIFIC, 0x05);
-    pub const INVALID_INTERRUPT_VECTOR: Status = Status::new(COMMAND_SPECIFIC, 0x08);
-    pub const INVALID_LOG_PAGE: Status = Status::new(COMMAND_SPECIFIC, 0x09);
-    pub const INVALID_QUEUE_DELETION: Status = Status::new(COMMAND_SPECIFIC, 0x0c);
-    pub const FEATURE_NOT_SAVEABLE: Status = Status::new(COMMAND_SPECIFIC, 0x0d);
-    /// Copy: Command Size Limit Exceeded.
-    pub const COMMAND_SIZE_LIMIT_EXCEEDED: Status = Status::new(COMMAND_SPECIFIC, 0x83);
-    /// Copy: Incompatible Namespace or Format.
-    pub const INCOMPATIBLE_NS_OR_FORMAT: Status = Status::new(COMMAND_SPECIFIC, 0x85);
-    pub const INVALID_FORMAT: Status = Status::new(COMMAND_SPECIFIC, 0x0a);
+    statuses! {
+        SUCCESS = (GENERIC, 0x00, "success");
+        INVALID_OPCODE = (GENERIC, 0x01, "invalid-opcode");
+        INVALID_FIELD = (GENERIC, 0x02, "invalid-field");
+        COMMAND_ID_CONFLICT = (GENERIC, 0x03, "command-id-conflict");
+        DATA_TRANSFER_ERROR = (GENERIC, 0x04, "data-transfer-error");
+        POWER_LOSS_ABORT = (GENERIC, 0x05, "power-loss-abort");
+        INTERNAL_ERROR = (GENERIC, 0x06, "internal-error");
+        ABORT_REQUESTED = (GENERIC, 0x07, "abort-requested");
+        SQ_DELETION_ABORT = (GENERIC, 0x08, "sq-deletion-abort");
+        INVALID_NAMESPACE = (GENERIC, 0x0b, "invalid-namespace");
+        COMMAND_SEQUENCE_ERROR = (GENERIC, 0x0c, "command-sequence-error");
+        INVALID_SGL_SEGMENT = (GENERIC, 0x0d, "invalid-sgl-segment");
+        INVALID_SGL_COUNT = (GENERIC, 0x0e, "invalid-sgl-count");
+        DATA_SGL_LENGTH_INVALID = (GENERIC, 0x0f, "data-sgl-length-invalid");
+        SGL_DESCRIPTOR_TYPE_INVALID = (GENERIC, 0x11, "sgl-descriptor-type-invalid");
+        INVALID_PRP_OFFSET = (GENERIC, 0x13, "invalid-prp-offset");
+        NAMESPACE_WRITE_PROTECTED = (GENERIC, 0x20, "namespace-write-protected");
+        LBA_OUT_OF_RANGE = (GENERIC, 0x80, "lba-out-of-range");
+        CAPACITY_EXCEEDED = (GENERIC, 0x81, "capacity-exceeded");
+        NAMESPACE_NOT_READY = (GENERIC, 0x82, "namespace-not-ready");
+        RESERVATION_CONFLICT = (GENERIC, 0x83, "reservation-conflict");
 
-    pub const WRITE_FAULT: Status = Status::new(MEDIA, 0x80);
-    pub const UNRECOVERED_READ_ERROR: Status = Status::new(MEDIA, 0x81);
-    pub const COMPARE_FAILURE: Status = Status::new(MEDIA, 0x85);
+        COMPLETION_QUEUE_INVALID = (COMMAND_SPECIFIC, 0x00, "completion-queue-invalid");
+        INVALID_QUEUE_ID = (COMMAND_SPECIFIC, 0x01, "invalid-queue-id");
+        INVALID_QUEUE_SIZE = (COMMAND_SPECIFIC, 0x02, "invalid-queue-size");
+        AER_LIMIT_EXCEEDED = (COMMAND_SPECIFIC, 0x05, "aer-limit-exceeded");
+        INVALID_INTERRUPT_VECTOR = (COMMAND_SPECIFIC, 0x08, "invalid-interrupt-vector");
+        INVALID_LOG_PAGE = (COMMAND_SPECIFIC, 0x09, "invalid-log-page");
+        INVALID_FORMAT = (COMMAND_SPECIFIC, 0x0a, "invalid-format");
+        INVALID_QUEUE_DELETION = (COMMAND_SPECIFIC, 0x0c, "invalid-queue-deletion");
+        FEATURE_NOT_SAVEABLE = (COMMAND_SPECIFIC, 0x0d, "feature-not-saveable");
+        /// Copy: Command Size Limit Exceeded.
+        COMMAND_SIZE_LIMIT_EXCEEDED = (COMMAND_SPECIFIC, 0x83, "command-size-limit-exceeded");
+        /// Copy: Incompatible Namespace or Format.
+        INCOMPATIBLE_NS_OR_FORMAT = (COMMAND_SPECIFIC, 0x85, "incompatible-namespace-or-format");
+
+        WRITE_FAULT = (MEDIA, 0x80, "write-fault");
+        UNRECOVERED_READ_ERROR = (MEDIA, 0x81, "unrecovered-read-error");
+        GUARD_CHECK_ERROR = (MEDIA, 0x82, "end-to-end-guard-check-error");
+        COMPARE_FAILURE = (MEDIA, 0x85, "compare-failure");
+        ACCESS_DENIED = (MEDIA, 0x86, "access-denied");
+        DEALLOCATED_OR_UNWRITTEN = (MEDIA, 0x87, "deallocated-or-unwritten-block");
+    }
 }
 
 /// Admin command opcodes.
