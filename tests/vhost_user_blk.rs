@@ -308,6 +308,24 @@ fn binary_serves_reconnects_and_idles() {
         .read_exact_at(&mut f, 2048 * 512)
         .unwrap();
     assert_eq!(f, data);
+    // SIGTERM ends it (vhost-user-blk only: the signal's default action).
+    let st = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut p = p;
+    let t0 = std::time::Instant::now();
+    loop {
+        if p.0.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "vnvme ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
