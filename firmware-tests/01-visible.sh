@@ -1,7 +1,7 @@
 # CHECKS: every configured namespace is visible: NVMe: the controller, one block device per NSID, nvme list; virtio-blk: one disk per namespace with its size and logical block size, the features vnvme offers (VERSION_1 SEG_MAX BLK_SIZE FLUSH EVENT_IDX, DISCARD and WRITE_ZEROES when writable, MQ with its queue count, RO as configured) negotiated, and GET_ID answered
 . /tests/lib.sh
 if [ "$DISK" = virtio ]; then
-    count=$(ls /sys/block | grep -c '^vd')
+    count=$(for b in /sys/block/vd*; do [ -e "$b" ] && echo "$b"; done | wc -l)
     expect_eq "virtio-blk disks under /sys/block" "$count" "$NS_COUNT"
     i=1
     while [ $i -le $NS_COUNT ]; do

@@ -41,7 +41,7 @@ dd if=$n bs=1M skip=8 count=1 iflag=direct 2>/dev/null | cmp -s - /tmp/zero || f
 echo "1 MiB at MiB 8: discarded through $v, reads as zeroes through $n"
 dd if=/tmp/pool of=$v bs=1M seek=9 count=1 oflag=direct conv=notrunc,fsync 2>/dev/null || fail "write at MiB 9 failed"
 lbs=$(ns_var 1 LBS)
-nvme write-zeroes $n --namespace-id=$(ns_var 1 NSID) --start-block=$((9 * 1048576 / lbs)) --block-count=$((1048576 / lbs - 1)) >/tmp/o 2>&1 ||
+nvme write-zeroes $n --namespace-id="$(ns_var 1 NSID)" --start-block=$((9 * 1048576 / lbs)) --block-count=$((1048576 / lbs - 1)) >/tmp/o 2>&1 ||
     fail "nvme write-zeroes failed: $(cat /tmp/o)"
 drop
 dd if=$v bs=1M skip=9 count=1 iflag=direct 2>/dev/null | cmp -s - /tmp/zero || fail "1 MiB zeroed with NVMe Write Zeroes through $n does not read as zeroes through $v"
