@@ -28,6 +28,13 @@ pub type Mem = GuestMemoryMmap<()>;
 /// `seg_max` that is only walked to find the status byte).
 pub const MAX_WALK: usize = spec::MAX_QUEUE_SIZE;
 
+/// Most segments any discard / write-zeroes request may carry (the buffers below).
+const MAX_SEG: usize = if spec::MAX_DISCARD_SEG > spec::MAX_WRITE_ZEROES_SEG {
+    spec::MAX_DISCARD_SEG as usize
+} else {
+    spec::MAX_WRITE_ZEROES_SEG as usize
+};
+
 /// What a request runs with.
 pub struct Exec<'a> {
     pub disk: &'a Disk,
@@ -346,7 +353,7 @@ fn discard_or_zeroes(
         return Err(ioerr(format!("{n} segments, more than {max_seg}")).into());
     }
     let n = n as usize;
-    let mut buf = [0u8; spec::SEGMENT_LEN * spec::MAX_DISCARD_SEG as usize];
+    let mut buf = [0u8; spec::SEGMENT_LEN * MAX_SEG];
     let buf = &mut buf[..n * spec::SEGMENT_LEN];
     gather(mem, data, buf).ok_or_else(|| ioerr("segments outside guest memory"))?;
     let vol = &*x.disk.volume;
@@ -356,7 +363,7 @@ fn discard_or_zeroes(
     } else {
         0
     };
-    let mut ranges = [(0u64, 0u64, false); spec::MAX_DISCARD_SEG as usize];
+    let mut ranges = [(0u64, 0u64, false); MAX_SEG];
     let mut blocks_total = 0u64;
     for (i, seg) in buf.chunks_exact(spec::SEGMENT_LEN).enumerate() {
         let sector = u64::from_le_bytes(seg[0..8].try_into().unwrap_or_default());
