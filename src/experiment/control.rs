@@ -85,7 +85,7 @@ pub const COMMANDS: &[CommandInfo] = &[
     },
     CommandInfo {
         name: "inject-fault",
-        args: "opcode, status, nsid?, after?, count?, every?, probability?, seed?, dnr?, copy_range?",
+        args: "opcode, status, nsid?, after?, count?, every?, probability?, seed?, dnr?, copy_range?, transport?",
         help: "complete matching I/O commands with status; returns the fault id",
     },
     CommandInfo {
