@@ -167,7 +167,9 @@ fn run(args: &RunArgs, exp: &ExperimentArgs, vhost: &VhostUserBlkArgs, socket_gi
     };
     let mut running = Vec::with_capacity(disks.len());
     for d in &disks {
-        let hooks: Arc<dyn vnvme::hooks::Hooks> = Arc::new(vnvme::hooks::NoHooks);
+        // The same experiment state as the NVMe controller: one set of faults,
+        // latencies, counters and one trace for both views.
+        let hooks: Arc<dyn vnvme::hooks::Hooks> = lab.clone();
         match vnvme::server::spawn_vhost_user_blk(&cfg, d, &volumes, hooks) {
             Ok(r) => running.push(r),
             Err(e) => {

@@ -177,14 +177,7 @@ pub fn assign_nsids(namespaces: &[NamespaceConfig]) -> Result<Vec<u32>, ConfigEr
 /// Opens the namespaces and builds the controller and its PCI function.
 pub fn build(cfg: &DeviceConfig) -> Result<NvmeFunction, ConfigError> {
     cfg.controller.validate().map_err(ConfigError)?;
-    let ids = assign_nsids(&cfg.namespaces)?;
-    let mut namespaces = Vec::with_capacity(cfg.namespaces.len());
-    for (ns, id) in cfg.namespaces.iter().zip(ids) {
-        namespaces.push(open_namespace(ns, id)?);
-    }
-    let experiment = Arc::new(Experiment::new());
-    let ctrl = Controller::new(&cfg.controller, namespaces, experiment.clone());
-    Ok(NvmeFunction::new(cfg, ctrl, experiment))
+    build_on(cfg, &open_volumes(cfg)?)
 }
 
 /// Opens every `--ns` volume once, in order, with its namespace id: the wiring gives

@@ -417,3 +417,117 @@ fn options_and_qemu_args() {
         "{out}"
     );
 }
+
+fn ctl(path: &std::path::Path, req: serde_json::Value) -> serde_json::Value {
+    vnvme::experiment::control::request(path, &req, Duration::from_secs(10)).expect("control")
+}
+
+/// The binary gives its disks the same experiment state as the NVMe controller: a
+/// fault installed on the control socket fails a virtio-blk read (IOERR, no data
+/// touched), `transport` narrows a fault to one front end, a latency delays virtio
+/// reads, counters appear under "virtio-blk:1" and the trace holds virtio-blk records.
+#[test]
+fn experiment_hooks_apply_to_the_virtio_view() {
+    let dir = TempDir::new("vub-exp");
+    let sock = dir.path("blk.sock");
+    let control = dir.path("ctl.sock");
+    let trace = dir.path("trace.jsonl");
+    let child = Command::new(env!("CARGO_BIN_EXE_vnvme"))
+        .current_dir(&dir.0)
+        .args([
+            "--ns",
+            "size=8M",
+            "--vhost-user-blk",
+            &format!("socket={},ns=1", sock.display()),
+            "--control",
+            &control.display().to_string(),
+            "--trace",
+            &trace.display().to_string(),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn vnvme");
+    let p = Proc(child);
+    wait_for_socket(&sock);
+    wait_for_socket(&control);
+    let mut v = VirtioBlk::connect(&sock, 0);
+    let data = pattern(8 << 10, 9);
+    assert_eq!(v.write(64, &data), S_OK);
+
+    // A read fault for both front ends: the first read fails, the second succeeds.
+    let r = ctl(
+        &control,
+        serde_json::json!({"execute":"inject-fault","arguments":{"opcode":"read","count":1,"status":"0x0281"}}),
+    );
+    assert_eq!(r["return"]["id"], 1, "{r}");
+    let (st, _) = v.read(64, data.len());
+    assert_eq!(st, S_IOERR, "the injected fault fails the virtio read");
+    assert_eq!(v.read(64, data.len()), (S_OK, data.clone()));
+
+    // A fault narrowed to NVMe leaves virtio alone.
+    ctl(
+        &control,
+        serde_json::json!({"execute":"inject-fault","arguments":{"opcode":"write","status":"0x0280","transport":"nvme"}}),
+    );
+    assert_eq!(v.write(128, &data), S_OK);
+    let r = ctl(&control, serde_json::json!({"execute":"query-faults"}));
+    let faults = r["return"]["faults"].as_array().expect("faults").clone();
+    assert_eq!(faults[0]["injected"], 1, "{r}");
+    assert_eq!(faults[1]["matched"], 0, "{r}");
+
+    // A read latency delays virtio reads too.
+    ctl(
+        &control,
+        serde_json::json!({"execute":"set-latency","arguments":{"opcode":"read","fixed_us":200000}}),
+    );
+    let t0 = std::time::Instant::now();
+    assert_eq!(v.read(64, 512).0, S_OK);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t0.elapsed()
+    );
+    ctl(
+        &control,
+        serde_json::json!({"execute":"set-latency","arguments":{"opcode":"read","fixed_us":0}}),
+    );
+
+    // Counters: the virtio disk under "virtio-blk:1", by operation kind.
+    let s = ctl(&control, serde_json::json!({"execute":"query-stats"}));
+    let ops = &s["return"]["virtio-blk:1"]["opcodes"];
+    assert_eq!(ops["read"]["commands"], 3, "{s}");
+    assert_eq!(ops["read"]["errors"]["0x0001"], 1, "{s}");
+    assert_eq!(ops["write"]["commands"], 2, "{s}");
+    assert!(s["return"].get("1").is_none(), "no NVMe traffic: {s}");
+
+    drop(v);
+    // The trace writer drains its queue in the background: wait (bounded) for the
+    // records, then stop the process.
+    let t0 = std::time::Instant::now();
+    let mut text = String::new();
+    while t0.elapsed() < Duration::from_secs(10) {
+        text = std::fs::read_to_string(&trace).unwrap_or_default();
+        if text.matches(r#""opcode_name":"read""#).count() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(p);
+    // The trace: virtio-blk records with kind names and status bytes.
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v.get("transport").is_some())
+        .collect();
+    let reads: Vec<_> = lines
+        .iter()
+        .filter(|l| l["transport"] == "virtio-blk" && l["opcode_name"] == "read")
+        .collect();
+    assert_eq!(reads.len(), 3, "{text}");
+    assert_eq!(reads[0]["status_name"], "ioerr");
+    assert_eq!(reads[0]["slba"], 64 * 512 / 512);
+    assert_eq!(reads[1]["status_name"], "ok");
+    assert!(reads[2]["latency_us"].as_u64().unwrap_or(0) >= 200_000);
+}
