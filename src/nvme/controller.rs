@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::admin;
+use super::cmd::{decode_admin, decode_io};
 use super::io;
 use super::prp::Mem;
 use super::queues::{Executor, Link, Outcome, Queues};
@@ -18,7 +19,7 @@ use super::spec::{cc, csts, reg, Sqe, PAGE_SIZE};
 use super::state::Shared;
 use super::ControllerConfig;
 use super::{GuestMemory, InterruptSink, Namespace};
-use crate::hooks::{Completed, Hooks};
+use crate::hooks::{Completed, Hooks, Op, Transport};
 use crate::sync::lock;
 
 /// The register side of the controller, over the state its handlers share.
@@ -277,12 +278,31 @@ struct Dispatcher(Arc<Shared>);
 
 impl Executor for Dispatcher {
     fn execute(&self, qid: u16, mem: &Mem, sqe: &Sqe, done: &mut Completed) -> Outcome {
+        // Each entry is decoded once, here; the record takes what the typed command says.
         if qid == 0 {
-            admin::execute(&self.0, mem, sqe)
+            match decode_admin(sqe) {
+                Ok(cmd) => {
+                    done.admin = cmd.key();
+                    admin::run(&self.0, mem, &cmd)
+                }
+                Err(s) => Outcome::err(s),
+            }
         } else {
-            let (outcome, copy) = io::execute(&self.0.io_ctx(), mem, sqe);
-            done.copy = copy.map(|c| c.record(sqe.nsid));
-            outcome
+            match decode_io(sqe) {
+                Ok(cmd) => {
+                    done.block = cmd.block();
+                    let op = Op {
+                        transport: Transport::Nvme,
+                        kind: cmd.kind(),
+                        opcode: sqe.opcode,
+                        nsid: sqe.nsid,
+                    };
+                    let (outcome, copy) = io::execute(&self.0.io_ctx(), mem, &cmd, &op);
+                    done.copy = copy.map(|c| c.record(sqe.nsid));
+                    outcome
+                }
+                Err(s) => Outcome::err(s),
+            }
         }
     }
 }

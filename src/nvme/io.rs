@@ -10,16 +10,15 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::cmd::{decode_io, IoCmd, RwCmd};
+use super::cmd::{IoCmd, RwCmd};
 use super::copy::CopyDone;
 use super::io_context::IoCtx;
-use super::names::io_kind;
 use super::namespace::Namespace;
 use super::prp::{DataPtr, Dma, Mem};
 use super::queues::Outcome;
-use super::spec::{io_op, status, Sqe, Status, NSID_ALL};
+use super::spec::{io_op, status, Status, NSID_ALL};
 use super::status::of_block;
-use crate::hooks::{Op, Transport};
+use crate::hooks::Op;
 
 /// An injected fault, in the model's status type.
 struct Injected {
@@ -39,29 +38,17 @@ pub const SUPPORTED: &[(u8, bool)] = &[
     (io_op::COPY, true),
 ];
 
-/// Decodes one entry of an I/O queue ([`decode_io`]: FUSE, before anything else) and
-/// runs it, unless an injected fault decides its outcome first. Copy also returns what
-/// it did (ranges, blocks copied) for the records and counters. Past the decode, `sqe`
-/// serves only the fault match on its opcode and nsid; the command runs from `cmd`.
-pub(crate) fn execute(ctx: &IoCtx, mem: &Mem, sqe: &Sqe) -> (Outcome, Option<CopyDone>) {
-    let cmd = match decode_io(sqe) {
-        Ok(cmd) => cmd,
-        Err(s) => return (Outcome::err(s), None),
-    };
-    let cmd = &cmd;
+/// Runs one decoded I/O command, unless an injected fault (matched on `op`) decides its
+/// outcome first. Copy also returns what it did (ranges, blocks copied) for the records
+/// and counters.
+pub(crate) fn execute(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd, op: &Op) -> (Outcome, Option<CopyDone>) {
     let copy = match cmd {
         IoCmd::Copy(c) => Some(c),
         _ => None,
     };
-    let op = Op {
-        transport: Transport::Nvme,
-        kind: io_kind(sqe.opcode),
-        opcode: sqe.opcode,
-        nsid: sqe.nsid,
-    };
     if let Some(inj) = ctx
         .hooks
-        .inject(&op)
+        .inject(op)
         .map(|i| (i.copy_range, Status(i.status)))
     {
         let inj = Injected {

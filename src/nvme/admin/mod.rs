@@ -9,22 +9,13 @@ mod log;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::cmd::{decode_admin, AdminCmd};
+use super::cmd::AdminCmd;
 use super::identify;
 use super::prp::Mem;
 use super::queues::Outcome;
-use super::spec::{status, Sqe};
+use super::spec::status;
 use super::state::Shared;
 use crate::sync::lock;
-
-/// Decodes one entry of the admin queue ([`decode_admin`]: FUSE and the other checks
-/// that need no state) and runs it.
-pub(crate) fn execute(inner: &Arc<Shared>, mem: &Mem, sqe: &Sqe) -> Outcome {
-    match decode_admin(sqe) {
-        Ok(cmd) => run(inner, mem, &cmd),
-        Err(s) => Outcome::err(s),
-    }
-}
 
 /// Runs one decoded admin command.
 pub(crate) fn run(inner: &Arc<Shared>, mem: &Mem, cmd: &AdminCmd) -> Outcome {
