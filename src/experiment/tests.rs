@@ -9,13 +9,13 @@ use crate::nvme::tests::copy::{block, copy_cmd, copy_host, limited, seed, seeded
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::ControllerConfig;
 use crate::experiment::*;
 use crate::hooks::{AdminKey, RangeRecord};
 use crate::nvme::aer::AerState;
 use crate::nvme::namespace::CopyLimits;
 use crate::nvme::spec::*;
 use crate::nvme::tests::*;
+use crate::nvme::ControllerConfig;
 
 /// A read buffer, away from every other scratch area.
 const RBUF: u64 = 0xa00000;

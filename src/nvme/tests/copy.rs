@@ -789,7 +789,7 @@ impl crate::block::Store for Faulty {
 
 fn faulty_ns(nsid: u32, f: Faulty) -> Namespace {
     let v = crate::block::Volume::new("faulty".into(), Arc::new(f), 512, false).unwrap();
-    crate::server::namespace_on(&limited(16, 64, 7), nsid, Arc::new(v))
+    limited(16, 64, 7).on(nsid, Arc::new(v))
 }
 
 #[test]
@@ -895,12 +895,12 @@ fn copies_between_a_file_namespace_and_a_memory_namespace() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let file_cfg = NamespaceConfig {
-        backing: crate::config::Backing::File(dir.join("a.img")),
+        backing: Backing::File(dir.join("a.img")),
         ..limited(16, 64, 7)
     };
     // The same file opened twice: two namespaces whose blocks are the same bytes.
-    let file_ns = crate::server::open_namespace(&file_cfg, 1).unwrap();
-    let twin = crate::server::open_namespace(&file_cfg, 3).unwrap();
+    let file_ns = memns(1, file_cfg.clone());
+    let twin = memns(3, file_cfg.clone());
     let mut h = copy_host(vec![file_ns, memns(2, limited(16, 64, 7)), twin]);
     seed(&mut h, 2, 16);
     set_cdfe(&mut h, 0b0100);

@@ -330,7 +330,7 @@ fn file_backed_namespace_round_trip() {
     let path = dir.join("ns.img");
     let _ = std::fs::remove_file(&path);
     let cfg = NamespaceConfig {
-        backing: crate::config::Backing::File(path.clone()),
+        backing: Backing::File(path.clone()),
         size: Some(4 << 20),
         logical_block_size: 4096,
         ..Default::default()

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemoryAtomic};
 
 use super::Controller;
-use crate::config::{ControllerConfig, NamespaceConfig};
+use crate::block::Volume;
+use crate::nvme::namespace::{CopyLimits, NamespaceIds};
 use crate::nvme::prp::Mem;
 use crate::nvme::spec::*;
+use crate::nvme::ControllerConfig;
 use crate::nvme::{GuestMemory, Namespace};
 
 pub use crate::host::driver::{must, poll_until};
@@ -59,6 +61,71 @@ impl std::ops::DerefMut for Host {
     }
 }
 
+/// Where a test namespace keeps its blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backing {
+    /// A file (created sparse with `size`, or sized from the existing file).
+    File(std::path::PathBuf),
+    /// A memfd.
+    Memory,
+}
+
+/// A test namespace: what `--ns` would say, without the wiring (the model's tests build
+/// volumes and namespaces themselves). Defaults as `--ns`'s.
+#[derive(Debug, Clone)]
+pub struct NamespaceConfig {
+    pub backing: Backing,
+    pub size: Option<u64>,
+    pub logical_block_size: u32,
+    pub mssrl: u16,
+    pub mcl: u32,
+    pub msrc: u8,
+    pub readonly: bool,
+    pub uuid: Option<[u8; 16]>,
+    pub nguid: Option<[u8; 16]>,
+    pub eui64: Option<[u8; 8]>,
+}
+
+impl Default for NamespaceConfig {
+    fn default() -> Self {
+        NamespaceConfig {
+            backing: Backing::Memory,
+            size: None,
+            logical_block_size: 512,
+            mssrl: 128,
+            mcl: 128,
+            msrc: 127,
+            readonly: false,
+            uuid: None,
+            nguid: None,
+            eui64: None,
+        }
+    }
+}
+
+impl NamespaceConfig {
+    fn ids(&self) -> NamespaceIds {
+        NamespaceIds {
+            uuid: self.uuid,
+            nguid: self.nguid,
+            eui64: self.eui64,
+        }
+    }
+
+    fn limits(&self) -> CopyLimits {
+        CopyLimits {
+            mssrl: self.mssrl,
+            mcl: self.mcl,
+            msrc: self.msrc,
+        }
+    }
+
+    /// Namespace `nsid` over `volume`, with this spec's identifiers and limits.
+    pub fn on(&self, nsid: u32, volume: Arc<Volume>) -> Namespace {
+        Namespace::new(nsid, volume, self.ids(), self.limits())
+    }
+}
+
 pub fn ns_cfg(size: u64) -> NamespaceConfig {
     NamespaceConfig {
         size: Some(size),
@@ -66,8 +133,14 @@ pub fn ns_cfg(size: u64) -> NamespaceConfig {
     }
 }
 
+/// Opens the spec's volume (memfd, or file) and makes it namespace `nsid`.
 pub fn memns(nsid: u32, cfg: NamespaceConfig) -> Namespace {
-    crate::server::open_namespace(&cfg, nsid).unwrap()
+    let bs = cfg.logical_block_size as u64;
+    let v = match &cfg.backing {
+        Backing::File(p) => Volume::open_file(p, cfg.size, bs, cfg.readonly),
+        Backing::Memory => Volume::memory("test", cfg.size.unwrap_or(1 << 30), bs, cfg.readonly),
+    };
+    cfg.on(nsid, Arc::new(v.unwrap()))
 }
 
 impl Host {
