@@ -1,13 +1,17 @@
-//! vnvme: an NVMe controller emulator served over vfio-user, built for testing Simple Copy.
+//! vnvme: an NVMe controller emulator, served over vfio-user, built for testing Simple
+//! Copy; the same namespaces can also be served as virtio-blk disks over vhost-user-blk.
 //!
-//! Layers, each importing only downward:
-//! - [`storage`]: byte-addressed stores (files, block devices, memfd); knows nothing of NVMe.
-//! - [`nvme`]: the NVMe controller model; knows nothing of vfio-user.
-//! - [`pci`]: a PCI function (config space, capabilities) any transport can present.
-//! - [`vfio_user`]: the vfio-user transport; knows the wire, not NVMe.
-//! - [`server`]: wires one transport to one controller and its namespaces.
-//! - [`control`] and [`trace`]: steering and watching a running device (the control
-//!   socket, the command trace); they use the model's experiment hooks.
+//! Layers, each importing only downward (docs/architecture.md):
+//! - wiring: [`cli`], [`config`], [`server`] (opens every volume once, builds both front
+//!   ends over them), `main.rs`, [`signals`];
+//! - transports: [`vfio_user`] with [`pci`] (the NVMe controller as a PCI function), and
+//!   [`vhost_user_blk`] (virtio-blk; knows no NVMe); experiment control: [`experiment`]
+//!   (counters, faults, latency, the control socket, the trace);
+//! - [`nvme`]: the NVMe controller model; knows nothing of a transport;
+//! - [`hooks`]: the interface between front ends and experiment control;
+//! - [`block`]: stores and volumes; knows nothing of NVMe or virtio;
+//! - helpers: [`sync`], [`kv`]; and [`host`], a host-side NVMe driver for tests and
+//!   benchmarks.
 
 pub mod block;
 pub mod cli;

@@ -1,10 +1,11 @@
 //! The NVMe controller model: registers, queues, admin and I/O commands, copy.
 //!
-//! It knows NVMe, not the transport. A transport (vfio-user today) drives it through the
-//! small surface below and nothing else:
+//! It knows NVMe, not the transport. A transport (vfio-user) drives it through the small
+//! surface below and nothing else; namespaces are NVMe identity over block volumes the
+//! wiring opened, and everything experiment control sees goes through the hooks:
 //!
 //! ```text
-//! Controller::new(&ControllerConfig, Vec<Namespace>) -> Arc<Controller>
+//! Controller::new(&ControllerConfig, Vec<Namespace>, Arc<dyn Hooks>) -> Arc<Controller>
 //! Controller::bar0_size(&self) -> u64              // registers + doorbells, a power of two
 //! Controller::msix_vectors(&self) -> u16           // admin queue + every I/O queue
 //! Controller::connect(&self, GuestMemory, Arc<dyn InterruptSink>)   // a client arrived
@@ -16,6 +17,7 @@
 //!
 //! Guest memory is a `GuestMemoryAtomic` the transport updates on every DMA map change;
 //! interrupts leave through an [`InterruptSink`], which the transport maps to eventfds.
+//! The module map and the path of one command: docs/architecture.md.
 
 #![forbid(unsafe_code)]
 
