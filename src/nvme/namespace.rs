@@ -10,7 +10,7 @@ use crate::block::Volume;
 use crate::sync::read;
 
 /// Current Copy limits of a namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CopyLimits {
     pub mssrl: u16,
     pub mcl: u32,

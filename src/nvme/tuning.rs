@@ -12,7 +12,7 @@ use crate::sync::lock;
 pub const MAX_CDFE: u16 = 0xf;
 
 /// Host Behavior Support's Copy Descriptor Formats Enable, now and after a reset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostBehavior {
     pub cdfe: u16,
     pub reset_cdfe: u16,
