@@ -495,6 +495,20 @@ impl<'a> Connection<'a> {
         if (req.argsz as usize) < p::IrqSet::SIZE {
             return inval(format!("SET_IRQS argsz {} too small", req.argsz));
         }
+        // The range against the index's real vector count, before anything is sized by
+        // the client's count.
+        let vectors = self.irqs.count(req.index);
+        if req.count != 0
+            && req
+                .start
+                .checked_add(req.count)
+                .is_none_or(|end| end > vectors)
+        {
+            return inval(format!(
+                "SET_IRQS vectors {}+{} out of range for index {} ({vectors} vectors)",
+                req.start, req.count, req.index
+            ));
+        }
         let bools = match data {
             vb::VFIO_IRQ_SET_DATA_BOOL => {
                 if req.data.len() != req.count as usize {
