@@ -17,6 +17,7 @@ pub mod block;
 pub mod cli;
 pub mod config;
 pub mod experiment;
+pub mod guest_faults;
 pub mod hooks;
 pub mod host;
 pub mod kv;

@@ -104,6 +104,8 @@ impl Server {
 
     /// Serves clients one after the other until stopped.
     pub fn run(&self, dev: &dyn Device) -> io::Result<()> {
+        // A client shrinking the file behind its guest memory must not kill the device.
+        crate::guest_faults::install();
         log::info!("listening on {}", self.path.display());
         loop {
             let rev = sock::poll_readable(&[self.listener.as_raw_fd(), self.stop.as_raw_fd()], -1)?;
@@ -206,7 +208,11 @@ impl<'a> Connection<'a> {
                 continue;
             }
             let ended = match self.read_message() {
-                Ok(msg) => self.handle(msg).is_err(),
+                Ok(msg) => {
+                    let end = self.handle(msg).is_err();
+                    crate::guest_faults::report();
+                    end
+                }
                 Err(End::Closed) => true,
                 Err(End::Broken) => true,
             };

@@ -107,6 +107,8 @@ fn bind(path: &Path) -> io::Result<Listener> {
 /// Binds `socket` and serves `disk` on a new thread, one connection after another.
 /// `hooks` sees every request (inject, delay, completed).
 pub fn spawn(disk: Arc<Disk>, socket: &Path, hooks: Arc<dyn Hooks>) -> io::Result<RunningDisk> {
+    // A front end shrinking the file behind its memory regions must not kill vnvme.
+    crate::guest_faults::install();
     let listener = bind(socket)?;
     let control = Arc::new(Control {
         state: Mutex::new(State::default()),
