@@ -79,3 +79,69 @@ fn guest_memory_truncated_under_the_device() {
     let id = n2.identify(1, 0);
     assert_eq!(id.len(), 4096);
 }
+
+/// NVMe over PCIe: admin commands use PRPs only; PSDT != 0 on one is Invalid Field
+/// (it used to be walked as an SGL).
+#[test]
+fn sgl_on_an_admin_command_is_invalid_field() {
+    let s = TestServer::start("hostile-admin-sgl", &small_config());
+    let mut n = Nvme::new(&s);
+    n.enable(16);
+    let buf = n.alloc(4096);
+    for psdt in [1u32, 2, 3] {
+        let mut sqe = Sqe::new(ADMIN_IDENTIFY, 0).prp(buf, 0).cdw(10, 1);
+        sqe.0[0] |= psdt << 14;
+        assert_eq!(n.exec(0, sqe).sc(), 0x0002, "PSDT {psdt}");
+    }
+    assert_eq!(
+        n.exec(0, Sqe::new(ADMIN_IDENTIFY, 0).prp(buf, 0).cdw(10, 1))
+            .sc(),
+        0
+    );
+}
+
+/// Get Log Page asking for more than MDTS (default 7: 512 KiB) is Invalid Field; it used
+/// to succeed, copying only the log's own length.
+#[test]
+fn get_log_page_beyond_mdts_is_invalid_field() {
+    let s = TestServer::start("hostile-log-mdts", &small_config());
+    let mut n = Nvme::new(&s);
+    n.enable(16);
+    let buf = n.alloc(4096);
+    const GET_LOG_PAGE: u8 = 0x02;
+    const SMART: u32 = 0x02;
+    // NUMD (0's based) = 262143: 1 MiB.
+    let big = Sqe::new(GET_LOG_PAGE, 0xffff_ffff)
+        .prp(buf, 0)
+        .cdw(10, SMART | (0xffff << 16))
+        .cdw(11, 0x3);
+    assert_eq!(n.exec(0, big).sc(), 0x0002);
+    // 512 bytes is fine.
+    let small = Sqe::new(GET_LOG_PAGE, 0xffff_ffff)
+        .prp(buf, 0)
+        .cdw(10, SMART | (127 << 16));
+    assert_eq!(n.exec(0, small).sc(), 0);
+}
+
+/// An enable the controller refuses (ASQ not page aligned) sets CSTS.CFS at once, so the
+/// host does not wait CAP.TO for RDY; a reset and a proper enable then work.
+#[test]
+fn a_refused_enable_sets_controller_fatal_status() {
+    let s = TestServer::start("hostile-enable", &small_config());
+    let mut n = Nvme::new(&s);
+    n.enable(16);
+    n.drv.disable().expect("disable");
+    const CC: u64 = 0x14;
+    const CSTS: u64 = 0x1c;
+    const AQA: u64 = 0x24;
+    const ASQ: u64 = 0x28;
+    n.drv.write32(AQA, (15 << 16) | 15).unwrap();
+    n.drv
+        .write64(ASQ, common::nvme::GUEST_BASE + 0x123)
+        .unwrap();
+    n.drv.write32(CC, (6 << 16) | (4 << 20) | 1).unwrap();
+    let csts = n.drv.read32(CSTS).unwrap();
+    assert_eq!(csts & 0b11, 0b10, "CSTS {csts:#x}: CFS set, RDY clear");
+    n.enable(16);
+    assert_eq!(n.identify(1, 0).len(), 4096);
+}

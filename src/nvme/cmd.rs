@@ -21,8 +21,8 @@
 //!
 //! PSDT: 00b is PRP, 01b/10b SGL; the reserved 11b decodes to [`DataPtr::Reserved`] and
 //! fails with Invalid Field only when the command moves data (as before: a Flush with
-//! PSDT 11b still succeeds). SGLs are accepted on admin commands too (QEMU refuses them
-//! there); this stays as it was.
+//! PSDT 11b still succeeds). On admin commands any PSDT other than 00b is Invalid Field:
+//! over PCIe admin commands use PRPs only (as QEMU does).
 //!
 //! Not checked, on purpose: reserved bits and dwords (CDW2/3, MPTR of commands without
 //! metadata, reserved bits of CDW10-15). The specification asks hosts to clear them and
@@ -433,6 +433,10 @@ pub fn decode_admin(sqe: &Sqe) -> Result<AdminCmd, Status> {
         op => return Ok(AdminCmd::Unknown(op)),
     };
     check_fuse(sqe)?;
+    // NVMe over PCIe: admin commands use PRPs only (PSDT shall be 00b).
+    if sqe.psdt != 0 {
+        return Err(INVALID_FIELD);
+    }
     Ok(cmd)
 }
 

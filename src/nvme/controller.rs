@@ -194,7 +194,12 @@ impl Inner {
                 Ok(()) => {
                     self.csts.fetch_or(csts::RDY, Ordering::AcqRel);
                 }
-                Err(why) => log::warn!("controller enable failed: {why}"),
+                Err(why) => {
+                    // Controller Fatal Status, as QEMU does: a host polling CSTS learns at
+                    // once, instead of waiting CAP.TO for RDY.
+                    log::warn!("controller enable failed: {why}");
+                    self.csts.fetch_or(csts::CFS, Ordering::AcqRel);
+                }
             }
         } else if was && !now {
             self.controller_reset();

@@ -7,13 +7,21 @@ use crate::nvme::cmd::LogPageCmd;
 use crate::nvme::identify;
 use crate::nvme::prp::{to_host, Mem};
 use crate::nvme::settings::COMPOSITE_TEMPERATURE;
-use crate::nvme::spec::Status;
 use crate::nvme::spec::{admin_op, io_op, log, put_ascii, put_u16, put_u32, put_u64, status};
+use crate::nvme::spec::{Status, PAGE_SIZE};
 use crate::nvme::state::Shared;
 use crate::nvme::ControllerConfig;
 use crate::sync::lock;
 
 pub(super) fn get_log_page(inner: &Shared, mem: &Mem, c: &LogPageCmd) -> Result<(), Status> {
+    // A transfer larger than MDTS is Invalid Field, for admin commands too.
+    if inner.cfg.mdts != 0
+        && PAGE_SIZE
+            .checked_shl(inner.cfg.mdts as u32)
+            .is_some_and(|max| c.len() > max)
+    {
+        return Err(status::INVALID_FIELD.dnr());
+    }
     let data = match c.lid {
         log::ERROR_INFO => vec![0u8; 64],
         log::SMART => smart_log(inner),
