@@ -28,6 +28,13 @@ impl Transport {
             Transport::VirtioBlk => "virtio-blk",
         }
     }
+
+    /// The front end [`Transport::name`] names.
+    pub fn by_name(name: &str) -> Option<Transport> {
+        [Transport::Nvme, Transport::VirtioBlk]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
 }
 
 /// What an operation does, whatever front end it came through.

@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::lab::{Experiment, FaultInfo, FaultSpec, LatencySpec};
+use crate::hooks::Transport;
 use crate::nvme::names::{io_opcode_by_name, io_opcode_name};
 use crate::nvme::Controller;
 
@@ -300,7 +301,7 @@ pub fn parse_fault(map: &Map<String, Value>) -> Result<FaultSpec, String> {
         dnr: dnr.unwrap_or(true),
         copy_range: a.opt("copy_range", int::<u32>)?,
         transport: a.opt("transport", |v| match v {
-            Value::String(t) if t == "nvme" || t == "virtio-blk" => Ok(t.clone()),
+            Value::String(t) if Transport::by_name(t).is_some() => Ok(t.clone()),
             _ => Err(format!("{v} is not \"nvme\" or \"virtio-blk\"")),
         })?,
     })

@@ -500,13 +500,6 @@ impl Experiment {
     }
 }
 
-/// The front end a fault's `transport` names.
-fn transport_named(name: &str) -> Option<Transport> {
-    [Transport::Nvme, Transport::VirtioBlk]
-        .into_iter()
-        .find(|t| t.name() == name)
-}
-
 impl Default for Experiment {
     fn default() -> Self {
         Experiment::new()
@@ -531,7 +524,7 @@ impl Hooks for Experiment {
                 || s.nsid.is_some_and(|n| n != op.nsid)
                 || s.transport
                     .as_deref()
-                    .is_some_and(|t| transport_named(t) != Some(op.transport))
+                    .is_some_and(|t| Transport::by_name(t) != Some(op.transport))
             {
                 continue;
             }
@@ -598,7 +591,7 @@ fn validate_fault(spec: &FaultSpec) -> Result<(), String> {
         return Err("copy_range: only for the copy opcode".into());
     }
     if let Some(t) = spec.transport.as_deref() {
-        if transport_named(t).is_none() {
+        if Transport::by_name(t).is_none() {
             return Err(format!("transport: '{t}' is not nvme or virtio-blk"));
         }
     }

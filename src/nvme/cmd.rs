@@ -343,6 +343,23 @@ fn rw(sqe: &Sqe) -> RwCmd {
     }
 }
 
+/// The admin opcodes [`decode_admin`] knows (the Commands Supported and Effects log
+/// lists these).
+pub const ADMIN_OPCODES: [u8; 12] = [
+    admin_op::DELETE_IO_SQ,
+    admin_op::CREATE_IO_SQ,
+    admin_op::GET_LOG_PAGE,
+    admin_op::DELETE_IO_CQ,
+    admin_op::CREATE_IO_CQ,
+    admin_op::IDENTIFY,
+    admin_op::ABORT,
+    admin_op::SET_FEATURES,
+    admin_op::GET_FEATURES,
+    admin_op::ASYNC_EVENT_REQUEST,
+    admin_op::KEEP_ALIVE,
+    admin_op::DOORBELL_BUFFER_CONFIG,
+];
+
 /// Decodes an entry of the admin submission queue.
 pub fn decode_admin(sqe: &Sqe) -> Result<AdminCmd, Status> {
     let (cdw10, cdw11) = (sqe.cdw10, sqe.cdw11);
@@ -678,20 +695,7 @@ mod tests {
             io_op::VERIFY,
             io_op::COPY,
         ];
-        let admin = [
-            admin_op::DELETE_IO_SQ,
-            admin_op::CREATE_IO_SQ,
-            admin_op::GET_LOG_PAGE,
-            admin_op::DELETE_IO_CQ,
-            admin_op::CREATE_IO_CQ,
-            admin_op::IDENTIFY,
-            admin_op::ABORT,
-            admin_op::SET_FEATURES,
-            admin_op::GET_FEATURES,
-            admin_op::ASYNC_EVENT_REQUEST,
-            admin_op::KEEP_ALIVE,
-            admin_op::DOORBELL_BUFFER_CONFIG,
-        ];
+        let admin = ADMIN_OPCODES;
         for fuse in 1..=3 {
             for op in io {
                 let mut s = sqe(op);

@@ -3,11 +3,11 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::nvme::cmd::LogPageCmd;
+use crate::nvme::cmd::{LogPageCmd, ADMIN_OPCODES};
 use crate::nvme::identify;
 use crate::nvme::prp::{to_host, Mem};
 use crate::nvme::settings::COMPOSITE_TEMPERATURE;
-use crate::nvme::spec::{admin_op, io_op, log, put_ascii, put_u16, put_u32, put_u64, status};
+use crate::nvme::spec::{io_op, log, put_ascii, put_u16, put_u32, put_u64, status};
 use crate::nvme::spec::{Status, PAGE_SIZE};
 use crate::nvme::state::Shared;
 use crate::nvme::ControllerConfig;
@@ -82,21 +82,7 @@ fn effects_log(cfg: &ControllerConfig) -> Vec<u8> {
     const CSUPP: u32 = 1;
     const LBCC: u32 = 1 << 1;
     let mut b = vec![0u8; 4096];
-    let admin = [
-        admin_op::DELETE_IO_SQ,
-        admin_op::CREATE_IO_SQ,
-        admin_op::GET_LOG_PAGE,
-        admin_op::DELETE_IO_CQ,
-        admin_op::CREATE_IO_CQ,
-        admin_op::IDENTIFY,
-        admin_op::ABORT,
-        admin_op::SET_FEATURES,
-        admin_op::GET_FEATURES,
-        admin_op::ASYNC_EVENT_REQUEST,
-        admin_op::KEEP_ALIVE,
-        admin_op::DOORBELL_BUFFER_CONFIG,
-    ];
-    for op in admin {
+    for op in ADMIN_OPCODES {
         put_u32(&mut b, op as usize * 4, CSUPP);
     }
     for (op, fx) in crate::nvme::io::SUPPORTED {
