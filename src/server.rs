@@ -15,6 +15,7 @@ use crate::experiment::Experiment;
 use crate::hooks::Hooks;
 use crate::nvme::namespace::{CopyLimits, NamespaceIds};
 use crate::nvme::{Controller, InterruptSink, Namespace};
+use crate::pci::config_space::COMMAND_BUS_MASTER;
 use crate::pci::{BarLayout, ConfigSpace, Interrupts, PciIds};
 use crate::sync::lock;
 use crate::vfio_user::server::{REGION_BAR0, REGION_BAR4, REGION_CONFIG};
@@ -117,7 +118,14 @@ impl Device for NvmeFunction {
     fn region_write(&self, index: u32, offset: u64, data: &[u8]) {
         match index {
             REGION_BAR0 => self.ctrl.mmio_write(offset, data),
-            REGION_CONFIG => self.config().write(offset, data),
+            REGION_CONFIG => {
+                let bme = {
+                    let mut c = self.config();
+                    c.write(offset, data);
+                    c.command() & COMMAND_BUS_MASTER != 0
+                };
+                self.ctrl.set_bus_master(bme);
+            }
             _ => {}
         }
     }
@@ -130,6 +138,10 @@ impl Device for NvmeFunction {
         *lock(&self.irqs) = Some(irqs.clone());
         let sink: Arc<dyn InterruptSink> = irqs;
         self.ctrl.connect(mem, sink);
+        // A new client starts with Bus Master Enable as the config space has it (clear
+        // after a reset): no DMA until it sets the bit, as PCIe requires.
+        let bme = self.config().command() & COMMAND_BUS_MASTER != 0;
+        self.ctrl.set_bus_master(bme);
     }
 
     fn disconnect(&self) {

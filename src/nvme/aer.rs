@@ -10,6 +10,10 @@ use crate::nvme::spec::{aer, log, status, Status, NSID_ALL};
 /// Size of the Changed Namespace List log page (1024 nsids).
 const CHANGED_NS_LIST_SIZE: usize = 4096;
 
+/// Entries the Error Information log keeps (Identify Controller ELPE + 1).
+pub(crate) const ERROR_LOG_ENTRIES: usize = 64;
+const ERROR_ENTRY_SIZE: usize = 64;
+
 /// An Asynchronous Event Request completion now due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AerDue {
@@ -27,6 +31,12 @@ pub(crate) struct AerState {
     pending: VecDeque<u32>,
     /// A namespace notice was reported and the host has not read log page 4 yet.
     ns_notice_masked: bool,
+    /// An error event was reported and the host has not read log page 1 yet.
+    error_masked: bool,
+    /// Error Information entries, newest last, at most [`ERROR_LOG_ENTRIES`].
+    errors: VecDeque<[u8; ERROR_ENTRY_SIZE]>,
+    /// Error Count of the last entry (never 0 for a used entry).
+    error_count: u64,
     changed: Vec<u32>,
     changed_overflow: bool,
 }
@@ -76,6 +86,44 @@ impl AerState {
         self.deliver()
     }
 
+    /// An Error status event with information `info` (always enabled; Asynchronous
+    /// Event Configuration has no bit for it): an Error Information entry is recorded
+    /// and, unless an error event is already waiting to be read, the event is queued.
+    /// Returns the completions now due.
+    pub fn error(&mut self, info: u8) -> Vec<AerDue> {
+        self.error_count = self.error_count.wrapping_add(1).max(1);
+        let mut e = [0u8; ERROR_ENTRY_SIZE];
+        e[0..8].copy_from_slice(&self.error_count.to_le_bytes());
+        // Not tied to a command: SQID and CID FFFFh, Parameter Error Location FFFFh.
+        e[8..10].copy_from_slice(&0xffffu16.to_le_bytes());
+        e[10..12].copy_from_slice(&0xffffu16.to_le_bytes());
+        e[14..16].copy_from_slice(&0xffffu16.to_le_bytes());
+        if self.errors.len() == ERROR_LOG_ENTRIES {
+            self.errors.pop_front();
+        }
+        self.errors.push_back(e);
+        if !self.error_masked {
+            self.error_masked = true;
+            self.pending.push_back(
+                aer::TYPE_ERROR as u32 | ((info as u32) << 8) | ((log::ERROR_INFO as u32) << 16),
+            );
+        }
+        self.deliver()
+    }
+
+    /// The Error Information log (newest entry first, unused entries zero); reading it
+    /// without `rae` unmasks error events.
+    pub(super) fn error_log(&mut self, rae: bool) -> Vec<u8> {
+        let mut b = vec![0u8; ERROR_LOG_ENTRIES * ERROR_ENTRY_SIZE];
+        for (i, e) in self.errors.iter().rev().enumerate() {
+            b[i * ERROR_ENTRY_SIZE..(i + 1) * ERROR_ENTRY_SIZE].copy_from_slice(e);
+        }
+        if !rae {
+            self.error_masked = false;
+        }
+        b
+    }
+
     /// The Changed Namespace List log; cleared (and the notice unmasked) unless `rae`.
     pub(super) fn changed_list(&mut self, rae: bool) -> Vec<u8> {
         let mut b = vec![0u8; CHANGED_NS_LIST_SIZE];
@@ -101,5 +149,6 @@ impl AerState {
         self.outstanding.clear();
         self.pending.clear();
         self.ns_notice_masked = false;
+        self.error_masked = false;
     }
 }

@@ -93,6 +93,14 @@ impl Controller {
         self.inner.shared.queues.set_link(None);
     }
 
+    /// Whether the controller may master the bus (PCI Command register bit 2, Bus Master
+    /// Enable, kept by the transport; on by default for transports without one). While
+    /// it is off no queue fetches a command or posts one it has not started; a command
+    /// already running finishes. Turning it on lets the queues go on.
+    pub fn set_bus_master(&self, on: bool) {
+        self.inner.shared.queues.set_bus_master(on);
+    }
+
     /// Function-level reset: queues deleted, registers and features back to defaults.
     pub fn reset(&self) {
         let _g = lock(&self.inner.cc_lock);
@@ -111,10 +119,10 @@ impl Controller {
         }
         for (off, v) in writes {
             if off >= reg::DOORBELL_BASE {
-                self.inner
-                    .shared
-                    .queues
-                    .doorbell(off - reg::DOORBELL_BASE, v);
+                let shared = &self.inner.shared;
+                if let Err(info) = shared.queues.doorbell(off - reg::DOORBELL_BASE, v) {
+                    shared.error_event(info);
+                }
             } else {
                 self.register_write(off, v);
             }

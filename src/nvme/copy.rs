@@ -24,7 +24,7 @@ use super::io_context::IoCtx;
 use super::namespace::Namespace;
 use super::prp::{Dma, Mem};
 use super::queues::Outcome;
-use super::spec::{copy, get_u32, get_u64, status, Status, NSID_ALL};
+use super::spec::{copy, get_u32, get_u64, status, Status};
 use super::status::of_block;
 
 /// One parsed source range.
@@ -164,10 +164,7 @@ fn run(
     done: &mut CopyDone,
 ) -> Result<(), Failure> {
     let cmd = at(0);
-    let dns = ctx
-        .namespaces
-        .get(c.nsid)
-        .ok_or(cmd(status::INVALID_NAMESPACE.dnr()))?;
+    let dns = ctx.namespace(c.nsid).map_err(&cmd)?;
     if dns.readonly() {
         return Err(cmd(status::NAMESPACE_WRITE_PROTECTED.dnr()));
     }
@@ -199,7 +196,6 @@ fn run(
         return Err(cmd(status::COMMAND_SIZE_LIMIT_EXCEEDED.dnr()));
     }
     let fua = ctx.durable(c.fua);
-    let nn = ctx.namespaces.nn();
     let mut dlba = c.sdlba;
     for i in 0..done.ranges.len() {
         if stop_at == Some(i) {
@@ -210,15 +206,8 @@ fn run(
         let sns = match r.snsid {
             None => dns.clone(),
             Some(id) if id == dns.nsid => dns.clone(),
-            // Not a valid namespace id for a source: 0, the broadcast value, > NN.
-            Some(id) if id == 0 || id == NSID_ALL || id > nn => {
-                return Err(fail(status::INVALID_NAMESPACE.dnr()))
-            }
-            // A valid id with no active namespace behind it.
-            Some(id) => ctx
-                .namespaces
-                .get(id)
-                .ok_or(fail(status::INVALID_FIELD.dnr()))?,
+            // The same NSID rules as for the command's own NSID.
+            Some(id) => ctx.namespace(id).map_err(&fail)?,
         };
         if sns.block_size() != dns.block_size() || has_pi16(&sns) != has_pi16(&dns) {
             return Err(fail(status::INCOMPATIBLE_NS_OR_FORMAT.dnr()));

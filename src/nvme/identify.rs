@@ -137,7 +137,7 @@ pub(crate) fn controller(inner: &Shared) -> Vec<u8> {
     b[id_ctrl::AERL] = AERL;
     b[id_ctrl::FRMW] = 0x03; // one slot, slot 1 read-only
     b[id_ctrl::LPA] = (1 << 1) | (1 << 2); // effects log, extended data
-    b[id_ctrl::ELPE] = 0;
+    b[id_ctrl::ELPE] = (crate::nvme::aer::ERROR_LOG_ENTRIES - 1) as u8;
     b[id_ctrl::NPSS] = 0;
     put_u16(&mut b, id_ctrl::WCTEMP, WARNING_TEMPERATURE);
     put_u16(&mut b, id_ctrl::CCTEMP, CRITICAL_TEMPERATURE);
@@ -146,7 +146,7 @@ pub(crate) fn controller(inner: &Shared) -> Vec<u8> {
     put_u16(&mut b, id_ctrl::MAXCMD, 0);
     put_u32(&mut b, id_ctrl::NN, inner.nn());
     put_u16(&mut b, id_ctrl::ONCS, oncs(cfg));
-    b[id_ctrl::VWC] = 1;
+    b[id_ctrl::VWC] = 0x07; // volatile write cache; Flush takes NSID FFFFFFFFh (bits 2:1 = 11b)
     put_u16(&mut b, id_ctrl::OCFS, ocfs(cfg));
     put_u32(&mut b, id_ctrl::SGLS, 1); // SGLs supported, no alignment requirement
     let nqn = format!("nqn.2024-01.io.github.vnvme:{}", cfg.serial);

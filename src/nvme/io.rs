@@ -151,7 +151,11 @@ fn read_write(ctx: &IoCtx, mem: &Mem, c: &RwCmd, is_write: bool) -> Result<u32, 
     let len = nlb * ns.block_size();
     check_mdts(ctx, len)?;
     check_range(&ns, slba, nlb)?;
-    let dma = Dma::map(mem, &c.dptr, len)?;
+    let dma = if is_write {
+        Dma::map(mem, &c.dptr, len)?
+    } else {
+        Dma::map_to_host(mem, &c.dptr, len)?
+    };
     let what = || {
         format!(
             "{} of namespace {} at LBA {slba}+{nlb}",

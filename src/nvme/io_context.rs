@@ -2,7 +2,7 @@
 
 use super::health::Stats;
 use super::namespace::{Namespace, NamespaceTable};
-use super::spec::{status, Status, PAGE_SIZE};
+use super::spec::{Status, PAGE_SIZE};
 use super::ControllerConfig;
 use crate::hooks::Hooks;
 use std::sync::Arc;
@@ -21,11 +21,10 @@ pub(crate) struct IoCtx<'a> {
 }
 
 impl IoCtx<'_> {
-    /// The namespace with this id, or Invalid Namespace.
+    /// The namespace with this id, or the status the NSID rules name
+    /// ([`NamespaceTable::lookup`](super::namespace::NamespaceTable::lookup)).
     pub fn namespace(&self, nsid: u32) -> Result<Arc<Namespace>, Status> {
-        self.namespaces
-            .get(nsid)
-            .ok_or(status::INVALID_NAMESPACE.dnr())
+        self.namespaces.lookup(nsid)
     }
 
     /// Maximum data transfer in bytes, `None` for no limit.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::spec::{status, Status, NSID_ALL};
 use crate::block::Volume;
 use crate::sync::read;
 
@@ -167,6 +168,27 @@ impl NamespaceTable {
     /// All attached namespaces, by increasing nsid.
     pub fn all(&self) -> Vec<Arc<Namespace>> {
         read(&self.0).values().cloned().collect()
+    }
+
+    /// The namespace a command that addresses one namespace names (I/O commands, and the
+    /// source namespace of a Copy descriptor), by the NSID rules of NVMe Base 2.x
+    /// §3.2.1 (table in docs/hostile-host.md):
+    /// - 0, or above NN and not the broadcast value: an invalid NSID, Invalid Namespace
+    ///   or Format;
+    /// - 1..=NN without an active namespace (an inactive NSID): Invalid Field in Command;
+    /// - FFFFFFFFh where the command does not take the broadcast value: Invalid Field in
+    ///   Command (callers that do take it, Flush, handle it before asking).
+    pub fn lookup(&self, nsid: u32) -> Result<Arc<Namespace>, Status> {
+        if let Some(ns) = self.get(nsid) {
+            return Ok(ns);
+        }
+        if nsid == NSID_ALL {
+            return Err(status::INVALID_FIELD.dnr());
+        }
+        if nsid == 0 || nsid > self.nn() {
+            return Err(status::INVALID_NAMESPACE.dnr());
+        }
+        Err(status::INVALID_FIELD.dnr())
     }
 
     /// Identify Controller NN: the largest valid nsid (at least 256).

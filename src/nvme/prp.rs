@@ -5,7 +5,9 @@
 //! Resolution happens completely before any byte moves: a transfer that touches memory
 //! outside the maps fails with Data Transfer Error and nothing is read or written.
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
+use vm_memory::{
+    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, VolatileSlice,
+};
 
 use super::spec::{sgl, status, Sqe, Status, PAGE_SIZE};
 
@@ -35,6 +37,29 @@ fn push(segs: &mut Vec<Segment>, addr: u64, len: u64) {
     segs.push(Segment { addr, len });
 }
 
+/// True if every byte of `addr..addr+len` lies in guest memory the client let the
+/// device write (a read-only DMA map is mapped without write access, and a device
+/// write there would fault: every controller-to-host transfer asks here first).
+pub fn writable(mem: &Mem, addr: u64, len: u64) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    let mut a = addr;
+    while a < end {
+        let Some(r) = mem.find_region(GuestAddress(a)) else {
+            return false;
+        };
+        if r.prot() & libc::PROT_WRITE == 0 {
+            return false;
+        }
+        let Some(next) = r.start_addr().0.checked_add(r.len()) else {
+            return true;
+        };
+        a = next;
+    }
+    true
+}
+
 fn read_guest(mem: &Mem, addr: u64, buf: &mut [u8]) -> Result<(), Status> {
     mem.read_slice(buf, GuestAddress(addr))
         .map_err(|_| status::DATA_TRANSFER_ERROR.dnr())
@@ -45,6 +70,12 @@ pub fn walk_prp(mem: &Mem, prp1: u64, prp2: u64, len: u64) -> Result<Vec<Segment
     let mut segs = Vec::new();
     if len == 0 {
         return Ok(segs);
+    }
+    // PRP1's offset must be dword aligned; the spec lets a controller either ignore
+    // bits 1:0 or report PRP Offset Invalid. Using them as an offset (as this walk once
+    // did) is neither.
+    if prp1 & 3 != 0 {
+        return Err(status::INVALID_PRP_OFFSET.dnr());
     }
     let first = len.min(PAGE_SIZE - (prp1 % PAGE_SIZE));
     push(&mut segs, prp1, first);
@@ -119,7 +150,9 @@ impl SglDesc {
 }
 
 /// Walks an SGL whose first descriptor is SGL1 (DPTR) for a transfer of `len` bytes.
-/// Data beyond `len` described by the list is ignored; less is Data SGL Length Invalid.
+/// The data blocks must describe exactly `len` bytes: less, or more (SGLS does not set
+/// bit 18, "SGL longer than the data transferred supported"), is Data SGL Length
+/// Invalid. Segment descriptors after the data is complete are not fetched.
 pub fn walk_sgl(mem: &Mem, dptr1: u64, dptr2: u64, len: u64) -> Result<Vec<Segment>, Status> {
     let mut raw = [0u8; 16];
     raw[..8].copy_from_slice(&dptr1.to_le_bytes());
@@ -134,9 +167,7 @@ pub fn walk_sgl(mem: &Mem, dptr1: u64, dptr2: u64, len: u64) -> Result<Vec<Segme
         }
         match desc.kind {
             sgl::DATA_BLOCK => {
-                let take = rem.min(desc.len as u64);
-                push(&mut segs, desc.addr, take);
-                rem -= take;
+                data_block(&mut segs, &mut rem, &desc)?;
                 break;
             }
             sgl::SEGMENT | sgl::LAST_SEGMENT => {
@@ -161,11 +192,7 @@ pub fn walk_sgl(mem: &Mem, dptr1: u64, dptr2: u64, len: u64) -> Result<Vec<Segme
                         return Err(status::SGL_DESCRIPTOR_TYPE_INVALID.dnr());
                     }
                     match d.kind {
-                        sgl::DATA_BLOCK => {
-                            let take = rem.min(d.len as u64);
-                            push(&mut segs, d.addr, take);
-                            rem -= take;
-                        }
+                        sgl::DATA_BLOCK => data_block(&mut segs, &mut rem, &d)?,
                         sgl::SEGMENT | sgl::LAST_SEGMENT => {
                             if is_last || i != n - 1 {
                                 return Err(status::INVALID_SGL_SEGMENT.dnr());
@@ -188,6 +215,18 @@ pub fn walk_sgl(mem: &Mem, dptr1: u64, dptr2: u64, len: u64) -> Result<Vec<Segme
         return Err(status::DATA_SGL_LENGTH_INVALID.dnr());
     }
     Ok(segs)
+}
+
+/// Takes one SGL Data Block descriptor into `segs`; a block reaching past the transfer
+/// (or past the end of the address space) is Data SGL Length Invalid.
+fn data_block(segs: &mut Vec<Segment>, rem: &mut u64, d: &SglDesc) -> Result<(), Status> {
+    let len = d.len as u64;
+    if len > *rem || d.addr.checked_add(len).is_none() {
+        return Err(status::DATA_SGL_LENGTH_INVALID.dnr());
+    }
+    push(segs, d.addr, len);
+    *rem -= len;
+    Ok(())
 }
 
 /// A command's data pointer (DPTR) as PSDT (CDW0 bits 15:14) says to read it.
@@ -249,9 +288,25 @@ impl<'a> Dma<'a> {
         Ok(Dma { slices, len })
     }
 
-    /// Walks a command's data pointer for `len` bytes and resolves it.
+    /// Walks a command's data pointer for `len` bytes and resolves it, for a transfer
+    /// from the host (the device only reads the buffer).
     pub fn map(mem: &'a Mem, dptr: &DataPtr, len: u64) -> Result<Dma<'a>, Status> {
         let segs = walk(mem, dptr, len)?;
+        Dma::resolve(mem, &segs)
+    }
+
+    /// As [`Dma::map`], for a transfer to the host: every byte must also be writable
+    /// (not in a read-only DMA map), or the command gets Data Transfer Error.
+    pub fn map_to_host(mem: &'a Mem, dptr: &DataPtr, len: u64) -> Result<Dma<'a>, Status> {
+        let segs = walk(mem, dptr, len)?;
+        if let Some(s) = segs.iter().find(|s| !writable(mem, s.addr, s.len)) {
+            log::warn!(
+                "transfer to host memory {:#x}+{:#x}, which the client did not map writable",
+                s.addr,
+                s.len
+            );
+            return Err(status::DATA_TRANSFER_ERROR.dnr());
+        }
         Dma::resolve(mem, &segs)
     }
 
@@ -299,7 +354,7 @@ impl<'a> Dma<'a> {
 /// Copies `data` to the host buffer a command's data pointer describes (Identify, log
 /// pages, Get Features).
 pub fn to_host(mem: &Mem, dptr: &DataPtr, data: &[u8]) -> Result<(), Status> {
-    Dma::map(mem, dptr, data.len() as u64)?.write_from(data);
+    Dma::map_to_host(mem, dptr, data.len() as u64)?.write_from(data);
     Ok(())
 }
 

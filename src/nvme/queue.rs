@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use vm_memory::{Bytes, GuestAddress};
 
-use super::prp::Mem;
+use super::prp::{writable, Mem};
 use super::spec::{Sqe, Status, CQE_SIZE, SQE_SIZE};
 
 /// How long a worker blocked on a full completion queue sleeps before looking at the
@@ -45,12 +45,16 @@ impl Shadow {
     }
 
     fn write_event_idx(&self, mem: &Mem, v: u32) {
-        let _ = mem.store(v, GuestAddress(self.event_idx), Ordering::Release);
+        if writable(mem, self.event_idx, 4) {
+            let _ = mem.store(v, GuestAddress(self.event_idx), Ordering::Release);
+        }
     }
 
     /// Initialises both entries (used when a queue starts using the buffers).
     pub fn init(&self, mem: &Mem, doorbell: u32, event_idx: u32) {
-        let _ = mem.store(doorbell, GuestAddress(self.doorbell), Ordering::Release);
+        if writable(mem, self.doorbell, 4) {
+            let _ = mem.store(doorbell, GuestAddress(self.doorbell), Ordering::Release);
+        }
         self.write_event_idx(mem, event_idx);
     }
 }
@@ -271,11 +275,19 @@ impl CompletionQueue {
     }
 
     /// MMIO head doorbell. Returns false (and ignores the write) if `head` is out of range.
+    /// The new head must lie between the old head and the tail (the entries posted and
+    /// not yet consumed); anything else, e.g. moving the head of an empty queue, is an
+    /// invalid doorbell value.
     pub fn ring_head(&self, head: u32) -> bool {
         if head >= self.size {
             return false;
         }
         let mut st = lock(&self.state);
+        let posted = (st.tail + self.size - st.head) % self.size;
+        let consumed = (head + self.size - st.head) % self.size;
+        if consumed > posted {
+            return false;
+        }
         st.head = head;
         drop(st);
         self.space.notify_all();
@@ -360,7 +372,7 @@ impl CompletionQueue {
         let addr = self
             .base
             .checked_add(st.tail as u64 * CQE_SIZE)
-            .filter(|a| a.checked_add(CQE_SIZE).is_some())
+            .filter(|a| writable(mem, *a, CQE_SIZE))
             .ok_or(PostError::Fault)?;
         let mut first = [0u8; 12];
         first[0..4].copy_from_slice(&c.dw0.to_le_bytes());

@@ -11,7 +11,7 @@
 //! [`Executor`] (the controller) and posts the outcome. It reports every posted
 //! completion to the experiment hooks.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +20,7 @@ use vm_memory::GuestAddressSpace;
 use super::cmd::{CqParams, SqParams};
 use super::prp::Mem;
 use super::queue::{Completion, CompletionQueue, PostError, Shadow, SubmissionQueue};
-use super::spec::{admin_op, csts, status, Sqe, Status, PAGE_SIZE};
+use super::spec::{admin_op, aer, csts, status, Sqe, Status, PAGE_SIZE};
 use super::timer::Timer;
 use super::{GuestMemory, InterruptSink};
 use crate::hooks::{Completed, Hooks, Op, OpKind, Transport};
@@ -108,6 +108,8 @@ pub(crate) struct Queues {
     timer: Timer<Queues, Delayed>,
     /// Runs the commands the workers fetch (given when the admin queue is created).
     exec: std::sync::RwLock<Option<Arc<dyn Executor>>>,
+    /// PCI Bus Master Enable: without it the workers fetch nothing.
+    bus_master: AtomicBool,
 }
 
 impl Queues {
@@ -132,6 +134,20 @@ impl Queues {
             csts,
             timer: Timer::default(),
             exec: std::sync::RwLock::new(None),
+            bus_master: AtomicBool::new(true),
+        }
+    }
+
+    /// Bus Master Enable changed; turning it on wakes every worker.
+    pub fn set_bus_master(&self, on: bool) {
+        let was = self.bus_master.swap(on, Ordering::AcqRel);
+        if was != on {
+            log::debug!("bus master {}", if on { "enabled" } else { "disabled" });
+        }
+        if on && !was {
+            for sq in read(&self.table).sqs.iter().flatten() {
+                sq.kick();
+            }
         }
     }
 
@@ -153,6 +169,12 @@ impl Queues {
     pub fn fatal(&self, why: &str) {
         log::error!("controller fatal status: {why}");
         self.csts.fetch_or(csts::CFS, Ordering::AcqRel);
+    }
+
+    /// Controller Fatal Status is set: no queue fetches or runs anything more until the
+    /// host resets the controller.
+    fn failed(&self) -> bool {
+        self.csts.load(Ordering::Acquire) & csts::CFS != 0
     }
 
     /// Completions held back by the latency model, not yet posted.
@@ -207,35 +229,42 @@ impl Queues {
         self.timer.purge(|j| j.sq.stopped());
     }
 
-    /// A doorbell write at `rel` bytes into the doorbell area.
-    pub fn doorbell(&self, rel: u64, v: u32) {
+    /// A doorbell write at `rel` bytes into the doorbell area. A write the spec calls an
+    /// error comes back as the Asynchronous Event information value to report (the
+    /// write itself is ignored); writes while the controller is disabled are ignored.
+    pub fn doorbell(&self, rel: u64, v: u32) -> Result<(), u8> {
         if !rel.is_multiple_of(4) {
-            return;
+            return Ok(());
         }
         let idx = rel / 4;
-        let Ok(qid) = usize::try_from(idx / 2) else {
-            return;
-        };
+        let qid = usize::try_from(idx / 2).unwrap_or(usize::MAX);
         let t = read(&self.table);
-        if idx.is_multiple_of(2) {
+        if !t.enabled {
+            log::debug!("doorbell write at {rel:#x} while disabled, ignored");
+            return Ok(());
+        }
+        let (what, ok) = if idx.is_multiple_of(2) {
             match t.sqs.get(qid) {
-                Some(Some(sq)) => {
-                    if !sq.ring(v) {
-                        log::warn!("SQ {qid}: invalid tail doorbell value {v}");
-                    }
+                Some(Some(sq)) => ("SQ tail", sq.ring(v)),
+                _ => {
+                    log::warn!("doorbell write for SQ {qid}, which does not exist");
+                    return Err(aer::INFO_INVALID_DOORBELL_REGISTER);
                 }
-                _ => log::debug!("doorbell for missing SQ {qid}"),
             }
         } else {
             match t.cqs.get(qid) {
-                Some(Some(cq)) => {
-                    if !cq.ring_head(v) {
-                        log::warn!("CQ {qid}: invalid head doorbell value {v}");
-                    }
+                Some(Some(cq)) => ("CQ head", cq.ring_head(v)),
+                _ => {
+                    log::warn!("doorbell write for CQ {qid}, which does not exist");
+                    return Err(aer::INFO_INVALID_DOORBELL_REGISTER);
                 }
-                _ => log::debug!("doorbell for missing CQ {qid}"),
             }
+        };
+        if ok {
+            return Ok(());
         }
+        log::warn!("queue {qid}: invalid {what} doorbell value {v}, ignored");
+        Err(aer::INFO_INVALID_DOORBELL_VALUE)
     }
 
     /// The checks Create I/O CQ and Create I/O SQ share, in the order both apply them:
@@ -480,6 +509,14 @@ impl Queues {
             loop {
                 if sq.stopped() {
                     return;
+                }
+                if self.failed() {
+                    log::warn!("SQ {}: controller fatal status, fetching stops", sq.id);
+                    return;
+                }
+                if !self.bus_master.load(Ordering::Acquire) {
+                    log::debug!("SQ {}: bus master disabled, not fetching", sq.id);
+                    break;
                 }
                 let m = mem.memory();
                 if sq.head() == sq.tail(&m) {

@@ -319,6 +319,13 @@ pub mod feat {
 
 /// Asynchronous event types and information.
 pub mod aer {
+    /// Asynchronous Event Type Error status, with its information values.
+    pub const TYPE_ERROR: u8 = 0;
+    /// A doorbell of a queue that does not exist was written.
+    pub const INFO_INVALID_DOORBELL_REGISTER: u8 = 0x00;
+    /// A doorbell was written with a value out of range (SQ tail >= size, CQ head >= size
+    /// or past the entries posted).
+    pub const INFO_INVALID_DOORBELL_VALUE: u8 = 0x01;
     pub const TYPE_NOTICE: u8 = 2;
     pub const INFO_NS_ATTR_CHANGED: u8 = 0;
     /// Async Event Configuration bit enabling Namespace Attribute Notices.

@@ -105,6 +105,14 @@ impl Shared {
         self.queues.complete_admin(cid, dw0, since, st);
     }
 
+    /// An Error status event (information value `info`, log page Error Information).
+    pub fn error_event(&self, info: u8) {
+        let deliveries = lock(&self.aer).error(info);
+        for d in deliveries {
+            self.complete_admin(d, status::SUCCESS);
+        }
+    }
+
     /// A Namespace Attribute Changed event for `nsid`.
     pub fn namespace_changed(&self, nsid: u32) {
         let aec = lock(&self.features).aec;

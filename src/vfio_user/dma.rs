@@ -157,18 +157,19 @@ impl DmaMaps {
                 meta.len()
             )));
         }
-        // A read-only map is mapped private: a stray device write cannot fault or reach
-        // the client's memory.
-        let flags = if m.flags & DMA_MAP_FLAG_WRITE != 0 {
-            libc::MAP_SHARED
+        // A read-only map is mapped without write access; the model checks every write
+        // into guest memory against it (`nvme::prp::writable`) and fails the command
+        // with Data Transfer Error instead of writing.
+        let prot = if m.flags & DMA_MAP_FLAG_WRITE != 0 {
+            libc::PROT_READ | libc::PROT_WRITE
         } else {
-            libc::MAP_PRIVATE
+            libc::PROT_READ
         };
         let region = MmapRegion::build(
             Some(FileOffset::new(file, m.offset)),
             m.size as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            flags | libc::MAP_NORESERVE,
+            prot,
+            libc::MAP_SHARED | libc::MAP_NORESERVE,
         )
         .map_err(|e| DmaError::Mmap(e.to_string()))?;
         let region = GuestRegionMmap::new(region, GuestAddress(m.addr))

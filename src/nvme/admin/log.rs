@@ -23,7 +23,7 @@ pub(super) fn get_log_page(inner: &Shared, mem: &Mem, c: &LogPageCmd) -> Result<
         return Err(status::INVALID_FIELD.dnr());
     }
     let data = match c.lid {
-        log::ERROR_INFO => vec![0u8; 64],
+        log::ERROR_INFO => lock(&inner.aer).error_log(c.rae),
         log::SMART => smart_log(inner),
         log::FIRMWARE_SLOT => firmware_slot_log(),
         log::CHANGED_NS_LIST => lock(&inner.aer).changed_list(c.rae),

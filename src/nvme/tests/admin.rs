@@ -188,7 +188,7 @@ fn identify_controller_fields() {
     );
     let oacs = u16::from_le_bytes([d[id_ctrl::OACS], d[id_ctrl::OACS + 1]]);
     assert_eq!(oacs, id_ctrl::OACS_DBBUF);
-    assert_eq!(d[id_ctrl::VWC], 1);
+    assert_eq!(d[id_ctrl::VWC], 0x07);
     assert_eq!(get_u32(&d, id_ctrl::SGLS) & 3, 1);
     assert_eq!(d[id_ctrl::AERL], crate::nvme::settings::AERL);
     assert_eq!(get_u32(&d, id_ctrl::OAES), 1 << 8);

@@ -133,8 +133,10 @@ fn command_level_limits() {
     s.cdw12 = 0;
     s.dptr1 = UNMAPPED;
     assert_eq!(h.cmd(1, s).sc(), (0, 0x04));
-    // Invalid destination namespace.
+    // Inactive destination namespace: Invalid Field; an invalid NSID: Invalid Namespace.
     let c = copy_cmd(&mut h, 7, 100, 0, &[(0, 0, 1)]);
+    assert_eq!(c.sc(), (0, 0x02));
+    let c = copy_cmd(&mut h, 0, 100, 0, &[(0, 0, 1)]);
     assert_eq!(c.sc(), (0, 0x0b));
 }
 
@@ -655,14 +657,15 @@ fn source_namespace_ids() {
     ]);
     seed(&mut h, 1, 8);
     set_cdfe(&mut h, 0b0100);
-    // Not valid: 0, FFFFFFFFh, above NN (256): Invalid Namespace or Format.
-    for bad in [0u32, NSID_ALL, 257, 0x8000_0000] {
+    // Not valid: 0, above NN (256): Invalid Namespace or Format.
+    for bad in [0u32, 257, 0x8000_0000] {
         let c = copy_cmd(&mut h, 1, 100, 2, &[(1, 0, 1), (bad, 0, 1)]);
         assert_eq!((c.sc(), c.dw0), ((0, 0x0b), 1), "snsid {bad:#x}");
         assert!(c.status.is_dnr());
     }
-    // Valid but inactive: Invalid Field in Command.
-    for inactive in [3u32, 256] {
+    // Valid but inactive, or the broadcast value (a Copy source is one namespace):
+    // Invalid Field in Command.
+    for inactive in [3u32, 256, NSID_ALL] {
         let c = copy_cmd(&mut h, 1, 100, 2, &[(inactive, 0, 1)]);
         assert_eq!((c.sc(), c.dw0), ((0, 0x02), 0), "snsid {inactive}");
         assert!(c.status.is_dnr());

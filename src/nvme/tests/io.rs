@@ -178,14 +178,19 @@ fn mdts_range_nsid_opcode_and_readonly_errors() {
     check(h.cmd(1, rw(io_op::WRITE_ZEROES, 1, 2040, 9, 0, 0)), 0, 0x80);
     check(h.cmd(1, rw(io_op::VERIFY, 1, 2048, 1, 0, 0)), 0, 0x80);
     assert!(h.cmd(1, rw(io_op::READ, 1, 2047, 1, 0x800000, 0)).ok());
-    check(h.cmd(1, rw(io_op::READ, 3, 0, 1, 0x800000, 0)), 0, 0x0b);
+    // NSID rules: an inactive NSID (<= NN = 256) or the broadcast value on a command
+    // that does not take it is Invalid Field; 0 or above NN is Invalid Namespace.
+    check(h.cmd(1, rw(io_op::READ, 3, 0, 1, 0x800000, 0)), 0, 0x02);
+    check(h.cmd(1, rw(io_op::READ, 256, 0, 1, 0x800000, 0)), 0, 0x02);
+    check(h.cmd(1, rw(io_op::READ, 257, 0, 1, 0x800000, 0)), 0, 0x0b);
     check(h.cmd(1, rw(io_op::READ, 0, 0, 1, 0x800000, 0)), 0, 0x0b);
     check(
         h.cmd(1, rw(io_op::READ, NSID_ALL, 0, 1, 0x800000, 0)),
         0,
-        0x0b,
+        0x02,
     );
-    check(h.cmd(1, rw(io_op::FLUSH, 9, 0, 1, 0, 0)), 0, 0x0b);
+    check(h.cmd(1, rw(io_op::FLUSH, 9, 0, 1, 0, 0)), 0, 0x02);
+    check(h.cmd(1, rw(io_op::FLUSH, 0, 0, 1, 0, 0)), 0, 0x0b);
     check(h.cmd(1, rw(0x7f, 1, 0, 1, 0x800000, 0)), 0, 0x01);
     check(h.cmd(1, rw(0x04, 1, 0, 1, 0x800000, 0)), 0, 0x01);
     // Read-only namespace: reads work, every modifying command is refused.
@@ -519,6 +524,18 @@ fn queues_at_the_top_of_the_address_space_do_not_overflow() {
     assert!(h.create_sq(2, 8, top, 2).ok());
     h.w32(0x1010, 7);
     assert!(h.wait_csts(csts::CFS, csts::CFS));
+    // After Controller Fatal Status nothing more is fetched or run, admin included,
+    // until the host resets the controller.
+    let id = Sqe {
+        opcode: admin_op::IDENTIFY,
+        dptr1: BUF,
+        cdw10: 1,
+        ..Default::default()
+    };
+    must(h.drv.submit(0, id));
+    assert!(must(h.drv.try_reap(0, Duration::from_millis(300))).is_none());
+    h.disable();
+    h.enable();
     // Shadow buffers in the last page (no wrap) are accepted; shadow entries outside
     // guest memory are simply not used.
     let c = h.admin(Sqe {
