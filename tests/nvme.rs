@@ -144,7 +144,10 @@ fn out_of_range_lba_is_an_error() {
     let c = n.rw_prp(1, Sqe::new(IO_READ, 1).lba(nsze - 1, 2), buf, 1024);
     assert_eq!(c.sc(), 0x80, "LBA Out of Range");
     assert_ne!(c.status & (1 << 14), 0, "DNR");
+    // NSID 7 is valid (<= NN) but inactive: Invalid Field; 0 is an invalid NSID.
     let c = n.rw_prp(1, Sqe::new(IO_READ, 7).lba(0, 1), buf, 512);
+    assert_eq!(c.sc(), 0x02, "Invalid Field in Command");
+    let c = n.rw_prp(1, Sqe::new(IO_READ, 0).lba(0, 1), buf, 512);
     assert_eq!(c.sc(), 0x0b, "Invalid Namespace or Format");
     // The queue still works.
     assert_eq!(
