@@ -613,3 +613,167 @@ fn extreme_counts_in_nvme_commands() {
         t0.elapsed()
     );
 }
+
+/// Admin commands a buggy driver gets wrong, each with the status the spec names.
+#[test]
+fn bad_admin_commands_get_the_spec_statuses() {
+    let s = TestServer::start("hostile-admin", &small_config());
+    let mut n = io_nvme(&s);
+    let buf = n.alloc(4096);
+    const DELETE_SQ: u8 = 0x00;
+    const CREATE_SQ: u8 = 0x01;
+    const DELETE_CQ: u8 = 0x04;
+    const CREATE_CQ: u8 = 0x05;
+    const ABORT: u8 = 0x08;
+    const SET_FEATURES: u8 = 0x09;
+    const GET_FEATURES: u8 = 0x0a;
+    let cases: Vec<(&str, Sqe, u16)> = vec![
+        ("unknown opcode", Sqe::new(0xc5, 0), 0x0001),
+        ("Format NVM (not supported)", Sqe::new(0x80, 1), 0x0001),
+        (
+            "Namespace Management (not supported)",
+            Sqe::new(0x0d, 0),
+            0x0001,
+        ),
+        (
+            "Identify CNS FFh",
+            Sqe::new(ADMIN_IDENTIFY, 0).prp(buf, 0).cdw(10, 0xff),
+            0x0002,
+        ),
+        (
+            "Get Log Page, vendor LID C0h",
+            Sqe::new(ADMIN_GET_LOG_PAGE, 0xffff_ffff)
+                .prp(buf, 0)
+                .cdw(10, 0xc0 | (127 << 16)),
+            0x0109,
+        ),
+        (
+            "Get Log Page, offset past the log",
+            Sqe::new(ADMIN_GET_LOG_PAGE, 0xffff_ffff)
+                .prp(buf, 0)
+                .cdw(10, 0x02 | (127 << 16))
+                .cdw(12, 4096),
+            0x0002,
+        ),
+        (
+            "Get Features FID 0",
+            Sqe::new(GET_FEATURES, 0).prp(buf, 0),
+            0x0002,
+        ),
+        (
+            "Set Features FID 0",
+            Sqe::new(SET_FEATURES, 0).prp(buf, 0),
+            0x0002,
+        ),
+        (
+            "Set Features, save a feature that cannot be saved",
+            Sqe::new(SET_FEATURES, 0).cdw(10, 0x0b | (1 << 31)),
+            0x010d,
+        ),
+        (
+            "Set Features Number of Queues after I/O queues exist",
+            Sqe::new(SET_FEATURES, 0).cdw(10, 0x07).cdw(11, 0x0003_0003),
+            0x000c,
+        ),
+        (
+            "Delete SQ 0 (admin)",
+            Sqe::new(DELETE_SQ, 0).cdw(10, 0),
+            0x0101,
+        ),
+        (
+            "Delete SQ that does not exist",
+            Sqe::new(DELETE_SQ, 0).cdw(10, 3),
+            0x0101,
+        ),
+        (
+            "Delete CQ 0 (admin)",
+            Sqe::new(DELETE_CQ, 0).cdw(10, 0),
+            0x0101,
+        ),
+        (
+            "Delete CQ with an SQ on it",
+            Sqe::new(DELETE_CQ, 0).cdw(10, 1),
+            0x010c,
+        ),
+        (
+            "Create CQ, id in use",
+            Sqe::new(CREATE_CQ, 0)
+                .prp(buf, 0)
+                .cdw(10, 1 | (15 << 16))
+                .cdw(11, 1),
+            0x0101,
+        ),
+        (
+            "Create CQ, id above max",
+            Sqe::new(CREATE_CQ, 0)
+                .prp(buf, 0)
+                .cdw(10, 999 | (15 << 16))
+                .cdw(11, 1),
+            0x0101,
+        ),
+        (
+            "Create CQ, interrupt vector out of range",
+            Sqe::new(CREATE_CQ, 0)
+                .prp(buf, 0)
+                .cdw(10, 2 | (15 << 16))
+                .cdw(11, 3 | (2000 << 16)),
+            0x0108,
+        ),
+        (
+            "Create CQ, 1 entry",
+            Sqe::new(CREATE_CQ, 0).prp(buf, 0).cdw(10, 2).cdw(11, 1),
+            0x0102,
+        ),
+        (
+            "Create CQ, base not page aligned",
+            Sqe::new(CREATE_CQ, 0)
+                .prp(buf + 64, 0)
+                .cdw(10, 2 | (15 << 16))
+                .cdw(11, 1),
+            0x0013,
+        ),
+        (
+            "Create SQ on CQ 0",
+            Sqe::new(CREATE_SQ, 0)
+                .prp(buf, 0)
+                .cdw(10, 2 | (15 << 16))
+                .cdw(11, 1),
+            0x0100,
+        ),
+        (
+            "Create SQ on a CQ that does not exist",
+            Sqe::new(CREATE_SQ, 0)
+                .prp(buf, 0)
+                .cdw(10, 2 | (15 << 16))
+                .cdw(11, 1 | (3 << 16)),
+            0x0100,
+        ),
+        (
+            "Create SQ, id in use",
+            Sqe::new(CREATE_SQ, 0)
+                .prp(buf, 0)
+                .cdw(10, 1 | (15 << 16))
+                .cdw(11, 1 | (1 << 16)),
+            0x0101,
+        ),
+    ];
+    for (what, sqe, want) in cases {
+        let c = n.exec(0, sqe);
+        assert_eq!(c.sc(), want, "{what}: status {:#06x}", c.sc());
+        if want != 0 {
+            assert_ne!(c.status & (1 << 14), 0, "{what}: DNR");
+        }
+    }
+    // Abort of a command that is not outstanding: success, Dword 0 bit 0 set (not aborted).
+    let c = n.exec(0, Sqe::new(ABORT, 0).cdw(10, 1 | (0x1234 << 16)));
+    assert_eq!((c.sc(), c.dw0 & 1), (0, 1), "Abort");
+    // More Asynchronous Event Requests than AERL + 1: AER Limit Exceeded.
+    let aerl = n.identify(1, 0)[259] as usize;
+    for _ in 0..=aerl {
+        n.submit(0, Sqe::new(ADMIN_AER, 0));
+    }
+    let c = n.exec(0, Sqe::new(ADMIN_AER, 0));
+    assert_eq!(c.sc(), 0x0105, "AER beyond AERL {aerl}");
+    // The controller still works.
+    assert_eq!(n.identify(1, 0).len(), 4096);
+}

@@ -110,6 +110,9 @@ pub(crate) struct Queues {
     exec: std::sync::RwLock<Option<Arc<dyn Executor>>>,
     /// PCI Bus Master Enable: without it the workers fetch nothing.
     bus_master: AtomicBool,
+    /// An I/O queue was created since the last reset (Set Features Number of Queues is
+    /// then a Command Sequence Error).
+    io_created: AtomicBool,
 }
 
 impl Queues {
@@ -135,7 +138,13 @@ impl Queues {
             timer: Timer::default(),
             exec: std::sync::RwLock::new(None),
             bus_master: AtomicBool::new(true),
+            io_created: AtomicBool::new(false),
         }
+    }
+
+    /// True once an I/O queue was created since the last controller reset.
+    pub fn io_queues_created(&self) -> bool {
+        self.io_created.load(Ordering::Acquire)
     }
 
     /// Bus Master Enable changed; turning it on wakes every worker.
@@ -215,6 +224,7 @@ impl Queues {
         let (sqs, cqs) = {
             let mut t = write(&self.table);
             t.enabled = false;
+            self.io_created.store(false, Ordering::Release);
             t.dbbuf = None;
             let sqs: Vec<_> = t.sqs.iter_mut().filter_map(Option::take).collect();
             let cqs: Vec<_> = t.cqs.iter_mut().filter_map(Option::take).collect();
@@ -312,6 +322,7 @@ impl Queues {
             cq.set_shadow(Some(sh));
         }
         t.cqs[p.qid as usize] = Some(cq);
+        self.io_created.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -340,6 +351,7 @@ impl Queues {
             sq.set_shadow(Some(sh));
         }
         t.sqs[p.qid as usize] = Some(sq.clone());
+        self.io_created.store(true, Ordering::Release);
         self.spawn_worker(exec, &sq, cq, link);
         Ok(())
     }

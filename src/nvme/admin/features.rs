@@ -100,6 +100,10 @@ pub(super) fn set(inner: &Shared, mem: &Mem, c: &SetFeaturesCmd) -> Result<u32, 
             if v & 0xffff == 0xffff || v >> 16 == 0xffff {
                 return Err(status::INVALID_FIELD.dnr());
             }
+            // The spec: after any I/O queue was created, Command Sequence Error.
+            if inner.queues.io_queues_created() {
+                return Err(status::COMMAND_SEQUENCE_ERROR.dnr());
+            }
             return Ok(queues_dw0(inner));
         }
         feat::INTERRUPT_COALESCING => lock(&inner.features).interrupt_coalescing = v & 0xffff,
