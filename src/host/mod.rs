@@ -5,17 +5,22 @@
 //! It reaches the controller only through a [`Bus`] (BAR0 registers, guest memory,
 //! interrupts), so the same driver runs in-process against the model
 //! ([`in_process::InProcess`], used by the model's unit tests) and over a real vfio-user
-//! socket (the integration tests' bus in `tests/common/nvme.rs`), and is meant to be the
-//! base of a host-side benchmark. Device misbehaviour comes back as a [`DriverError`],
-//! never as a panic.
+//! socket ([`vfio_user_bus::VfioUserBus`], used by `vnvme bench stress`; the integration
+//! tests have their own in `tests/common/nvme.rs`). Device misbehaviour comes back as a
+//! [`DriverError`], never as a panic.
+//!
+//! `unsafe` is denied here except in [`memfd`] (memfd_create and its seals), which owns it.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod bus;
 pub mod data;
 pub mod driver;
 pub mod in_process;
+pub mod memfd;
+pub mod vfio_user_bus;
 
 pub use bus::{Bus, BusError};
 pub use data::{copy_descriptors, pattern, rw};
 pub use driver::{Cqe, Driver, DriverError, PAGE};
+pub use vfio_user_bus::{BusOptions, VfioUserBus};

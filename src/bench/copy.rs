@@ -14,12 +14,11 @@
 //! every measurement reads from the device and allocates fresh blocks; each measurement
 //! ends with fdatasync (an NVMe Flush for vnvme), included in its time.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 
 use vnvme::block::file::{fs_type, RAMFS_MAGIC, TMPFS_MAGIC};
@@ -28,31 +27,16 @@ use vnvme::config::{ControllerConfig, NamespaceConfig};
 use vnvme::nvme::spec::{admin_op, io_op, Sqe};
 use vnvme::nvme::{Controller, GuestMemory, InterruptSink};
 
+use super::{run_err, Failure};
+
 /// Logical block size of the benchmark namespace.
 const LBS: u64 = 4096;
 /// Largest source range (MSSRL) and range count (MSRC + 1) the benchmark advertises.
 const MSSRL: u16 = 65535;
 const RANGES_PER_COMMAND: usize = 128;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "vnvme bench",
-    bin_name = "vnvme bench",
-    about = "Benchmarks (timing lives here, never in tests)"
-)]
-struct BenchCli {
-    #[command(subcommand)]
-    command: BenchCommand,
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// Copy throughput: raw copy_file_range vs read+write vs vnvme's Copy command.
-    Copy(CopyArgs),
-}
-
 #[derive(Debug, Args)]
-struct CopyArgs {
+pub struct CopyArgs {
     /// Namespace file (created if missing, kept afterwards; its first 2 × SIZE bytes are
     /// overwritten).
     /// Default: a temporary file in the current directory (or /var/tmp when that is a
@@ -69,36 +53,6 @@ struct CopyArgs {
     /// is total bytes over total time.
     #[arg(long, value_name = "N", default_value_t = 3)]
     repeat: u32,
-}
-
-/// `vnvme bench ...` (`args[0]` is "bench"). Returns the exit status.
-pub fn main(args: &[OsString]) -> i32 {
-    let cli = match BenchCli::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
-    match cli.command {
-        BenchCommand::Copy(a) => match bench_copy(&a) {
-            Ok(()) => 0,
-            Err(Failure::Usage(m)) => {
-                eprintln!("vnvme bench copy: {m}");
-                2
-            }
-            Err(Failure::Run(m)) => {
-                eprintln!("vnvme bench copy: {m}");
-                1
-            }
-        },
-    }
-}
-
-enum Failure {
-    Usage(String),
-    Run(String),
-}
-
-fn run_err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> Failure + '_ {
-    move |e| Failure::Run(format!("{what}: {e}"))
 }
 
 /// Removes a temporary benchmark file when dropped.
@@ -139,7 +93,7 @@ fn mbps(bytes: u64, t: Duration) -> f64 {
     bytes as f64 / 1e6 / t.as_secs_f64().max(1e-9)
 }
 
-fn bench_copy(a: &CopyArgs) -> Result<(), Failure> {
+pub fn bench_copy(a: &CopyArgs) -> Result<(), Failure> {
     let size =
         vnvme::cli::parse_size("bench copy", "--size", &a.size).map_err(|e| Failure::Usage(e.0))?;
     if size == 0 || size % LBS != 0 {
