@@ -777,3 +777,42 @@ fn bad_admin_commands_get_the_spec_statuses() {
     // The controller still works.
     assert_eq!(n.identify(1, 0).len(), 4096);
 }
+
+/// A client that maps as many small DMA regions as it may: the device announces
+/// `max_dma_maps` (4096) in version negotiation, takes that many, refuses the next one
+/// with EINVAL, and is still quick to serve (each map publishes a copy of the region
+/// list, so the cap bounds the cost of every map; 65535 used to take minutes).
+#[test]
+fn the_dma_map_count_is_capped_at_what_the_device_announces() {
+    use std::os::fd::AsRawFd;
+    let s = TestServer::start("hostile-maps", &small_config());
+    let mut c = s.client();
+    let caps = c.negotiate();
+    let max = caps["capabilities"]["max_dma_maps"]
+        .as_u64()
+        .expect("max_dma_maps");
+    assert_eq!(max, 4096);
+    let g = common::GuestMem::new(0, 4096 * max);
+    let t0 = Instant::now();
+    for i in 0..max {
+        let r = c.dma_map_raw(i * 8192, 4096, i * 4096, Some(g.file.as_raw_fd()));
+        assert!(!r.is_error(), "map {i}: errno {}", r.errno());
+    }
+    let r = c.dma_map_raw(max * 8192, 4096, 0, Some(g.file.as_raw_fd()));
+    assert_eq!(r.errno(), libc::EINVAL, "one map more than announced");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let t1 = Instant::now();
+    assert!(c.device_info().num_irqs > 0);
+    drop(c);
+    let mut c2 = s.negotiated();
+    assert!(c2.device_info().num_irqs > 0);
+    assert!(
+        t1.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t1.elapsed()
+    );
+}

@@ -17,7 +17,10 @@ pub const MINOR_VERSION: u16 = 0;
 pub const MAX_MSG_FDS: usize = 16;
 pub const MAX_DATA_XFER_SIZE: usize = 1 << 20;
 pub const PGSIZES: u64 = 4096;
-pub const MAX_DMA_MAPS: u32 = 65535;
+/// DMA maps one client may hold. Every map change publishes a new guest-memory snapshot
+/// (a copy of the region list), so a client could make the n-th map cost O(n): 65535 maps
+/// took minutes. QEMU maps a handful (one per RAM section); 4096 is far beyond that.
+pub const MAX_DMA_MAPS: u32 = 4096;
 
 /// Largest message we accept: a region write of `MAX_DATA_XFER_SIZE` bytes, a version
 /// message with a long capability string, or a set-irqs with a bool array all fit.
