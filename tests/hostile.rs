@@ -144,6 +144,40 @@ fn a_refused_enable_sets_controller_fatal_status() {
     assert_eq!(csts & 0b11, 0b10, "CSTS {csts:#x}: CFS set, RDY clear");
     n.enable(16);
     assert_eq!(n.identify(1, 0).len(), 4096);
+    // The other refusals: each sets CFS at once, and a reset clears it.
+    let good = (6 << 16) | (4 << 20) | 1;
+    let asq = common::nvme::GUEST_BASE + 0x10000;
+    let cases: [(&str, u32, u32); 8] = [
+        ("AQA 0 (1-entry queues)", 0, good),
+        ("IOSQES 0", (15 << 16) | 15, (4 << 20) | 1),
+        ("IOSQES 7", (15 << 16) | 15, (7 << 16) | (4 << 20) | 1),
+        ("IOCQES 0", (15 << 16) | 15, (6 << 16) | 1),
+        ("IOCQES 5", (15 << 16) | 15, (6 << 16) | (5 << 20) | 1),
+        ("MPS 1 (8 KiB)", (15 << 16) | 15, good | (1 << 7)),
+        (
+            "CSS 7 (admin only, not in CAP.CSS)",
+            (15 << 16) | 15,
+            good | (7 << 4),
+        ),
+        (
+            "AMS 1 (weighted round robin)",
+            (15 << 16) | 15,
+            good | (1 << 11),
+        ),
+    ];
+    for (what, aqa, cc) in cases {
+        n.drv.disable().expect("disable");
+        assert_eq!(n.drv.read32(CSTS).unwrap() & 0b11, 0, "{what}: after reset");
+        n.drv.write32(AQA, aqa).unwrap();
+        n.drv.write64(ASQ, asq).unwrap();
+        n.drv.write64(0x30, asq + 0x1000).unwrap();
+        n.drv.write32(CC, cc).unwrap();
+        let csts = n.drv.read32(CSTS).unwrap();
+        assert_eq!(csts & 0b11, 0b10, "{what}: CSTS {csts:#x}");
+    }
+    n.drv.disable().expect("disable");
+    n.enable(16);
+    assert_eq!(n.identify(1, 0).len(), 4096);
 }
 
 const IO_QUEUE_ENTRIES: u16 = 16;

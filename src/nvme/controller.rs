@@ -247,11 +247,13 @@ impl Inner {
         if cc::ams(r.cc) != 0 {
             return Err("CC.AMS: only round robin is supported".into());
         }
-        if cc::iosqes(r.cc) != 0 && cc::iosqes(r.cc) != 6 {
-            return Err("CC.IOSQES must be 6".into());
+        // As QEMU: the entry sizes must be the ones Identify Controller SQES/CQES allow
+        // (64 and 16 bytes) when the controller is enabled, 0 included.
+        if cc::iosqes(r.cc) != 6 {
+            return Err(format!("CC.IOSQES {} must be 6", cc::iosqes(r.cc)));
         }
-        if cc::iocqes(r.cc) != 0 && cc::iocqes(r.cc) != 4 {
-            return Err("CC.IOCQES must be 4".into());
+        if cc::iocqes(r.cc) != 4 {
+            return Err(format!("CC.IOCQES {} must be 4", cc::iocqes(r.cc)));
         }
         if r.asq == 0
             || !r.asq.is_multiple_of(PAGE_SIZE)
