@@ -15,7 +15,7 @@ use crate::experiment::Experiment;
 use crate::hooks::Hooks;
 use crate::nvme::namespace::{CopyLimits, NamespaceIds};
 use crate::nvme::{Controller, InterruptSink, Namespace};
-use crate::pci::config_space::COMMAND_BUS_MASTER;
+use crate::pci::config_space::{COMMAND_BUS_MASTER, COMMAND_MEMORY};
 use crate::pci::{BarLayout, ConfigSpace, Interrupts, PciIds};
 use crate::sync::lock;
 use crate::vfio_user::server::{REGION_BAR0, REGION_BAR4, REGION_CONFIG};
@@ -76,6 +76,11 @@ impl NvmeFunction {
         lock(&self.config)
     }
 
+    /// PCI Command bit 1, Memory Space Enable.
+    fn memory_enabled(&self) -> bool {
+        self.config().command() & COMMAND_MEMORY != 0
+    }
+
     fn irqs(&self) -> Option<Arc<Interrupts>> {
         lock(&self.irqs).clone()
     }
@@ -93,6 +98,12 @@ impl Device for NvmeFunction {
 
     fn region_read(&self, index: u32, offset: u64, data: &mut [u8]) {
         match index {
+            // PCI: with Memory Space Enable clear the function does not decode its BARs;
+            // a read gets all ones (as an unclaimed access does), a write is dropped.
+            REGION_BAR0 if !self.memory_enabled() => {
+                log::debug!("BAR0 read at {offset:#x} with memory space disabled");
+                data.fill(0xff);
+            }
             REGION_BAR0 => self.ctrl.mmio_read(offset, data),
             REGION_BAR4 => {
                 // The client emulates the MSI-X table; the PBA shows our pending bits.
@@ -117,6 +128,9 @@ impl Device for NvmeFunction {
 
     fn region_write(&self, index: u32, offset: u64, data: &[u8]) {
         match index {
+            REGION_BAR0 if !self.memory_enabled() => {
+                log::debug!("BAR0 write at {offset:#x} dropped: memory space disabled");
+            }
             REGION_BAR0 => self.ctrl.mmio_write(offset, data),
             REGION_CONFIG => {
                 let bme = {

@@ -850,3 +850,24 @@ fn the_dma_map_count_is_capped_at_what_the_device_announces() {
         t1.elapsed()
     );
 }
+
+/// With PCI Memory Space Enable clear the function does not decode BAR0: reads return
+/// all ones, writes are dropped (a CC write cannot disable the controller). Setting the
+/// bit again shows the registers as they were.
+#[test]
+fn bar0_is_not_decoded_while_memory_space_is_disabled() {
+    let s = TestServer::start("hostile-mse", &small_config());
+    let mut n = io_nvme(&s);
+    const CC: u64 = 0x14;
+    const CSTS: u64 = 0x1c;
+    let cc = n.c.bar0_read32(CC);
+    assert_eq!(n.c.bar0_read32(CSTS) & 1, 1);
+    n.c.cfg_write16(0x04, 0x0004); // bus master only
+    assert_eq!(n.c.bar0_read32(CSTS), u32::MAX);
+    assert_eq!(n.c.bar0_read64(0), u64::MAX, "CAP");
+    n.c.bar0_write32(CC, 0);
+    n.c.cfg_write16(0x04, 0x0006);
+    assert_eq!(n.c.bar0_read32(CC), cc, "the CC write was dropped");
+    assert_eq!(n.c.bar0_read32(CSTS) & 1, 1, "still enabled");
+    assert_eq!(n.identify(1, 0).len(), 4096);
+}

@@ -276,6 +276,9 @@ fn reconnect_keeps_namespace_data() {
         // Leave the controller enabled with queues live: the disconnect must clean up.
     }
     let mut c = s.negotiated();
+    // A new client finds config space at power-on: memory space off, BAR0 reads all ones.
+    assert_eq!(c.bar0_read32(REG_CSTS), u32::MAX, "memory space disabled");
+    c.cfg_write16(0x04, 0x0002);
     assert_eq!(
         c.bar0_read32(REG_CSTS) & 1,
         0,
@@ -299,6 +302,10 @@ fn device_reset_disables_the_controller() {
     let mut n = Nvme::new(&s);
     assert_eq!(n.c.bar0_read32(REG_CSTS) & 1, 1);
     n.c.request(Command::DeviceReset, &[], &[]).ok();
+    // The reset clears the PCI Command register too: BAR0 is not decoded until the
+    // host enables memory space again.
+    assert_eq!(n.c.bar0_read32(REG_CSTS), u32::MAX);
+    n.c.cfg_write16(0x04, 0x0002);
     assert_eq!(n.c.bar0_read32(REG_CSTS) & 1, 0);
     assert_eq!(n.c.bar0_read32(REG_CC), 0);
     // It can be enabled again.
