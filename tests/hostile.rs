@@ -543,13 +543,13 @@ fn extreme_counts_in_vfio_user_messages() {
         flags: p::DMA_MAP_FLAG_READ | p::DMA_MAP_FLAG_WRITE,
         offset: 0,
         addr: 0,
-        size: u64::MAX & !0xfff,
+        size: !0xfffu64,
     };
     let g = common::GuestMem::new(0, 4096);
     use std::os::fd::AsRawFd;
     let r = c.request(Command::DmaMap, &big.to_payload(), &[g.file.as_raw_fd()]);
     assert!(r.is_error(), "DMA_MAP of 2^64 - 4 KiB");
-    let r = c.dma_unmap_raw(0, u64::MAX & !0xfff, 0);
+    let r = c.dma_unmap_raw(0, !0xfffu64, 0);
     assert!(r.is_error(), "DMA_UNMAP of 2^64 - 4 KiB");
     assert!(
         c.region_read_raw(0, 0, u32::MAX).is_error(),

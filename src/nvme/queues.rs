@@ -12,19 +12,20 @@
 //! completion to the experiment hooks.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use vm_memory::GuestAddressSpace;
 
 use super::cmd::{CqParams, SqParams};
+use super::names;
 use super::prp::Mem;
 use super::queue::{Completion, CompletionQueue, PostError, Shadow, SubmissionQueue};
 use super::spec::{admin_op, aer, csts, status, Sqe, Status, PAGE_SIZE};
 use super::timer::Timer;
 use super::{GuestMemory, InterruptSink};
 use crate::hooks::{Completed, Hooks, Op, OpKind, Transport};
-use crate::sync::{read, write};
+use crate::sync::{lock, read, write};
 
 /// What a command handler decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +114,22 @@ pub(crate) struct Queues {
     /// An I/O queue was created since the last reset (Set Features Number of Queues is
     /// then a Command Sequence Error).
     io_created: AtomicBool,
+    /// Rate limit of the failed-command log lines.
+    failure_log: Mutex<FailureLog>,
+    started: Instant,
 }
+
+/// Failed-command log lines printed and suppressed in the current second.
+#[derive(Default)]
+struct FailureLog {
+    second: u64,
+    lines: u32,
+    suppressed: u64,
+}
+
+/// At most this many failed-command lines a second (a flood of bad commands must not
+/// flood the log).
+const FAILURE_LINES_PER_SECOND: u32 = 20;
 
 impl Queues {
     pub fn new(
@@ -139,6 +155,8 @@ impl Queues {
             exec: std::sync::RwLock::new(None),
             bus_master: AtomicBool::new(true),
             io_created: AtomicBool::new(false),
+            failure_log: Mutex::new(FailureLog::default()),
+            started: Instant::now(),
         }
     }
 
@@ -184,6 +202,46 @@ impl Queues {
     /// host resets the controller.
     fn failed(&self) -> bool {
         self.csts.load(Ordering::Acquire) & csts::CFS != 0
+    }
+
+    /// One log line per failed command (the standard for a device under test by a
+    /// buggy host), at most [`FAILURE_LINES_PER_SECOND`] a second; the rest are counted
+    /// and reported with the next line that is printed.
+    fn log_failure(&self, qid: u16, sqe: &Sqe, status: Status) {
+        let now = self.started.elapsed().as_secs();
+        let mut l = lock(&self.failure_log);
+        if l.second != now {
+            if l.suppressed > 0 {
+                log::info!(
+                    "{} more failed commands not logged in the last second",
+                    l.suppressed
+                );
+            }
+            *l = FailureLog {
+                second: now,
+                lines: 0,
+                suppressed: 0,
+            };
+        }
+        if l.lines >= FAILURE_LINES_PER_SECOND {
+            l.suppressed += 1;
+            return;
+        }
+        l.lines += 1;
+        drop(l);
+        let op = if qid == 0 {
+            names::admin_opcode_name(sqe.opcode)
+        } else {
+            names::io_opcode_name(sqe.opcode)
+        };
+        log::info!(
+            "SQ {qid} cid {} {op} (opcode {:#04x}) nsid {:#x}: {} (status {:#06x})",
+            sqe.cid,
+            sqe.opcode,
+            sqe.nsid,
+            names::status_name(status.0),
+            status.0
+        );
     }
 
     /// Completions held back by the latency model, not yet posted.
@@ -549,13 +607,7 @@ impl Queues {
                     continue;
                 };
                 if !status.is_success() {
-                    log::debug!(
-                        "SQ {} cid {} opcode {:#x}: status {:#x}",
-                        sq.id,
-                        sqe.cid,
-                        sqe.opcode,
-                        status.0
-                    );
+                    self.log_failure(sq.id, &sqe, status);
                 }
                 done.status = status.0;
                 done.dw0 = dw0;
