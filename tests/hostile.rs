@@ -871,3 +871,109 @@ fn bar0_is_not_decoded_while_memory_space_is_disabled() {
     assert_eq!(n.c.bar0_read32(CSTS) & 1, 1, "still enabled");
     assert_eq!(n.identify(1, 0).len(), 4096);
 }
+
+/// Bad PRP lists and SGL chains a host driver can build: a list entry not page aligned,
+/// a list pointer not qword aligned, a list outside guest memory, an SGL segment that
+/// points at itself (a cycle), a segment in the middle of a segment, a Bit Bucket.
+#[test]
+fn bad_prp_lists_and_sgl_chains() {
+    let s = TestServer::start("hostile-lists", &small_config());
+    let mut n = io_nvme(&s);
+    let data = n.alloc(4 * 4096);
+    let list = n.alloc(4096);
+    // 16 KiB read: PRP1 = first page, PRP2 = a list of the other three.
+    let read16k = |prp2: u64| Sqe::new(IO_READ, 1).lba(0, 32).prp(data, prp2);
+    let entries = |e: [u64; 3]| e.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    n.write_mem(list, &entries([data + 4096, data + 8192, data + 12288]));
+    assert_eq!(n.exec(1, read16k(list)).sc(), 0, "a good list");
+    n.write_mem(
+        list,
+        &entries([data + 4096, data + 8192 + 512, data + 12288]),
+    );
+    assert_eq!(
+        n.exec(1, read16k(list)).sc(),
+        0x0013,
+        "an entry not page aligned"
+    );
+    n.write_mem(list, &entries([data + 4096, data + 8192, data + 12288]));
+    assert_eq!(
+        n.exec(1, read16k(list + 4)).sc(),
+        0x0013,
+        "list pointer not qword aligned"
+    );
+    let outside = common::nvme::GUEST_BASE + common::nvme::GUEST_SIZE + 4096;
+    assert_eq!(
+        n.exec(1, read16k(outside)).sc(),
+        0x0004,
+        "list outside guest memory"
+    );
+    n.write_mem(list, &entries([data + 4096, outside, data + 12288]));
+    assert_eq!(
+        n.exec(1, read16k(list)).sc(),
+        0x0004,
+        "a page outside guest memory"
+    );
+
+    // SGLs: a descriptor is address (8), length (4), 3 reserved, type << 4 | subtype.
+    let desc = |addr: u64, len: u32, kind: u8| {
+        let mut d = [0u8; 16];
+        d[..8].copy_from_slice(&addr.to_le_bytes());
+        d[8..12].copy_from_slice(&len.to_le_bytes());
+        d[15] = kind << 4;
+        d
+    };
+    const DATA: u8 = 0x0;
+    const BIT_BUCKET: u8 = 0x1;
+    const SEGMENT: u8 = 0x2;
+    const LAST: u8 = 0x3;
+    let seg = n.alloc(4096);
+    let sgl_read = |first: [u8; 16]| {
+        let lo = u64::from_le_bytes(first[..8].try_into().unwrap());
+        let hi = u64::from_le_bytes(first[8..].try_into().unwrap());
+        let s = Sqe::new(IO_READ, 1).lba(0, 1).prp(lo, hi);
+        s.cdw(0, s.0[0] | (1 << 14))
+    };
+    // A segment whose only descriptor is a Segment pointing back at itself.
+    n.write_mem(seg, &desc(seg, 16, SEGMENT));
+    let t0 = Instant::now();
+    assert_eq!(
+        n.exec(1, sgl_read(desc(seg, 16, SEGMENT))).sc(),
+        0x000e,
+        "a cycle"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t0.elapsed()
+    );
+    // A Segment descriptor that is not the last one of its segment.
+    let mut two = Vec::new();
+    two.extend_from_slice(&desc(seg + 2048, 16, SEGMENT));
+    two.extend_from_slice(&desc(data, 512, DATA));
+    n.write_mem(seg, &two);
+    assert_eq!(
+        n.exec(1, sgl_read(desc(seg, 32, SEGMENT))).sc(),
+        0x000d,
+        "segment mid-list"
+    );
+    // A segment length that is not a multiple of 16.
+    assert_eq!(
+        n.exec(1, sgl_read(desc(seg, 24, LAST))).sc(),
+        0x000d,
+        "length 24"
+    );
+    // Bit Bucket (SGLS bit 16 clear).
+    n.write_mem(seg, &desc(0, 512, BIT_BUCKET));
+    assert_eq!(
+        n.exec(1, sgl_read(desc(seg, 16, LAST))).sc(),
+        0x0011,
+        "bit bucket"
+    );
+    // A good one after all that.
+    n.write_mem(seg, &desc(data, 512, DATA));
+    assert_eq!(
+        n.exec(1, sgl_read(desc(seg, 16, LAST))).sc(),
+        0,
+        "a good SGL"
+    );
+}
