@@ -17,6 +17,8 @@ pub mod block;
 pub mod cli;
 pub mod config;
 pub mod experiment;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 pub mod guest_faults;
 pub mod hooks;
 pub mod host;

@@ -1,0 +1,9 @@
+//! AFL++ binary for the `vfio_msg` fuzz target (src/fuzz/). A panic anywhere, the device's
+//! own threads included, aborts the process: AFL records a crash.
+
+fn main() {
+    let t = vnvme::fuzz::target("vfio_msg").expect("target");
+    afl::fuzz!(|data: &[u8]| {
+        (t.run)(data);
+    });
+}
