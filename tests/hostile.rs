@@ -977,3 +977,44 @@ fn bad_prp_lists_and_sgl_chains() {
         "a good SGL"
     );
 }
+
+/// Get Log Page with a buffer larger than the log, described by PRP1 and a PRP list:
+/// the log (shorter than NUMD) goes into PRP1's page and the list's first entry; the list
+/// itself is never written (the PRPs used to be walked for the log's length only, which
+/// took PRP2 for a data page and wrote the end of the log over the host's PRP list).
+#[test]
+fn a_short_log_page_never_writes_over_the_prp_list() {
+    let s = TestServer::start("hostile-log-prp", &small_config());
+    let mut n = io_nvme(&s);
+    let pages = n.alloc(4 * 4096);
+    let list = n.alloc(4096);
+    let mut entries = Vec::new();
+    for i in 1..4u64 {
+        entries.extend_from_slice(&(pages + i * 4096).to_le_bytes());
+    }
+    entries.resize(4096, 0xee);
+    n.write_mem(list, &entries);
+    n.write_mem(pages, &[0xcc; 4 * 4096]);
+    // PRP1 256 bytes before the end of its page; 12 KiB asked for: PRP2 is a list.
+    let prp1 = pages + 4096 - 256;
+    let numd = 12 * 1024 / 4 - 1;
+    let c = n.exec(
+        0,
+        Sqe::new(ADMIN_GET_LOG_PAGE, 0xffff_ffff)
+            .prp(prp1, list)
+            .cdw(10, 0x02 | (numd << 16)),
+    );
+    assert_eq!(c.sc(), 0, "SMART log into a 12 KiB buffer");
+    assert!(
+        n.read_mem(list, 4096) == entries,
+        "the PRP list was written"
+    );
+    // The 512-byte log: 256 bytes at PRP1, 256 at the list's first entry.
+    let second = n.read_mem(pages + 4096, 256);
+    assert_ne!(
+        second,
+        vec![0xcc; 256],
+        "the log's second half is where the list says"
+    );
+    assert_eq!(n.read_mem(pages + 4096 + 256, 256), vec![0xcc; 256]);
+}

@@ -140,11 +140,6 @@ fn features(inp: &mut Input, set: bool) -> (Sqe, u64) {
     (sqe, 512)
 }
 
-/// `VNVME_FUZZ_STRICT=1`: do not tolerate the known findings.
-fn strict() -> bool {
-    std::env::var_os("VNVME_FUZZ_STRICT").is_some_and(|v| v == "1")
-}
-
 pub fn run(data: &[u8]) {
     let mut inp = Input::new(data);
     let cfg = rig::config(&mut inp);
@@ -193,18 +188,11 @@ pub fn run(data: &[u8]) {
             d.fill(&rig, &buf);
         }
         d.apply(&mut sqe);
-        let mut allowed = if to_host {
+        let allowed = if to_host {
             d.writable.clone()
         } else {
             Vec::new()
         };
-        if sqe.opcode == admin_op::GET_LOG_PAGE && d.psdt == 0 && !strict() {
-            // Known finding (docs/fuzzing.md): Get Log Page walks the data pointer for the
-            // log's length, not NUMD's, so a PRP2 the host meant as a PRP list is taken
-            // as a data page and written. Tolerated unless VNVME_FUZZ_STRICT=1.
-            let p2 = d.dptr2 & !(PAGE - 1);
-            allowed.push(p2..p2.saturating_add(PAGE));
-        }
         let what = format!(
             "admin opcode {:#04x} cdw10 {:#x} cdw11 {:#x} nsid {:#x}",
             sqe.opcode, sqe.cdw10, sqe.cdw11, sqe.nsid

@@ -44,10 +44,6 @@ fn fuzz(name: &str) {
     let secs: f64 = env_num("VNVME_FUZZ_SECS").unwrap_or(SECS);
     let r = drive(t, seed, iters, Duration::from_secs_f64(secs));
     println!("{}", r.line());
-    if name == "vfio_msg" {
-        let n = super::vfio_msg::REFUSED.load(std::sync::atomic::Ordering::Relaxed);
-        println!("fuzz vfio_msg: fresh client refused and retried {n} times (known finding)");
-    }
     if let Some((case, msg)) = r.failure {
         panic!(
             "fuzz {name}: failure after {} execs, seed {seed}: {msg}\n  case ({} bytes): {}\n  \

@@ -67,8 +67,23 @@ fn read_guest(mem: &Mem, addr: u64, buf: &mut [u8]) -> Result<(), Status> {
 
 /// Walks PRP1/PRP2 (and PRP lists) for a transfer of `len` bytes.
 pub fn walk_prp(mem: &Mem, prp1: u64, prp2: u64, len: u64) -> Result<Vec<Segment>, Status> {
+    walk_prp_prefix(mem, prp1, prp2, len, len)
+}
+
+/// Walks the PRPs of a transfer of `len` bytes (which decides what PRP2 is: a data page
+/// or a PRP list) for its first `want` bytes only: a command may move less data than the
+/// host's buffer holds (a log page shorter than NUMD), and the rest of the host's PRP
+/// list is neither read nor, above all, taken for data.
+pub fn walk_prp_prefix(
+    mem: &Mem,
+    prp1: u64,
+    prp2: u64,
+    len: u64,
+    want: u64,
+) -> Result<Vec<Segment>, Status> {
     let mut segs = Vec::new();
-    if len == 0 {
+    let mut wrem = want.min(len);
+    if wrem == 0 {
         return Ok(segs);
     }
     // PRP1's offset must be dword aligned; the spec lets a controller either ignore
@@ -78,16 +93,18 @@ pub fn walk_prp(mem: &Mem, prp1: u64, prp2: u64, len: u64) -> Result<Vec<Segment
         return Err(status::INVALID_PRP_OFFSET.dnr());
     }
     let first = len.min(PAGE_SIZE - (prp1 % PAGE_SIZE));
-    push(&mut segs, prp1, first);
+    let take = first.min(wrem);
+    push(&mut segs, prp1, take);
+    wrem -= take;
     let mut rem = len - first;
-    if rem == 0 {
+    if wrem == 0 {
         return Ok(segs);
     }
     if rem <= PAGE_SIZE {
         if !prp2.is_multiple_of(PAGE_SIZE) {
             return Err(status::INVALID_PRP_OFFSET.dnr());
         }
-        push(&mut segs, prp2, rem);
+        push(&mut segs, prp2, wrem.min(rem));
         return Ok(segs);
     }
     // PRP2 points to a PRP list, which may start at an offset inside its page.
@@ -96,17 +113,24 @@ pub fn walk_prp(mem: &Mem, prp1: u64, prp2: u64, len: u64) -> Result<Vec<Segment
     }
     let mut list = prp2;
     let mut entries = vec![0u8; PAGE_SIZE as usize];
-    while rem > 0 {
+    while wrem > 0 {
         let slots = ((PAGE_SIZE - (list % PAGE_SIZE)) / 8) as usize;
+        // Whether the last slot chains to another list page depends on the whole
+        // transfer; how many entries are read, on what is wanted.
         let needed = rem.div_ceil(PAGE_SIZE) as usize;
-        let n = needed.min(slots);
+        let chained = needed > slots;
+        let n = if chained {
+            slots.min(wrem.div_ceil(PAGE_SIZE) as usize + 1)
+        } else {
+            needed
+        };
         let buf = &mut entries[..n * 8];
         read_guest(mem, list, buf)?;
         for i in 0..n {
             let mut e = [0u8; 8];
             e.copy_from_slice(&buf[i * 8..i * 8 + 8]);
             let ent = u64::from_le_bytes(e);
-            if i == slots - 1 && needed > slots {
+            if chained && i == slots - 1 {
                 // Last slot of a full list page: pointer to the next list page.
                 if ent % PAGE_SIZE != 0 {
                     return Err(status::INVALID_PRP_OFFSET.dnr());
@@ -117,9 +141,14 @@ pub fn walk_prp(mem: &Mem, prp1: u64, prp2: u64, len: u64) -> Result<Vec<Segment
             if ent % PAGE_SIZE != 0 {
                 return Err(status::INVALID_PRP_OFFSET.dnr());
             }
-            let take = rem.min(PAGE_SIZE);
+            let page = rem.min(PAGE_SIZE);
+            let take = page.min(wrem);
             push(&mut segs, ent, take);
-            rem -= take;
+            rem -= page;
+            wrem -= take;
+            if wrem == 0 {
+                return Ok(segs);
+            }
         }
     }
     Ok(segs)
@@ -358,6 +387,28 @@ pub fn to_host(mem: &Mem, dptr: &DataPtr, data: &[u8]) -> Result<(), Status> {
     Ok(())
 }
 
+/// Copies `data` into the first bytes of a host buffer of `host_len` bytes (a log page
+/// shorter than the transfer the host asked for). Admin commands carry PRPs only; the
+/// PRPs are read as describing `host_len` bytes, and only the pages `data` needs are
+/// walked and written.
+pub fn to_host_prefix(mem: &Mem, dptr: &DataPtr, host_len: u64, data: &[u8]) -> Result<(), Status> {
+    let DataPtr::Prp { prp1, prp2 } = *dptr else {
+        return to_host(mem, dptr, data);
+    };
+    let want = (data.len() as u64).min(host_len);
+    let segs = walk_prp_prefix(mem, prp1, prp2, host_len, want)?;
+    if let Some(s) = segs.iter().find(|s| !writable(mem, s.addr, s.len)) {
+        log::warn!(
+            "transfer to host memory {:#x}+{:#x}, which the client did not map writable",
+            s.addr,
+            s.len
+        );
+        return Err(status::DATA_TRANSFER_ERROR.dnr());
+    }
+    Dma::resolve(mem, &segs)?.write_from(data);
+    Ok(())
+}
+
 /// Reads `len` bytes from the host buffer a command's data pointer describes.
 pub fn from_host(mem: &Mem, dptr: &DataPtr, len: usize) -> Result<Vec<u8>, Status> {
     let dma = Dma::map(mem, dptr, len as u64)?;
@@ -379,6 +430,58 @@ mod tests {
         for (i, x) in v.iter().enumerate() {
             m.write_obj(*x, GuestAddress(addr + 8 * i as u64)).unwrap();
         }
+    }
+
+    #[test]
+    fn prp_prefix_reads_prp2_as_the_whole_transfer_says() {
+        let m = mem();
+        // 12 KiB from 0x1000: PRP2 is a list (at 0x9000) of 0x5000, 0x7000.
+        put_u64s(&m, 0x9000, &[0x5000, 0x7000]);
+        let segs = walk_prp_prefix(&m, 0x1000, 0x9000, 3 * 4096, 5000).unwrap();
+        assert_eq!(
+            segs,
+            vec![
+                Segment {
+                    addr: 0x1000,
+                    len: 4096
+                },
+                Segment {
+                    addr: 0x5000,
+                    len: 904
+                }
+            ]
+        );
+        // Only PRP1 needed: PRP2 is not even read.
+        let segs = walk_prp_prefix(&m, 0x1000, 0xdead_0000, 3 * 4096, 100).unwrap();
+        assert_eq!(
+            segs,
+            vec![Segment {
+                addr: 0x1000,
+                len: 100
+            }]
+        );
+        // A list whose first page has one slot left: it chains to 0xa000.
+        put_u64s(&m, 0x9ff8, &[0xa000]);
+        put_u64s(&m, 0xa000, &[0x6000, 0x8000]);
+        let segs = walk_prp_prefix(&m, 0x1000, 0x9ff8, 3 * 4096, 4097).unwrap();
+        assert_eq!(
+            segs,
+            vec![
+                Segment {
+                    addr: 0x1000,
+                    len: 4096
+                },
+                Segment {
+                    addr: 0x6000,
+                    len: 1
+                }
+            ]
+        );
+        // The whole walk agrees with walk_prp.
+        assert_eq!(
+            walk_prp_prefix(&m, 0x1000, 0x9ff8, 3 * 4096, 3 * 4096).unwrap(),
+            walk_prp(&m, 0x1000, 0x9ff8, 3 * 4096).unwrap()
+        );
     }
 
     #[test]

@@ -294,6 +294,10 @@ impl Queues {
         for sq in &sqs {
             sq.stop_and_join();
         }
+        // The executor (the controller's dispatcher) holds the controller's shared
+        // state, which holds these queues: dropping it here breaks the cycle, so a
+        // controller that goes away frees its namespaces. The next enable sets it again.
+        *write(&self.exec) = None;
         self.timer.purge(|j| j.sq.stopped());
     }
 

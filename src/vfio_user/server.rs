@@ -140,6 +140,10 @@ impl Drop for Server {
     }
 }
 
+/// How long a second client waits for the current one to show it has gone before it is
+/// refused (milliseconds).
+const SECOND_CLIENT_GRACE_MS: i32 = 200;
+
 /// A whole message read from the socket.
 struct Message {
     hdr: Header,
@@ -199,6 +203,17 @@ impl<'a> Connection<'a> {
             // The current client comes first: if it has just hung up, the next client
             // waiting on the listener is served rather than refused.
             if rev[1] != 0 && rev[0] == 0 {
+                // A client that closes and at once connects anew can be seen in that
+                // order by this poll: give the current one a moment to show its hang-up
+                // (or its next message) before refusing the newcomer.
+                let current = [self.stream.as_raw_fd()];
+                let now_ready = matches!(
+                    sock::poll_readable(&current, SECOND_CLIENT_GRACE_MS),
+                    Ok(r) if r[0] != 0
+                );
+                if now_ready {
+                    continue;
+                }
                 if let Ok((extra, _)) = listener.accept() {
                     log::warn!("refusing a second client: one client at a time");
                     drop(extra);

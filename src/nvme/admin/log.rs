@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use crate::nvme::cmd::{LogPageCmd, ADMIN_OPCODES};
 use crate::nvme::identify;
-use crate::nvme::prp::{to_host, Mem};
+use crate::nvme::prp::{to_host_prefix, Mem};
 use crate::nvme::settings::COMPOSITE_TEMPERATURE;
 use crate::nvme::spec::{io_op, log, put_ascii, put_u16, put_u32, put_u64, status};
 use crate::nvme::spec::{Status, PAGE_SIZE};
@@ -37,7 +37,9 @@ pub(super) fn get_log_page(inner: &Shared, mem: &Mem, c: &LogPageCmd) -> Result<
         return Err(status::INVALID_FIELD.dnr());
     }
     let end = (start as u64 + c.len()).min(data.len() as u64) as usize;
-    to_host(mem, &c.dptr, &data[start..end])
+    // The host's buffer is NUMD dwords even when the log is shorter: its PRPs describe
+    // that many bytes (PRP2 may be a list), and only the log's bytes are written.
+    to_host_prefix(mem, &c.dptr, c.len(), &data[start..end])
 }
 
 fn data_units(bytes: u64) -> u64 {
