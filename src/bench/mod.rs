@@ -4,14 +4,18 @@
 //! - `stress` ([`stress`]): a running vnvme driven over its vfio-user socket with mixed
 //!   I/O and data verification while faults, copy limits and resets are thrown at it;
 //!   `--verify` reads back what the journal says must have survived ([`journal`]).
+//! - `io` ([`io`]): block I/O through vnvme over its socket against native io_uring
+//!   ([`uring`], the one module here with `unsafe`).
 
 use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
 mod copy;
+mod io;
 mod journal;
 mod stress;
+mod uring;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,6 +32,9 @@ struct BenchCli {
 enum BenchCommand {
     /// Copy throughput: raw copy_file_range vs read+write vs vnvme's Copy command.
     Copy(copy::CopyArgs),
+    /// Block I/O through vnvme over its vfio-user socket (N queues × QD) against the same
+    /// pattern natively with io_uring (O_DIRECT and buffered) on the same file.
+    Io(io::IoArgs),
     /// Mixed verified I/O against a running vnvme while faults, copy limit changes and
     /// controller resets are injected; --verify checks a journal after a crash.
     Stress(stress::StressArgs),
@@ -41,6 +48,7 @@ pub fn main(args: &[OsString]) -> i32 {
     };
     let (name, result) = match cli.command {
         BenchCommand::Copy(a) => ("copy", copy::bench_copy(&a)),
+        BenchCommand::Io(a) => ("io", io::main(&a)),
         BenchCommand::Stress(a) => ("stress", stress::main(&a)),
     };
     match result {

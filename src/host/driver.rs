@@ -457,6 +457,40 @@ impl<B: Bus> Driver<B> {
     /// Looks at CQ `cqid` once: takes the next entry if its phase tag is current, moves
     /// the head (and the phase on wrap) and rings the head doorbell.
     pub fn poll(&mut self, cqid: u16) -> Result<Option<Cqe>> {
+        let old = self.cqs.get(&cqid).ok_or(DriverError::NoQueue(cqid))?.head;
+        let Some(cqe) = self.take(cqid)? else {
+            return Ok(None);
+        };
+        let head = self.cqs.get(&cqid).ok_or(DriverError::NoQueue(cqid))?.head;
+        self.ring(cqid, true, head, old)?;
+        Ok(Some(cqe))
+    }
+
+    /// Takes every current entry of CQ `cqid` (at most `max`) into `out` and rings the
+    /// head doorbell once for all of them, as Linux's driver does after reaping a batch;
+    /// returns how many.
+    pub fn reap_batch(&mut self, cqid: u16, max: usize, out: &mut Vec<Cqe>) -> Result<usize> {
+        let old = self.cqs.get(&cqid).ok_or(DriverError::NoQueue(cqid))?.head;
+        let mut n = 0;
+        while n < max {
+            match self.take(cqid)? {
+                Some(c) => {
+                    out.push(c);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        if n > 0 {
+            let head = self.cqs.get(&cqid).ok_or(DriverError::NoQueue(cqid))?.head;
+            self.ring(cqid, true, head, old)?;
+        }
+        Ok(n)
+    }
+
+    /// Takes the next entry of CQ `cqid` if its phase tag is current and moves the head
+    /// (and the phase on wrap), without ringing.
+    fn take(&mut self, cqid: u16) -> Result<Option<Cqe>> {
         let q = self.cqs.get(&cqid).ok_or(DriverError::NoQueue(cqid))?;
         let (addr, phase) = (q.base + q.head as u64 * CQE_SIZE, q.phase);
         let mut b = [0u8; 16];
@@ -466,16 +500,13 @@ impl<B: Bus> Driver<B> {
             return Ok(None);
         }
         let q = self.cqs.get_mut(&cqid).ok_or(DriverError::NoQueue(cqid))?;
-        let old = q.head;
         q.head = (q.head + 1) % q.size;
         if q.head == 0 {
             q.phase = !q.phase;
         }
-        let head = q.head;
         if let Some(sq) = self.sqs.get_mut(&cqe.sqid) {
             sq.head = cqe.sqhd as u32 % sq.size;
         }
-        self.ring(cqid, true, head, old)?;
         Ok(Some(cqe))
     }
 

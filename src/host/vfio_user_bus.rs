@@ -165,6 +165,12 @@ impl VfioUserBus {
         !self.irqs.is_empty()
     }
 
+    /// A duplicate of vector `v`'s eventfd (non-blocking), to wait on it outside the bus,
+    /// e.g. from another thread; `None` when the vector is not wired.
+    pub fn irq_eventfd(&self, v: u16) -> Option<io::Result<EventFd>> {
+        self.irqs.get(v as usize).map(|e| e.try_clone())
+    }
+
     /// MSI-X vectors wired (0 when polling).
     pub fn vectors(&self) -> usize {
         self.irqs.len()
