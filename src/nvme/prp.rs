@@ -60,6 +60,22 @@ pub fn writable(mem: &Mem, addr: u64, len: u64) -> bool {
     true
 }
 
+/// A transfer to the host: every segment must be writable guest memory, or Data
+/// Transfer Error (with a log line).
+fn check_writable(mem: &Mem, segs: &[Segment]) -> Result<(), Status> {
+    match segs.iter().find(|s| !writable(mem, s.addr, s.len)) {
+        Some(s) => {
+            log::warn!(
+                "transfer to host memory {:#x}+{:#x}, which the client did not map writable",
+                s.addr,
+                s.len
+            );
+            Err(status::DATA_TRANSFER_ERROR.dnr())
+        }
+        None => Ok(()),
+    }
+}
+
 fn read_guest(mem: &Mem, addr: u64, buf: &mut [u8]) -> Result<(), Status> {
     mem.read_slice(buf, GuestAddress(addr))
         .map_err(|_| status::DATA_TRANSFER_ERROR.dnr())
@@ -328,14 +344,7 @@ impl<'a> Dma<'a> {
     /// (not in a read-only DMA map), or the command gets Data Transfer Error.
     pub fn map_to_host(mem: &'a Mem, dptr: &DataPtr, len: u64) -> Result<Dma<'a>, Status> {
         let segs = walk(mem, dptr, len)?;
-        if let Some(s) = segs.iter().find(|s| !writable(mem, s.addr, s.len)) {
-            log::warn!(
-                "transfer to host memory {:#x}+{:#x}, which the client did not map writable",
-                s.addr,
-                s.len
-            );
-            return Err(status::DATA_TRANSFER_ERROR.dnr());
-        }
+        check_writable(mem, &segs)?;
         Dma::resolve(mem, &segs)
     }
 
@@ -397,14 +406,7 @@ pub fn to_host_prefix(mem: &Mem, dptr: &DataPtr, host_len: u64, data: &[u8]) -> 
     };
     let want = (data.len() as u64).min(host_len);
     let segs = walk_prp_prefix(mem, prp1, prp2, host_len, want)?;
-    if let Some(s) = segs.iter().find(|s| !writable(mem, s.addr, s.len)) {
-        log::warn!(
-            "transfer to host memory {:#x}+{:#x}, which the client did not map writable",
-            s.addr,
-            s.len
-        );
-        return Err(status::DATA_TRANSFER_ERROR.dnr());
-    }
+    check_writable(mem, &segs)?;
     Dma::resolve(mem, &segs)?.write_from(data);
     Ok(())
 }
