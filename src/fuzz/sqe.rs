@@ -16,16 +16,7 @@ use crate::nvme::prp::{walk, DataPtr, Dma, Segment};
 use crate::nvme::spec::{admin_op, io_op, Sqe};
 use vm_memory::GuestAddressSpace;
 
-pub const IO_OPCODES: [u8; 8] = [
-    io_op::FLUSH,
-    io_op::WRITE,
-    io_op::READ,
-    io_op::COMPARE,
-    io_op::WRITE_ZEROES,
-    io_op::DATASET_MANAGEMENT,
-    io_op::VERIFY,
-    io_op::COPY,
-];
+use crate::nvme::cmd::IO_OPCODES;
 
 /// An entry with edgy fields for `opcode`.
 pub fn entry(inp: &mut Input, opcode: u8) -> Sqe {

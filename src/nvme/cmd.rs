@@ -343,6 +343,18 @@ fn rw(sqe: &Sqe) -> RwCmd {
     }
 }
 
+/// The NVM command set opcodes [`decode_io`] knows.
+pub const IO_OPCODES: [u8; 8] = [
+    io_op::FLUSH,
+    io_op::WRITE,
+    io_op::READ,
+    io_op::COMPARE,
+    io_op::WRITE_ZEROES,
+    io_op::DATASET_MANAGEMENT,
+    io_op::VERIFY,
+    io_op::COPY,
+];
+
 /// The admin opcodes [`decode_admin`] knows (the Commands Supported and Effects log
 /// lists these).
 pub const ADMIN_OPCODES: [u8; 12] = [
@@ -685,16 +697,7 @@ mod tests {
 
     #[test]
     fn fuse_is_refused_on_every_known_opcode() {
-        let io = [
-            io_op::FLUSH,
-            io_op::WRITE,
-            io_op::READ,
-            io_op::COMPARE,
-            io_op::WRITE_ZEROES,
-            io_op::DATASET_MANAGEMENT,
-            io_op::VERIFY,
-            io_op::COPY,
-        ];
+        let io = IO_OPCODES;
         let admin = ADMIN_OPCODES;
         for fuse in 1..=3 {
             for op in io {
