@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+use super::rng::Rng;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -165,19 +166,6 @@ fn drv_err(what: &str) -> impl FnOnce(DriverError) -> Failure + '_ {
 
 fn size_of(opt: &str, v: &str) -> Result<u64, Failure> {
     vnvme::cli::parse_size(opt, "", v).map_err(|e| usage(e.0.replace("  ", " ")))
-}
-
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }
 
 /// Where one job (queue or ring) puts its I/Os: random over the whole region, or

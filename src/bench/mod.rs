@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 mod copy;
 mod io;
 mod journal;
+mod rng;
 mod stress;
 mod uring;
 

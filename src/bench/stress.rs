@@ -14,6 +14,7 @@
 //! Every wait is bounded: a command without completion within `--cmd-timeout` is
 //! recorded as a finding and recovered from with a controller reset.
 
+use super::rng::Rng;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -85,35 +86,6 @@ pub struct StressArgs {
     /// client killed with SIGKILL leaves its counts behind.
     #[arg(long, value_name = "FILE")]
     stats: Option<PathBuf>,
-}
-
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// 0..n (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    /// a..=b.
-    fn range(&mut self, a: u64, b: u64) -> u64 {
-        a + self.below(b.saturating_sub(a) + 1)
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-    /// An exponential-ish delay around `mean` seconds (0.25..1.75 × mean).
-    fn around(&mut self, mean: f64) -> Duration {
-        let f = 0.25 + 1.5 * (self.below(1000) as f64 / 1000.0);
-        Duration::from_secs_f64(mean * f)
-    }
 }
 
 /// Live copy limits of a namespace (as Identify reports them).
