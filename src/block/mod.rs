@@ -2,12 +2,14 @@
 //! volumes (a store as logical blocks with the operations every front end needs).
 //!
 //! It knows files, not NVMe or virtio. `unsafe` is allowed here only in `file.rs`
-//! (preadv/pwritev into guest-memory slices, ioctls, copy_file_range) and `memfd.rs`
-//! (memfd_create); every block carries a `// SAFETY:` comment.
+//! (preadv/pwritev into guest-memory slices, ioctls, copy_file_range), `memfd.rs`
+//! (memfd_create) and `uring.rs` (io_uring requests into guest memory); every block
+//! carries a `// SAFETY:` comment.
 
 pub mod file;
 pub mod memfd;
 pub mod store;
+pub mod uring;
 pub mod volume;
 
 pub use file::FileStore;

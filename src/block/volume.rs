@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 use std::io;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -218,6 +219,25 @@ impl Volume {
     /// The store underneath (for front ends that need its fd, e.g. benchmarks).
     pub fn store(&self) -> &dyn Store {
         &*self.store
+    }
+
+    /// Where `blocks` blocks from `lba` live, for a caller that moves the bytes itself
+    /// with requests in flight ([`super::uring::AsyncIo`]): the store's descriptor and the
+    /// byte offset. `None` when the store has no descriptor (the caller then uses
+    /// [`read`](Self::read) / [`write`](Self::write)). A write checks read-only. The
+    /// descriptor stays open as long as this volume lives.
+    pub fn direct(
+        &self,
+        lba: u64,
+        blocks: u64,
+        write: bool,
+    ) -> Result<Option<(RawFd, u64)>, BlockError> {
+        let (off, _) = if write {
+            self.check_writable(lba, blocks)?
+        } else {
+            self.check(lba, blocks)?
+        };
+        Ok(self.store.raw_fd().map(|fd| (fd, off)))
     }
 
     /// True if `blocks` blocks from `lba` lie inside the volume.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::admin;
 use super::cmd::{decode_admin, decode_io};
-use super::io;
+use super::io::{self, InFlight};
 use super::prp::Mem;
 use super::queues::{Executor, Link, Outcome, Queues};
 use super::regs::{split_write, Regs, REGS_SIZE};
@@ -292,8 +292,14 @@ impl Inner {
 struct Dispatcher(Arc<Shared>);
 
 impl Executor for Dispatcher {
-    fn execute(&self, qid: u16, mem: &Mem, sqe: &Sqe, done: &mut Completed) -> Outcome {
-        // Each entry is decoded once, here; the record takes what the typed command says.
+    fn execute(
+        &self,
+        qid: u16,
+        mem: &Mem,
+        sqe: &Sqe,
+        done: &mut Completed,
+        inflight: Option<&mut InFlight>,
+    ) -> Outcome {
         if qid == 0 {
             match decode_admin(sqe) {
                 Ok(cmd) => {
@@ -312,12 +318,19 @@ impl Executor for Dispatcher {
                         opcode: sqe.opcode,
                         nsid: sqe.nsid,
                     };
-                    let (outcome, copy) = io::execute(&self.0.io_ctx(), mem, &cmd, &op);
+                    let (outcome, copy) = io::execute(&self.0.io_ctx(), mem, &cmd, &op, inflight);
                     done.copy = copy.map(|c| c.record(sqe.nsid));
                     outcome
                 }
                 Err(s) => Outcome::err(s),
             }
+        }
+    }
+
+    fn finish(&self, mem: &Mem, sqe: &Sqe, result: std::io::Result<usize>) -> Outcome {
+        match decode_io(sqe) {
+            Ok(cmd) => io::finish(&self.0.io_ctx(), mem, &cmd, result),
+            Err(s) => Outcome::err(s),
         }
     }
 }

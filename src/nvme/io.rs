@@ -7,6 +7,7 @@
 //! Copy (opcode 0x19) lives in [`super::copy`]; it reaches any namespace through
 //! `IoCtx::namespace`, which cross-namespace copy needs.
 
+use std::io as stdio;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -18,7 +19,17 @@ use super::prp::{DataPtr, Dma, Mem};
 use super::queues::Outcome;
 use super::spec::{io_op, status, Status, NSID_ALL};
 use super::status::of_block;
+use crate::block::uring::AsyncIo;
 use crate::hooks::Op;
+
+/// The submission queue's requests in flight, where a Read or a Write may go instead of
+/// running to its end at once.
+pub(crate) struct InFlight<'a> {
+    pub aio: &'a mut AsyncIo,
+    /// The guest memory snapshot the command's buffers point into; each request keeps a
+    /// clone until it completes, so the mapping outlives the kernel's use of it.
+    pub mem: &'a Arc<Mem>,
+}
 
 /// An injected fault, in the model's status type.
 struct Injected {
@@ -40,8 +51,15 @@ pub const SUPPORTED: &[(u8, bool)] = &[
 
 /// Runs one decoded I/O command, unless an injected fault (matched on `op`) decides its
 /// outcome first. Copy also returns what it did (ranges, blocks copied) for the records
-/// and counters.
-pub(crate) fn execute(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd, op: &Op) -> (Outcome, Option<CopyDone>) {
+/// and counters. With `inflight`, a Read or a non-durable Write that passes its checks is
+/// queued there instead (`Outcome::Queued`), to be ended by [`finish`].
+pub(crate) fn execute(
+    ctx: &IoCtx,
+    mem: &Mem,
+    cmd: &IoCmd,
+    op: &Op,
+    inflight: Option<&mut InFlight>,
+) -> (Outcome, Option<CopyDone>) {
     let copy = match cmd {
         IoCmd::Copy(c) => Some(c),
         _ => None,
@@ -76,7 +94,70 @@ pub(crate) fn execute(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd, op: &Op) -> (Outcome,
         let (o, done) = super::copy::execute(ctx, mem, c, None);
         return (o, Some(done));
     }
+    if let Some(f) = inflight {
+        if let Some(o) = try_queue(ctx, mem, cmd, f) {
+            return (o, None);
+        }
+    }
     (run(ctx, mem, cmd).into(), None)
+}
+
+/// Queues a Read or a Write in flight when it can go there: not a durable write (FUA or
+/// write cache off: those are written and made durable at once), a slot free, a store
+/// with a descriptor, and few enough segments. `None`: run it synchronously instead.
+fn try_queue(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd, f: &mut InFlight) -> Option<Outcome> {
+    let (c, is_write) = match cmd {
+        IoCmd::Read(c) => (c, false),
+        IoCmd::Write(c) if !ctx.durable(c.fua) => (c, true),
+        _ => return None,
+    };
+    if !f.aio.has_room() {
+        return None;
+    }
+    let (ns, dma, _) = match prepare_rw(ctx, mem, c, is_write) {
+        Ok(p) => p,
+        Err(s) => return Some(Outcome::err(s)),
+    };
+    let (fd, off) = match ns.volume().direct(c.slba, c.nlb as u64, is_write) {
+        Ok(Some(t)) => t,
+        Ok(None) => return None,
+        Err(e) => return Some(Outcome::err(of_block(&rw_what(&ns, c, is_write), &e))),
+    };
+    // The namespace (its open file) and the memory snapshot live until completion.
+    let keep = Box::new((f.mem.clone(), ns.clone()));
+    f.aio
+        .queue(fd, off, is_write, dma.slices(), keep)
+        .ok()
+        .map(Outcome::Queued)
+}
+
+/// Ends a Read or Write that ran in flight with the kernel's `result`: a complete
+/// transfer succeeds; a short or failed one is done again synchronously, which reads
+/// zeroes past the end of a shorter file and reports a failure with the status the
+/// synchronous path gives it.
+pub(crate) fn finish(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd, result: stdio::Result<usize>) -> Outcome {
+    let (c, is_write) = match cmd {
+        IoCmd::Read(c) => (c, false),
+        IoCmd::Write(c) => (c, true),
+        _ => return Outcome::err(status::INTERNAL_ERROR),
+    };
+    let Ok(ns) = namespace(ctx, c.nsid) else {
+        return read_write(ctx, mem, c, is_write).into();
+    };
+    let len = c.nlb as u64 * ns.block_size();
+    match result {
+        Ok(n) if n as u64 == len => {
+            count_rw(ctx, is_write, len);
+            Outcome::ok(0)
+        }
+        r => {
+            log::debug!(
+                "{} in flight ended with {r:?} of {len} bytes; done again synchronously",
+                rw_what(&ns, c, is_write)
+            );
+            read_write(ctx, mem, c, is_write).into()
+        }
+    }
 }
 
 fn run(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd) -> Result<u32, Status> {
@@ -142,7 +223,14 @@ fn flush(ctx: &IoCtx, nsid: u32) -> Result<u32, Status> {
     Ok(0)
 }
 
-fn read_write(ctx: &IoCtx, mem: &Mem, c: &RwCmd, is_write: bool) -> Result<u32, Status> {
+/// The checks of a Read or Write, in the spec's order, and its buffer in guest memory:
+/// (namespace, buffer, length in bytes).
+fn prepare_rw<'m>(
+    ctx: &IoCtx,
+    mem: &'m Mem,
+    c: &RwCmd,
+    is_write: bool,
+) -> Result<(Arc<Namespace>, Dma<'m>, u64), Status> {
     let ns = namespace(ctx, c.nsid)?;
     if is_write {
         check_writable(&ns)?;
@@ -156,28 +244,39 @@ fn read_write(ctx: &IoCtx, mem: &Mem, c: &RwCmd, is_write: bool) -> Result<u32, 
     } else {
         Dma::map_to_host(mem, &c.dptr, len)?
     };
-    let what = || {
-        format!(
-            "{} of namespace {} at LBA {slba}+{nlb}",
-            if is_write { "write" } else { "read" },
-            ns.nsid
-        )
-    };
+    Ok((ns, dma, len))
+}
+
+fn rw_what(ns: &Namespace, c: &RwCmd, is_write: bool) -> String {
+    format!(
+        "{} of namespace {} at LBA {}+{}",
+        if is_write { "write" } else { "read" },
+        ns.nsid,
+        c.slba,
+        c.nlb
+    )
+}
+
+fn count_rw(ctx: &IoCtx, is_write: bool, len: u64) {
     let st = ctx.stats;
     if is_write {
-        let durable = ctx.durable(c.fua);
-        ns.volume()
-            .write(slba, dma.slices(), durable)
-            .map_err(|e| of_block(&what(), &e))?;
         st.write_commands.fetch_add(1, Ordering::Relaxed);
         st.bytes_written.fetch_add(len, Ordering::Relaxed);
     } else {
-        ns.volume()
-            .read(slba, dma.slices())
-            .map_err(|e| of_block(&what(), &e))?;
         st.read_commands.fetch_add(1, Ordering::Relaxed);
         st.bytes_read.fetch_add(len, Ordering::Relaxed);
     }
+}
+
+fn read_write(ctx: &IoCtx, mem: &Mem, c: &RwCmd, is_write: bool) -> Result<u32, Status> {
+    let (ns, dma, len) = prepare_rw(ctx, mem, c, is_write)?;
+    let r = if is_write {
+        ns.volume().write(c.slba, dma.slices(), ctx.durable(c.fua))
+    } else {
+        ns.volume().read(c.slba, dma.slices())
+    };
+    r.map_err(|e| of_block(&rw_what(&ns, c, is_write), &e))?;
+    count_rw(ctx, is_write, len);
     Ok(0)
 }
 

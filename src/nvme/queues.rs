@@ -18,12 +18,14 @@ use std::time::Instant;
 use vm_memory::GuestAddressSpace;
 
 use super::cmd::{CqParams, SqParams};
+use super::io::InFlight;
 use super::names;
 use super::prp::Mem;
 use super::queue::{Completion, CompletionQueue, PostError, Shadow, SubmissionQueue};
 use super::spec::{admin_op, aer, csts, status, Sqe, Status, PAGE_SIZE};
 use super::timer::Timer;
 use super::{GuestMemory, InterruptSink};
+use crate::block::uring::{AsyncIo, Finished};
 use crate::hooks::{Completed, Hooks, Op, OpKind, Transport};
 use crate::sync::{lock, read, write};
 
@@ -34,6 +36,9 @@ pub enum Outcome {
     Complete { status: Status, dw0: u32 },
     /// Completed later by someone else (Asynchronous Event Request).
     Deferred,
+    /// Queued in flight in this slot of the worker's [`AsyncIo`]; the worker ends it
+    /// with [`Executor::finish`] when the transfer completes.
+    Queued(usize),
 }
 
 impl Outcome {
@@ -66,8 +71,29 @@ impl From<Result<u32, Status>> for Outcome {
 /// Runs the commands a worker fetches (the controller implements it).
 pub(crate) trait Executor: Send + Sync + 'static {
     /// Runs one command from submission queue `qid`. `done` is its record, to be filled
-    /// with what the command did (the worker adds status and Dword 0).
-    fn execute(&self, qid: u16, mem: &Mem, sqe: &Sqe, done: &mut Completed) -> Outcome;
+    /// with what the command did (the worker adds status and Dword 0). With `inflight`
+    /// the command may be queued there (`Outcome::Queued`) instead of run to its end.
+    fn execute(
+        &self,
+        qid: u16,
+        mem: &Mem,
+        sqe: &Sqe,
+        done: &mut Completed,
+        inflight: Option<&mut InFlight>,
+    ) -> Outcome;
+
+    /// Ends a command that was queued in flight, given the kernel's result.
+    fn finish(&self, mem: &Mem, sqe: &Sqe, result: std::io::Result<usize>) -> Outcome;
+}
+
+/// Most commands a worker fetches in one pass; after each pass it posts what finished
+/// and raises the completion queue's interrupt once (if it posted anything).
+const BATCH: usize = 16;
+
+/// A command queued in flight: its entry and its record.
+struct Pending {
+    sqe: Sqe,
+    done: Completed,
 }
 
 /// What a connected client gave us.
@@ -570,8 +596,11 @@ impl Queues {
         }
     }
 
-    /// A submission queue worker: sleeps until the doorbell rings, then runs every
-    /// command between head and tail.
+    /// A submission queue worker: sleeps until the doorbell rings, then runs the
+    /// commands between head and tail in passes of at most [`BATCH`]. Reads and writes
+    /// of I/O queues go in flight on the worker's io_uring (up to [`AsyncIo::SLOTS`] at
+    /// once) and complete in the order they finish; everything else runs to its end in
+    /// the worker. Each pass ends with at most one interrupt.
     fn run_sq(
         self: &Arc<Self>,
         exec: &dyn Executor,
@@ -579,74 +608,196 @@ impl Queues {
         cq: &Arc<CompletionQueue>,
         mem: &GuestMemory,
     ) {
-        while sq.wait() {
-            loop {
+        let mut aio = if sq.id == 0 {
+            None
+        } else {
+            match AsyncIo::new() {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    log::info!(
+                        "SQ {}: io_uring unavailable ({e}): one command at a time",
+                        sq.id
+                    );
+                    None
+                }
+            }
+        };
+        let mut pending: Vec<Option<Pending>> = (0..AsyncIo::SLOTS).map(|_| None).collect();
+        let mut finished: Vec<Finished> = Vec::with_capacity(AsyncIo::SLOTS);
+        let mut irq = false;
+        loop {
+            let snap: Arc<Mem> = mem.memory().into_inner();
+            let m = &*snap;
+            let mut idle = false;
+            let mut quit = false;
+            let mut fetched = 0;
+            while fetched < BATCH {
                 if sq.stopped() {
-                    return;
+                    quit = true;
+                    break;
                 }
                 if self.failed() {
                     log::warn!("SQ {}: controller fatal status, fetching stops", sq.id);
-                    return;
+                    quit = true;
+                    break;
                 }
                 if !self.bus_master.load(Ordering::Acquire) {
                     log::debug!("SQ {}: bus master disabled, not fetching", sq.id);
+                    idle = true;
                     break;
                 }
-                let m = mem.memory();
-                if sq.head() == sq.tail(&m) {
-                    if sq.arm_event_idx(&m) {
+                if aio.as_ref().is_some_and(|a| !a.has_room()) {
+                    break;
+                }
+                if sq.head() == sq.tail(m) {
+                    if sq.arm_event_idx(m) {
                         continue;
                     }
+                    idle = true;
                     break;
                 }
                 // The clock is read only for the records of an installed observer.
-                let fetched = self.hooks.observing().then(Instant::now);
-                let Some(sqe) = sq.fetch(&m) else {
+                let fetched_at = self.hooks.observing().then(Instant::now);
+                let Some(sqe) = sq.fetch(m) else {
                     self.fatal(&format!("SQ {} is outside guest memory", sq.id));
-                    return;
+                    quit = true;
+                    break;
                 };
-                let mut done = super::records::fetched(sq.id, &sqe, fetched);
-                let outcome = exec.execute(sq.id, &m, &sqe, &mut done);
-                let Outcome::Complete { status, dw0 } = outcome else {
-                    continue;
-                };
-                if !status.is_success() {
-                    self.log_failure(sq.id, &sqe, status);
+                fetched += 1;
+                let mut done = super::records::fetched(sq.id, &sqe, fetched_at);
+                let mut f = aio.as_mut().map(|aio| InFlight { aio, mem: &snap });
+                match exec.execute(sq.id, m, &sqe, &mut done, f.as_mut()) {
+                    Outcome::Queued(slot) => {
+                        if let Some(p) = pending.get_mut(slot) {
+                            *p = Some(Pending { sqe, done });
+                        }
+                    }
+                    Outcome::Deferred => {}
+                    Outcome::Complete { status, dw0 } => {
+                        self.ended(sq, cq, mem, m, &sqe, done, status, dw0, &mut irq)
+                    }
                 }
-                done.status = status.0;
-                done.dw0 = dw0;
-                let delay = if sq.id == 0 {
-                    None
-                } else {
-                    let op = Op {
-                        transport: Transport::Nvme,
-                        kind: done.kind,
-                        opcode: sqe.opcode,
-                        nsid: sqe.nsid,
-                    };
-                    self.hooks.delay(&op, done.delay_blocks())
-                };
-                if let Some(d) = delay {
-                    let job = Delayed {
-                        sq: sq.clone(),
-                        cq: cq.clone(),
-                        mem: mem.clone(),
-                        done,
-                    };
-                    self.timer
-                        .schedule(self, Instant::now() + d, job, Queues::post_delayed);
-                    continue;
-                }
-                let c = Completion {
-                    dw0,
-                    dw1: 0,
-                    sqhd: sq.head() as u16,
-                    sqid: sq.id,
-                    cid: sqe.cid,
-                    status,
-                };
-                self.complete(&m, cq, &c, &|| sq.stopped(), || self.hooks.completed(done));
             }
+            if quit {
+                if let Some(a) = aio.as_mut() {
+                    a.drain();
+                }
+                return;
+            }
+            if let Some(a) = aio.as_mut() {
+                // Hand the queued requests to the kernel, then end whatever finished;
+                // wait for one when there is nothing else to do (SQ empty or every slot
+                // busy) and something is in flight.
+                let wait = (idle || !a.has_room()) && a.inflight() > 0;
+                if wait {
+                    self.raise(cq, &mut irq);
+                }
+                let r = a.submit().and_then(|()| a.reap(wait, &mut finished));
+                if let Err(e) = r {
+                    self.fatal(&format!("SQ {}: io_uring failed: {e}", sq.id));
+                    a.drain();
+                    return;
+                }
+                for Finished { slot, result } in finished.drain(..) {
+                    let Some(Pending { sqe, done }) = pending.get_mut(slot).and_then(Option::take)
+                    else {
+                        continue;
+                    };
+                    let (status, dw0) = match exec.finish(m, &sqe, result) {
+                        Outcome::Complete { status, dw0 } => (status, dw0),
+                        _ => (status::INTERNAL_ERROR, 0),
+                    };
+                    self.ended(sq, cq, mem, m, &sqe, done, status, dw0, &mut irq);
+                }
+                if wait {
+                    continue;
+                }
+            }
+            self.raise(cq, &mut irq);
+            if idle && aio.as_ref().is_none_or(|a| a.inflight() == 0) && !sq.wait() {
+                if let Some(a) = aio.as_mut() {
+                    a.drain();
+                }
+                return;
+            }
+        }
+    }
+
+    /// Raises the completion queue's interrupt if the worker posted since it last did.
+    fn raise(&self, cq: &CompletionQueue, posted: &mut bool) {
+        if std::mem::take(posted) && cq.ien {
+            if let Some(irq) = self.irq() {
+                irq.raise(cq.vector);
+            }
+        }
+    }
+
+    /// Ends one command of the worker's SQ: logs a failure, then posts its completion
+    /// (or hands it to the delay timer). The interrupt is left to the end of the pass
+    /// (`posted` set), except that a full CQ raises it before waiting for room, so a
+    /// host that waits for the interrupt frees the room.
+    #[allow(clippy::too_many_arguments)]
+    fn ended(
+        self: &Arc<Self>,
+        sq: &Arc<SubmissionQueue>,
+        cq: &Arc<CompletionQueue>,
+        mem: &GuestMemory,
+        m: &Mem,
+        sqe: &Sqe,
+        mut done: Completed,
+        status: Status,
+        dw0: u32,
+        posted: &mut bool,
+    ) {
+        if !status.is_success() {
+            self.log_failure(sq.id, sqe, status);
+        }
+        done.status = status.0;
+        done.dw0 = dw0;
+        let delay = if sq.id == 0 {
+            None
+        } else {
+            let op = Op {
+                transport: Transport::Nvme,
+                kind: done.kind,
+                opcode: sqe.opcode,
+                nsid: sqe.nsid,
+            };
+            self.hooks.delay(&op, done.delay_blocks())
+        };
+        if let Some(d) = delay {
+            let job = Delayed {
+                sq: sq.clone(),
+                cq: cq.clone(),
+                mem: mem.clone(),
+                done,
+            };
+            self.timer
+                .schedule(self, Instant::now() + d, job, Queues::post_delayed);
+            return;
+        }
+        let c = Completion {
+            dw0,
+            dw1: 0,
+            sqhd: sq.head() as u16,
+            sqid: sq.id,
+            cid: sqe.cid,
+            status,
+        };
+        let r = match cq.try_post(m, &c) {
+            Err(PostError::Full) => {
+                self.raise(cq, posted);
+                cq.post(m, &c, &|| sq.stopped())
+            }
+            r => r,
+        };
+        match r {
+            Ok(()) => {
+                self.hooks.completed(done);
+                *posted = true;
+            }
+            Err(PostError::Stopped | PostError::Full) => {}
+            Err(PostError::Fault) => self.fatal("completion queue is outside guest memory"),
         }
     }
 
