@@ -664,3 +664,104 @@ fn a_dropped_controller_frees_its_namespaces() {
         "the controller still holds the volume"
     );
 }
+
+#[test]
+fn a_batch_in_flight_completes_each_command_once_with_few_interrupts() {
+    let mut h = Host::simple();
+    assert!(h.create_cq(1, 128, 0x300000, 1, true).ok());
+    assert!(h.create_sq(1, 128, 0x310000, 1).ok());
+    // 40 writes (more than the 32 slots in flight), one doorbell.
+    let n = 40u64;
+    let mut cids = Vec::new();
+    for i in 0..n {
+        h.write_mem(DATA + i * 4096, &pattern(4096, i as u8 + 1));
+        cids.push(h.push(1, rw(io_op::WRITE, 1, i * 8, 8, DATA + i * 4096, 0)));
+    }
+    let before = h.irq.vectors().len();
+    h.ring_sq(1);
+    let mut got: Vec<u16> = (0..n)
+        .map(|_| h.reap(1))
+        .map(|c| {
+            assert!(c.ok(), "{c:?}");
+            c.cid
+        })
+        .collect();
+    got.sort();
+    cids.sort();
+    assert_eq!(got, cids, "every write completed exactly once");
+    let raised = h.irq.vectors().len() - before;
+    assert!(
+        raised >= 1 && (raised as u64) < n,
+        "{raised} interrupts for {n} completions"
+    );
+    // Reads into fresh buffers with a Flush and a FUA write among them.
+    let mut cids = Vec::new();
+    for i in 0..n {
+        h.fill(0x600000 + i * 4096, 4096, 0);
+        cids.push(h.push(1, rw(io_op::READ, 1, i * 8, 8, 0x600000 + i * 4096, 0)));
+        if i == n / 2 {
+            cids.push(h.push(1, rw(io_op::FLUSH, 1, 0, 1, 0, 0)));
+            let mut fua = rw(io_op::WRITE, 1, 1000, 8, DATA, 0);
+            fua.cdw12 |= 1 << 30;
+            cids.push(h.push(1, fua));
+        }
+    }
+    h.ring_sq(1);
+    let mut got: Vec<u16> = (0..cids.len())
+        .map(|_| h.reap(1))
+        .map(|c| {
+            assert!(c.ok(), "{c:?}");
+            c.cid
+        })
+        .collect();
+    got.sort();
+    cids.sort();
+    assert_eq!(got, cids);
+    for i in 0..n {
+        assert_eq!(
+            h.read_mem(0x600000 + i * 4096, 4096),
+            pattern(4096, i as u8 + 1),
+            "read {i}"
+        );
+    }
+    assert_eq!(h.store_bytes(1, 1000 * 512, 4096), pattern(4096, 1));
+    assert!(
+        h.try_reap(1, Duration::from_millis(50)).is_none(),
+        "nothing posted twice"
+    );
+}
+
+#[test]
+fn a_read_the_file_cuts_short_reads_zeroes_past_its_end() {
+    let dir = std::env::temp_dir().join(format!("vnvme-short-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ns.img");
+    let _ = std::fs::remove_file(&path);
+    let cfg = NamespaceConfig {
+        backing: Backing::File(path.clone()),
+        size: Some(1 << 20),
+        logical_block_size: 4096,
+        ..Default::default()
+    };
+    let mut h = Host::new(ControllerConfig::default(), vec![memns(1, cfg)]);
+    h.io_pair(1, 8);
+    let data = pattern(8192, 3);
+    h.write_mem(DATA, &data);
+    assert!(h.cmd(1, rw(io_op::WRITE, 1, 10, 2, DATA, DATA + 4096)).ok());
+    // Someone else shortens the file to the middle of the two blocks.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(10 * 4096 + 4096)
+        .unwrap();
+    h.fill(0x600000, 8192, 0xee);
+    assert!(h.cmd(1, rw(io_op::READ, 1, 10, 2, 0x600000, 0x601000)).ok());
+    assert_eq!(h.read_mem(0x600000, 4096), &data[..4096]);
+    assert!(
+        h.read_mem(0x601000, 4096).iter().all(|&b| b == 0),
+        "past the end: zeroes"
+    );
+    drop(h);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
