@@ -33,6 +33,7 @@ pub mod io;
 pub(crate) mod io_context;
 pub mod names;
 pub mod namespace;
+pub mod pi;
 pub mod prp;
 pub mod queue;
 pub(crate) mod queues;
