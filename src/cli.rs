@@ -80,7 +80,9 @@ pub struct RunArgs {
 
     /// The controller: serial=..,mdts=..,max_ioqpairs=..,mqes=..,vendor_id=..,device_id=..,
     /// subsystem_vendor_id=..,subsystem_id=..,copy=on|off,ocfs=MASK (copy formats, 0-0xf),
-    /// cdfe=MASK (Host Behavior Support CDFE after every reset, 0-0xf, e.g. 0xc)
+    /// cdfe=MASK (Host Behavior Support CDFE after every reset, 0-0xf, e.g. 0xc),
+    /// poll_us=N (poll mode: the doorbells as a mappable page, polled N µs after a
+    /// queue's last command; 0 = off, at most 1000000)
     #[arg(long = "ctrl", value_name = "KEY=VALUE,...")]
     pub ctrl: Vec<String>,
 
@@ -433,7 +435,7 @@ pub fn parse_ns(spec: &str) -> Result<NamespaceConfig, ConfigError> {
 }
 
 const CTRL_KEYS: &str = "serial, mdts, max_ioqpairs, mqes, vendor_id, device_id, \
-     subsystem_vendor_id, subsystem_id, copy, ocfs, cdfe";
+     subsystem_vendor_id, subsystem_id, copy, ocfs, cdfe, poll_us";
 
 /// Parses one `--ctrl` list into `c`.
 pub fn parse_ctrl(spec: &str, c: &mut ControllerConfig) -> Result<(), ConfigError> {
@@ -451,6 +453,7 @@ pub fn parse_ctrl(spec: &str, c: &mut ControllerConfig) -> Result<(), ConfigErro
             "copy" => c.copy = parse_bool(opt, &k, &v)?,
             "ocfs" => c.ocfs = parse_int(opt, &k, &v)?,
             "cdfe" => c.cdfe = parse_int(opt, &k, &v)?,
+            "poll_us" => c.poll_us = parse_int(opt, &k, &v)?,
             _ => {
                 return Err(ConfigError(format!(
                     "{opt}: unknown key '{k}' (known: {CTRL_KEYS})"
