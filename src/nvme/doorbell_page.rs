@@ -3,9 +3,10 @@
 //! (no trap) tells the device. The model reads them through [`DoorbellMemory`] — the
 //! transport's mapping, or plain atomics ([`LocalDoorbells`]) in tests — and the queue
 //! workers poll them (`Queues::wait_doorbell`): for the poll window after a queue's last
-//! command, then in naps that double from [`NAP_MIN`] to [`NAP_MAX`], re-reading the page
-//! after each, so an idle device costs a few wake-ups a second per queue and the first
-//! command after a long idle waits at most [`NAP_MAX`] longer.
+//! command, then in naps of an eighth of the time the queue has been idle (from
+//! [`NAP_MIN`] to [`NAP_MAX`]), re-reading the page after each, so an idle device costs
+//! 100 wake-ups a second per queue and a command after an idle time t waits about t/8
+//! (at most [`NAP_MAX`]) longer than it would with trapped doorbells.
 //!
 //! A value the host stores there is taken like a trapped doorbell write, checked by the
 //! same rules (an invalid one is ignored and raises the same Error event), once per
@@ -18,10 +19,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// First nap once the poll window is over.
+/// Shortest nap once the poll window is over.
 pub const NAP_MIN: Duration = Duration::from_micros(100);
 /// Longest nap: the most a command that arrives after a long idle waits for the worker
-/// to look again.
+/// to look again (reached after 80 ms of idle).
 pub const NAP_MAX: Duration = Duration::from_millis(10);
 /// Largest poll window `--ctrl poll_us` accepts (one second).
 pub const MAX_POLL_US: u32 = 1_000_000;

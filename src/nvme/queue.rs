@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use vm_memory::{Bytes, GuestAddress};
 
-use super::doorbell_page::PageDoorbell;
+use super::doorbell_page::{PageDoorbell, NAP_MAX, NAP_MIN};
 use super::prp::{writable, Mem};
 use super::spec::{Sqe, Status, CQE_SIZE, SQE_SIZE};
 
@@ -442,6 +442,13 @@ impl CompletionQueue {
         wait: bool,
     ) -> Result<(), PostError> {
         let mut st = lock(&self.state);
+        // Poll mode: nothing announces the host's new head in the page; look again
+        // soon, then less often while the host leaves the queue full.
+        let mut recheck = if self.page.is_some() {
+            NAP_MIN
+        } else {
+            CQ_FULL_RECHECK
+        };
         loop {
             if self.stop.load(Ordering::Acquire) || cancelled() {
                 return Err(PostError::Stopped);
@@ -476,9 +483,12 @@ impl CompletionQueue {
             }
             st = self
                 .space
-                .wait_timeout(st, CQ_FULL_RECHECK)
+                .wait_timeout(st, recheck)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            if self.page.is_some() {
+                recheck = (recheck * 2).min(NAP_MAX);
+            }
         }
         let addr = self
             .base

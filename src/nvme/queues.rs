@@ -695,9 +695,12 @@ impl Queues {
     /// nothing rings: polls the page (SQ tail, CQ head) for the poll window after the
     /// last command, yielding the CPU between looks, then naps on the queue's condition
     /// variable (woken at once by a trapped doorbell, Bus Master Enable, a reset or a
-    /// deletion) for [`NAP_MIN`] doubling up to [`NAP_MAX`], re-reading the page after
-    /// each. Invalid values found in the page are reported as Error events, once per
-    /// change. Returns true when there is work, false once the queue is stopped.
+    /// deletion), re-reading the page after each nap. A nap lasts an eighth of the time
+    /// the queue has been idle, at least [`NAP_MIN`] and at most [`NAP_MAX`]: a command
+    /// that comes after an idle time t waits about t/8 more (at most [`NAP_MAX`]), and an
+    /// idle queue wakes [`NAP_MAX`]⁻¹ times a second. Invalid values found in the page
+    /// are reported as Error events, once per change. Returns true when there is work,
+    /// false once the queue is stopped.
     fn wait_doorbell(
         &self,
         exec: &dyn Executor,
@@ -709,7 +712,6 @@ impl Queues {
             return sq.wait();
         }
         let idle_since = Instant::now();
-        let mut nap = NAP_MIN;
         loop {
             if sq.stopped() {
                 return false;
@@ -728,14 +730,14 @@ impl Queues {
             {
                 return true;
             }
-            if idle_since.elapsed() < self.poll {
+            let idle = idle_since.elapsed();
+            if idle < self.poll {
                 std::thread::yield_now();
                 continue;
             }
-            if !sq.nap(nap) {
+            if !sq.nap((idle / 8).clamp(NAP_MIN, NAP_MAX)) {
                 return false;
             }
-            nap = (nap * 2).min(NAP_MAX);
         }
     }
 
