@@ -712,6 +712,14 @@ mod tests {
         assert_eq!(c.controller.cdfe, 0xc);
         let c = args(&[], &["cdfe=4"]).device_config().unwrap();
         assert_eq!(c.controller.cdfe, 4);
+        assert_eq!(
+            args(&[], &[]).device_config().unwrap().controller.poll_us,
+            0
+        );
+        let c = args(&[], &["poll_us=50"]).device_config().unwrap();
+        assert_eq!(c.controller.poll_us, 50);
+        let c = args(&[], &["poll_us=1000000"]).device_config().unwrap();
+        assert_eq!(c.controller.poll_us, 1_000_000);
         for (bad, needle) in [
             (
                 "cdfe=0x10",
@@ -725,6 +733,15 @@ mod tests {
             ("ocfs=0x10000", "--ctrl ocfs: 65536 is out of range"),
             ("ocfs=-1", "--ctrl ocfs"),
             ("copy=maybe", "--ctrl copy: 'maybe' is not on or off"),
+            (
+                "poll_us=1000001",
+                "--ctrl poll_us: 1000001 is more than 1000000",
+            ),
+            ("poll_us=lots", "--ctrl poll_us: 'lots' is not a number"),
+            (
+                "poll_us=5000000000",
+                "--ctrl poll_us: 5000000000 is out of range",
+            ),
             ("copy=", "--ctrl copy"),
         ] {
             let e = args(&[], &[bad]).device_config().unwrap_err();
