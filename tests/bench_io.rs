@@ -137,7 +137,10 @@ fn bench_io_with_device_polling_maps_the_doorbells() {
     check_mode(&v, "vnvme");
     let m = &v["modes"]["vnvme"];
     assert_eq!(m["messages_per_io"], 0.0, "{m}");
-    assert!(m["mapped_doorbells_per_io"].as_f64().unwrap_or(0.0) > 0.0, "{m}");
+    assert!(
+        m["mapped_doorbells_per_io"].as_f64().unwrap_or(0.0) > 0.0,
+        "{m}"
+    );
     assert!(v["modes"]["native_buffered"].is_null());
 }
 

@@ -388,7 +388,9 @@ impl VfioUserBus {
                 self.request_fds(Command::DeviceGetRegionInfo, &req.to_payload(), &[])?;
             let info = p::RegionInfo::parse(&r).map_err(|e| err(format!("region info: {e}")))?;
             let caps = info.flags & vb::VFIO_REGION_INFO_FLAG_CAPS != 0;
-            if caps && info.argsz > argsz {
+            // A reply naming a larger size than we allowed left something out (the
+            // capabilities): ask again with that size, as QEMU does.
+            if info.argsz > argsz {
                 if info.argsz > MAX_REGION_INFO {
                     return Err(err(format!("region info of {} bytes", info.argsz)));
                 }

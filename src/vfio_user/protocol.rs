@@ -508,21 +508,24 @@ pub fn sparse_cap_size(n: usize) -> usize {
 }
 
 /// A `VFIO_USER_DEVICE_GET_REGION_INFO` reply with one sparse mmap capability listing
-/// `areas`, for a client that allows `argsz` bytes: the whole reply if it fits, else
-/// only the fixed part, with `argsz` = the size needed and `cap_offset` 0 (the client
-/// asks again), as the kernel's VFIO does. `info.flags` gets MMAP and CAPS.
+/// `areas`, for a client that allows `argsz` bytes: the whole reply (flags MMAP and
+/// CAPS) if it fits, else only the fixed part with `argsz` = the size needed, MMAP but
+/// not CAPS and `cap_offset` 0, and the client asks again. (The kernel's VFIO sets CAPS
+/// in the short reply too; QEMU's vfio-user client refuses CAPS with a `cap_offset`
+/// outside the reply, so the short reply leaves it out, as libvfio-user does.)
 pub fn region_info_sparse(info: &RegionInfo, areas: &[SparseArea], argsz: u32) -> Vec<u8> {
     use vfio_bindings::bindings::vfio as vb;
     let need = RegionInfo::SIZE + sparse_cap_size(areas.len());
     let mut head = RegionInfo {
         argsz: need as u32,
-        flags: info.flags | vb::VFIO_REGION_INFO_FLAG_MMAP | vb::VFIO_REGION_INFO_FLAG_CAPS,
+        flags: info.flags | vb::VFIO_REGION_INFO_FLAG_MMAP,
         cap_offset: 0,
         ..*info
     };
     if (argsz as usize) < need {
         return head.to_payload();
     }
+    head.flags |= vb::VFIO_REGION_INFO_FLAG_CAPS;
     head.cap_offset = RegionInfo::SIZE as u32;
     let mut out = head.to_payload();
     let mut w = Writer::new();
@@ -926,6 +929,15 @@ mod tests {
         assert_eq!(short.len(), 32);
         let h = RegionInfo::parse(&short).unwrap();
         assert_eq!((h.argsz, h.cap_offset), (64, 0));
+        assert_eq!(
+            h.flags & vb::VFIO_REGION_INFO_FLAG_MMAP,
+            vb::VFIO_REGION_INFO_FLAG_MMAP
+        );
+        assert_eq!(
+            h.flags & vb::VFIO_REGION_INFO_FLAG_CAPS,
+            0,
+            "QEMU refuses CAPS at 0"
+        );
         assert_eq!(parse_sparse_areas(&short).unwrap(), None);
     }
 
