@@ -20,7 +20,8 @@
 //! Guest memory is a `GuestMemoryAtomic` the transport updates on every DMA map change;
 //! interrupts leave through an [`InterruptSink`], which the transport maps to eventfds;
 //! doorbells the client writes as memory (poll mode) come in through a
-//! [`DoorbellMemory`], which the transport backs with the page it lets the client map.
+//! [`DoorbellMemory`], which the wiring backs with the page the transport lets the client
+//! map.
 //! The module map and the path of one command: docs/architecture.md.
 
 #![forbid(unsafe_code)]
