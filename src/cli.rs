@@ -80,7 +80,9 @@ pub struct RunArgs {
 
     /// The controller: serial=..,mdts=..,max_ioqpairs=..,mqes=..,vendor_id=..,device_id=..,
     /// subsystem_vendor_id=..,subsystem_id=..,copy=on|off,ocfs=MASK (copy formats, 0-0xf),
-    /// cdfe=MASK (Host Behavior Support CDFE after every reset, 0-0xf, e.g. 0xc)
+    /// cdfe=MASK (Host Behavior Support CDFE after every reset, 0-0xf, e.g. 0xc),
+    /// poll_us=N (poll mode: the doorbells as a mappable page, polled N µs after a
+    /// queue's last command; 0 = off, at most 1000000)
     #[arg(long = "ctrl", value_name = "KEY=VALUE,...")]
     pub ctrl: Vec<String>,
 
@@ -433,7 +435,7 @@ pub fn parse_ns(spec: &str) -> Result<NamespaceConfig, ConfigError> {
 }
 
 const CTRL_KEYS: &str = "serial, mdts, max_ioqpairs, mqes, vendor_id, device_id, \
-     subsystem_vendor_id, subsystem_id, copy, ocfs, cdfe";
+     subsystem_vendor_id, subsystem_id, copy, ocfs, cdfe, poll_us";
 
 /// Parses one `--ctrl` list into `c`.
 pub fn parse_ctrl(spec: &str, c: &mut ControllerConfig) -> Result<(), ConfigError> {
@@ -451,6 +453,7 @@ pub fn parse_ctrl(spec: &str, c: &mut ControllerConfig) -> Result<(), ConfigErro
             "copy" => c.copy = parse_bool(opt, &k, &v)?,
             "ocfs" => c.ocfs = parse_int(opt, &k, &v)?,
             "cdfe" => c.cdfe = parse_int(opt, &k, &v)?,
+            "poll_us" => c.poll_us = parse_int(opt, &k, &v)?,
             _ => {
                 return Err(ConfigError(format!(
                     "{opt}: unknown key '{k}' (known: {CTRL_KEYS})"
@@ -709,6 +712,14 @@ mod tests {
         assert_eq!(c.controller.cdfe, 0xc);
         let c = args(&[], &["cdfe=4"]).device_config().unwrap();
         assert_eq!(c.controller.cdfe, 4);
+        assert_eq!(
+            args(&[], &[]).device_config().unwrap().controller.poll_us,
+            0
+        );
+        let c = args(&[], &["poll_us=50"]).device_config().unwrap();
+        assert_eq!(c.controller.poll_us, 50);
+        let c = args(&[], &["poll_us=1000000"]).device_config().unwrap();
+        assert_eq!(c.controller.poll_us, 1_000_000);
         for (bad, needle) in [
             (
                 "cdfe=0x10",
@@ -722,6 +733,15 @@ mod tests {
             ("ocfs=0x10000", "--ctrl ocfs: 65536 is out of range"),
             ("ocfs=-1", "--ctrl ocfs"),
             ("copy=maybe", "--ctrl copy: 'maybe' is not on or off"),
+            (
+                "poll_us=1000001",
+                "--ctrl poll_us: 1000001 is more than 1000000",
+            ),
+            ("poll_us=lots", "--ctrl poll_us: 'lots' is not a number"),
+            (
+                "poll_us=5000000000",
+                "--ctrl poll_us: 5000000000 is out of range",
+            ),
             ("copy=", "--ctrl copy"),
         ] {
             let e = args(&[], &[bad]).device_config().unwrap_err();

@@ -10,8 +10,8 @@
 //! - [`nvme`]: the NVMe controller model; knows nothing of a transport;
 //! - [`hooks`]: the interface between front ends and experiment control;
 //! - [`block`]: stores and volumes; knows nothing of NVMe or virtio;
-//! - helpers: [`sync`], [`kv`]; and [`host`], a host-side NVMe driver for tests and
-//!   benchmarks.
+//! - helpers: [`sync`], [`kv`], [`shm`] (sealed memfds, shared word mappings); and
+//!   [`host`], a host-side NVMe driver for tests and benchmarks.
 
 pub mod block;
 pub mod cli;
@@ -26,6 +26,7 @@ pub mod kv;
 pub mod nvme;
 pub mod pci;
 pub mod server;
+pub mod shm;
 pub mod signals;
 pub mod sync;
 pub mod vfio_user;

@@ -1,6 +1,8 @@
 //! Wires one transport to one controller and its namespaces: the NVMe controller is
 //! presented as a PCI function (config space, BAR0 registers, BAR4 MSI-X) and served
-//! over vfio-user.
+//! over vfio-user. In poll mode (`--ctrl poll_us`) each connection gets a fresh doorbell
+//! page: a sealed memfd the size of BAR0 whose doorbell area the client may map (a
+//! sparse-mmap area of BAR0) and the controller reads.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -14,12 +16,16 @@ use crate::config::{Backing, ConfigError, DeviceConfig, NamespaceConfig};
 use crate::experiment::Experiment;
 use crate::hooks::Hooks;
 use crate::nvme::namespace::{CopyLimits, NamespaceIds};
+use crate::nvme::spec::reg::DOORBELL_BASE;
+use crate::nvme::DoorbellMemory;
 use crate::nvme::{Controller, InterruptSink, Namespace};
 use crate::pci::config_space::{COMMAND_BUS_MASTER, COMMAND_MEMORY};
 use crate::pci::{BarLayout, ConfigSpace, Interrupts, PciIds};
+use crate::shm::{sealed_memfd, SharedWords};
 use crate::sync::lock;
+use crate::vfio_user::protocol::SparseArea;
 use crate::vfio_user::server::{REGION_BAR0, REGION_BAR4, REGION_CONFIG};
-use crate::vfio_user::{Device, DmaMemory, Server, StopHandle};
+use crate::vfio_user::{Device, DmaMemory, RegionMmap, Server, StopHandle};
 
 /// Class code of an NVM Express controller: mass storage, non-volatile memory, NVMe.
 pub const NVME_CLASS: [u8; 3] = [0x01, 0x08, 0x02];
@@ -32,6 +38,43 @@ pub struct NvmeFunction {
     config: Mutex<ConfigSpace>,
     layout: BarLayout,
     irqs: Mutex<Option<Arc<Interrupts>>>,
+    /// Poll mode (`--ctrl poll_us` > 0): BAR0's doorbell area is offered for mmap.
+    poll: bool,
+    /// The connected client's doorbell page (poll mode).
+    doorbells: Mutex<Option<Arc<DoorbellPage>>>,
+}
+
+/// BAR0's doorbell area as shared memory: a sealed memfd of BAR0's size (file offset =
+/// BAR0 offset), of which the doorbell area (from 0x1000 on) is mapped here and offered
+/// to the client. Page 0 (the registers) stays trapped; the client could map it too,
+/// but nothing here reads it.
+struct DoorbellPage {
+    file: std::fs::File,
+    words: SharedWords,
+}
+
+impl DoorbellPage {
+    fn new(bar0_size: u64) -> io::Result<DoorbellPage> {
+        let file = sealed_memfd("vnvme-doorbells", bar0_size)?;
+        let words = SharedWords::map(&file, DOORBELL_BASE, bar0_size - DOORBELL_BASE)?;
+        Ok(DoorbellPage { file, words })
+    }
+
+    fn offset(i: usize) -> u64 {
+        DOORBELL_BASE + 4 * i as u64
+    }
+}
+
+impl DoorbellMemory for DoorbellPage {
+    fn count(&self) -> usize {
+        ((self.words.range().end - DOORBELL_BASE) / 4) as usize
+    }
+    fn load(&self, i: usize) -> u32 {
+        self.words.load(Self::offset(i)).unwrap_or(0)
+    }
+    fn store(&self, i: usize, v: u32) {
+        self.words.store(Self::offset(i), v);
+    }
 }
 
 impl NvmeFunction {
@@ -59,6 +102,8 @@ impl NvmeFunction {
             experiment,
             layout,
             irqs: Mutex::new(None),
+            poll: c.poll_us > 0,
+            doorbells: Mutex::new(None),
         }
     }
 
@@ -94,6 +139,29 @@ impl Device for NvmeFunction {
             REGION_CONFIG => crate::pci::config_space::CONFIG_SPACE_SIZE as u64,
             _ => 0,
         }
+    }
+
+    fn region_mmap(&self, index: u32) -> Option<RegionMmap> {
+        if index != REGION_BAR0 {
+            return None;
+        }
+        let page = lock(&self.doorbells).clone()?;
+        let file = match page.file.try_clone() {
+            Ok(f) => f.into(),
+            Err(e) => {
+                log::warn!("doorbell page: {e}; BAR0 stays trapped");
+                return None;
+            }
+        };
+        let range = page.words.range();
+        Some(RegionMmap {
+            file,
+            file_offset: 0,
+            areas: vec![SparseArea {
+                offset: range.start,
+                size: range.end - range.start,
+            }],
+        })
     }
 
     fn region_read(&self, index: u32, offset: u64, data: &mut [u8]) {
@@ -151,7 +219,22 @@ impl Device for NvmeFunction {
     fn connect(&self, mem: DmaMemory, irqs: Arc<Interrupts>) {
         *lock(&self.irqs) = Some(irqs.clone());
         let sink: Arc<dyn InterruptSink> = irqs;
-        self.ctrl.connect(mem, sink);
+        // A fresh page per client: a previous client that kept its mapping cannot ring
+        // this one's doorbells.
+        let page = if self.poll {
+            match DoorbellPage::new(self.layout.bar0_size) {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    log::warn!("doorbell page for poll mode: {e}; doorbells stay trapped");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        *lock(&self.doorbells) = page.clone();
+        let db = page.map(|p| p as Arc<dyn DoorbellMemory>);
+        self.ctrl.connect_with_doorbells(mem, sink, db);
         // A new client starts with Bus Master Enable as the config space has it (clear
         // after a reset): no DMA until it sets the bit, as PCIe requires.
         let bme = self.config().command() & COMMAND_BUS_MASTER != 0;
@@ -162,6 +245,7 @@ impl Device for NvmeFunction {
         self.ctrl.disconnect();
         self.config().reset();
         *lock(&self.irqs) = None;
+        *lock(&self.doorbells) = None;
     }
 
     fn reset(&self) {

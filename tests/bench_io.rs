@@ -112,6 +112,38 @@ fn bench_io_on_a_file_namespace_writes_and_polls() {
     );
 }
 
+/// `--device-poll-us`: the started vnvme runs in poll mode and the bus maps its doorbell
+/// page: doorbells are memory stores, so (almost) no message per I/O.
+#[test]
+fn bench_io_with_device_polling_maps_the_doorbells() {
+    let (code, v, err) = bench(&[
+        "--memory",
+        "16M",
+        "--secs",
+        "1",
+        "--rounds",
+        "2",
+        "--queues",
+        "2",
+        "--qd",
+        "8",
+        "--no-native",
+        "--device-poll-us",
+        "100",
+    ]);
+    assert_eq!(code, 0, "{err}\n{v}");
+    assert_eq!(v["config"]["device_poll_us"], 100);
+    assert_eq!(v["doorbells_mapped"], true, "{v}");
+    check_mode(&v, "vnvme");
+    let m = &v["modes"]["vnvme"];
+    assert_eq!(m["messages_per_io"], 0.0, "{m}");
+    assert!(
+        m["mapped_doorbells_per_io"].as_f64().unwrap_or(0.0) > 0.0,
+        "{m}"
+    );
+    assert!(v["modes"]["native_buffered"].is_null());
+}
+
 #[test]
 fn bench_io_refuses_bad_options_naming_them() {
     for (args, name) in [
@@ -119,6 +151,12 @@ fn bench_io_refuses_bad_options_naming_them() {
         (&["--qd", "0"][..], "--qd"),
         (&["--memory", "1M", "--ns-file", "/tmp/x"][..], "--memory"),
         (&["--pattern", "sideways"][..], "--pattern"),
+        (&["--device-poll-us", "0"][..], "--device-poll-us"),
+        (&["--device-poll-us", "2000000"][..], "--device-poll-us"),
+        (
+            &["--device-poll-us", "50", "--socket", "/tmp/x.sock"][..],
+            "--device-poll-us",
+        ),
     ] {
         let (code, _, err) = bench(args);
         assert_eq!(code, 2, "{args:?}: {err}");

@@ -64,6 +64,15 @@ fn bad_options_exit_2_with_one_line() {
         (vec!["--ctrl", "mdts=lots"], "--ctrl mdts"),
         (vec!["--ctrl", "max_ioqpairs=0"], "--ctrl max_ioqpairs"),
         (vec!["--ctrl", "nonsense=1"], "--ctrl: unknown key"),
+        (
+            vec!["--ctrl", "poll_us=1000001"],
+            "--ctrl poll_us: 1000001 is more than 1000000",
+        ),
+        (
+            vec!["--ctrl", "poll_us=soon"],
+            "--ctrl poll_us: 'soon' is not a number",
+        ),
+        (vec!["--ctrl", "poll_us=-5"], "--ctrl poll_us"),
     ] {
         let (code, _, err) = run_vnvme(&args);
         assert_eq!(code, 2, "{args:?}: {err}");

@@ -184,6 +184,28 @@ reboot -f
 #[ignore = "needs QEMU >= 10.1, a Linux kernel with NVMe built in and a static busybox: \
             set VNVME_QEMU, VNVME_GUEST_KERNEL, VNVME_GUEST_BUSYBOX and run with --ignored"]
 fn linux_guest_does_io_with_msix_and_survives_a_reboot() {
+    linux_guest("max_ioqpairs=4,serial=GUESTTEST", |_| {});
+}
+
+/// Poll mode (`--ctrl poll_us`): QEMU maps the doorbell page vnvme offers (its memfd shows
+/// in QEMU's mappings) and the same guest runs on it: its doorbell writes are stores into
+/// that page.
+#[test]
+#[ignore = "needs QEMU >= 10.1, a Linux kernel with NVMe built in and a static busybox: \
+            set VNVME_QEMU, VNVME_GUEST_KERNEL, VNVME_GUEST_BUSYBOX and run with --ignored"]
+fn linux_guest_runs_on_the_mapped_doorbell_page() {
+    let mut mapped = false;
+    let text = linux_guest("max_ioqpairs=4,serial=GUESTTEST,poll_us=200", |pid| {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        mapped |= maps.contains("memfd:vnvme-doorbells");
+    });
+    assert!(mapped, "QEMU never mapped the doorbell page:\n{text}");
+}
+
+/// Boots the guest of [`GUEST_INIT`] against a vnvme started with `--ctrl ctrl`, calling
+/// `watch` with QEMU's pid while the guest runs; checks what both boots print and
+/// returns the console.
+fn linux_guest(ctrl: &str, mut watch: impl FnMut(u32)) -> String {
     let qemu = std::env::var("VNVME_QEMU").expect("VNVME_QEMU");
     let kernel = std::env::var("VNVME_GUEST_KERNEL").expect("VNVME_GUEST_KERNEL");
     let busybox = std::env::var("VNVME_GUEST_BUSYBOX").expect("VNVME_GUEST_BUSYBOX");
@@ -209,12 +231,7 @@ fn linux_guest_does_io_with_msix_and_survives_a_reboot() {
         Command::new(env!("CARGO_BIN_EXE_vnvme"))
             .env("RUST_LOG", "warn")
             .args(["--socket", sock.to_str().unwrap()])
-            .args([
-                "--ns",
-                "size=64M",
-                "--ctrl",
-                "max_ioqpairs=4,serial=GUESTTEST",
-            ])
+            .args(["--ns", "size=64M", "--ctrl", ctrl])
             .stdout(Stdio::null())
             .spawn()
             .expect("vnvme"),
@@ -247,6 +264,7 @@ fn linux_guest_does_io_with_msix_and_survives_a_reboot() {
         if let Ok(Some(st)) = qemu.0.try_wait() {
             panic!("QEMU exited ({st}) before the guest finished:\n{text}");
         }
+        watch(qemu.0.id());
         assert!(Instant::now() < deadline, "guest did not finish:\n{text}");
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -264,4 +282,5 @@ fn linux_guest_does_io_with_msix_and_survives_a_reboot() {
         let count: u64 = l.split_whitespace().nth(1).unwrap().parse().unwrap();
         assert!(count > 0, "{l}");
     }
+    text
 }

@@ -5,7 +5,9 @@
 //! ([`VfioUserBus`]), as QEMU's `vfio-user-pci` and a guest's NVMe driver would be: guest
 //! RAM a shared memfd DMA-mapped to the server, N I/O queue pairs with QD commands kept in
 //! flight on each, MSI-X on eventfds (or `--poll`), shadow doorbells (Doorbell Buffer
-//! Config with EventIdx) on or off, completion heads rung once per reaped batch. The
+//! Config with EventIdx) on or off, completion heads rung once per reaped batch; with
+//! `--device-poll-us N` the started vnvme runs in poll mode (`--ctrl poll_us=N`) and the
+//! bus maps its doorbell page, so doorbells are memory stores, not messages. The
 //! native side is one io_uring per job (N jobs × QD), O_DIRECT and buffered.
 //!
 //! Rounds alternate vnvme / native O_DIRECT / native buffered; the report gives the median
@@ -128,6 +130,10 @@ pub struct IoArgs {
     /// Poll the completion queues instead of sleeping on MSI-X eventfds.
     #[arg(long)]
     poll: bool,
+    /// Start vnvme in poll mode (`--ctrl poll_us=N`: the doorbells as a mapped page,
+    /// polled N µs after each queue's last command); the bus maps the page.
+    #[arg(long, value_name = "N")]
+    device_poll_us: Option<u32>,
     /// Shadow doorbells (Doorbell Buffer Config with EventIdx, as Linux uses them).
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     dbbuf: OnOff,
@@ -296,6 +302,7 @@ struct Sample {
     bench_cpu: f64,
     messages: u64,
     doorbells: u64,
+    mapped_doorbells: u64,
     interrupts: u64,
 }
 
@@ -311,6 +318,7 @@ impl Sample {
             bench_cpu: 0.0,
             messages: 0,
             doorbells: 0,
+            mapped_doorbells: 0,
             interrupts: 0,
         }
     }
@@ -358,7 +366,7 @@ struct ChildServer {
 }
 
 impl ChildServer {
-    fn start(ns: &str) -> Result<(ChildServer, PathBuf), Failure> {
+    fn start(ns: &str, ctrl: Option<String>) -> Result<(ChildServer, PathBuf), Failure> {
         let dir = std::env::temp_dir().join(format!("vnvme-bench-io.{}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .map_err(|e| run(format!("creating {}: {e}", dir.display())))?;
@@ -368,11 +376,12 @@ impl ChildServer {
         let log_file =
             File::create(&log).map_err(|e| run(format!("creating {}: {e}", log.display())))?;
         let exe = std::env::current_exe().map_err(|e| run(format!("this binary: {e}")))?;
-        let child = Command::new(exe)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--ns")
-            .arg(ns)
+        let mut cmd = Command::new(exe);
+        cmd.arg("--socket").arg(&socket).arg("--ns").arg(ns);
+        if let Some(c) = ctrl {
+            cmd.arg("--ctrl").arg(c);
+        }
+        let child = cmd
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -634,9 +643,16 @@ impl Nvme {
         })
     }
 
-    fn counters(&self) -> Result<(u64, u64), Failure> {
+    /// (messages, posted doorbells, doorbells stored into the mapped page).
+    fn counters(&self) -> Result<(u64, u64, u64), Failure> {
         let d = lock(&self.drv)?;
-        Ok((d.bus.counters.messages, d.bus.counters.posted_doorbells))
+        let c = d.bus.counters;
+        Ok((c.messages, c.posted_doorbells, c.mapped_doorbells))
+    }
+
+    /// True if the bus mapped the device's doorbell page.
+    fn doorbells_mapped(&self) -> Result<bool, Failure> {
+        Ok(!lock(&self.drv)?.bus.mapped_bar0().is_empty())
     }
 
     /// One measurement: `bs`-byte I/Os in `pattern` for `secs` (or once through the
@@ -655,7 +671,7 @@ impl Nvme {
         let mut offs: Vec<Offsets> = (0..n)
             .map(|j| Offsets::new(random, bs, region, j, n, secs.is_none()))
             .collect();
-        let (m0, d0) = self.counters()?;
+        let (m0, d0, p0) = self.counters()?;
         let dev0 = device_pid.and_then(cpu_secs);
         let me0 = cpu_secs("self").unwrap_or(0.0);
         let start = Instant::now();
@@ -698,9 +714,10 @@ impl Nvme {
         }
         let end = deadline.unwrap_or_else(Instant::now);
         total.secs = end.saturating_duration_since(start).as_secs_f64();
-        let (m1, d1) = self.counters()?;
+        let (m1, d1, p1) = self.counters()?;
         total.messages = m1 - m0;
-        total.doorbells = d1 - d0;
+        total.doorbells = (d1 - d0) + (p1 - p0);
+        total.mapped_doorbells = p1 - p0;
         total.device_cpu = match (dev0, device_pid.and_then(cpu_secs)) {
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
@@ -1038,6 +1055,7 @@ fn with_messages(mut v: Value, samples: &[Sample]) -> Value {
     };
     v["messages_per_io"] = json!((per(&|s| s.messages) * 1000.0).round() / 1000.0);
     v["doorbells_per_io"] = json!((per(&|s| s.doorbells) * 1000.0).round() / 1000.0);
+    v["mapped_doorbells_per_io"] = json!((per(&|s| s.mapped_doorbells) * 1000.0).round() / 1000.0);
     v["interrupts_per_io"] = json!((per(&|s| s.interrupts) * 1000.0).round() / 1000.0);
     v
 }
@@ -1053,7 +1071,7 @@ fn render(r: &Value) -> String {
     let mut out = String::new();
     let cfg = &r["config"];
     out += &format!(
-        "vnvme bench io: {} bs {} × {} queues × QD {}, {} s × {} rounds, {}, dbbuf {}, threads {}\n",
+        "vnvme bench io: {} bs {} × {} queues × QD {}, {} s × {} rounds, {}, dbbuf {}, threads {}{}\n",
         cfg["pattern"].as_str().unwrap_or(""),
         cfg["bs"],
         cfg["queues"],
@@ -1063,6 +1081,13 @@ fn render(r: &Value) -> String {
         if cfg["poll"] == true { "polling" } else { "MSI-X" },
         cfg["dbbuf"].as_str().unwrap_or(""),
         cfg["threads"].as_str().unwrap_or(""),
+        match cfg["device_poll_us"].as_u64() {
+            Some(n) => format!(
+                ", device polling {n} µs (doorbell page {})",
+                if r["doorbells_mapped"] == true { "mapped" } else { "not mapped" }
+            ),
+            None => String::new(),
+        },
     );
     out += &format!(
         "namespace: {} ({} bytes, {}-byte blocks); native on: {}\n",
@@ -1136,6 +1161,19 @@ pub fn main(a: &IoArgs) -> Result<(), Failure> {
     if a.memory.is_some() && a.ns_file.is_some() {
         return Err(usage("--memory and --ns-file exclude each other"));
     }
+    if a.device_poll_us.is_some() && a.socket.is_some() {
+        return Err(usage(
+            "--device-poll-us sets up a vnvme the bench starts; with --socket start it with --ctrl poll_us=N yourself",
+        ));
+    }
+    if let Some(n) = a.device_poll_us {
+        if n == 0 || n > vnvme::nvme::settings::MAX_POLL_US {
+            return Err(usage(format!(
+                "--device-poll-us {n}: must be 1 to {} (microseconds)",
+                vnvme::nvme::settings::MAX_POLL_US
+            )));
+        }
+    }
     if a.memory.is_some() && a.socket.is_some() {
         return Err(usage(
             "--memory sizes the namespace of a vnvme the bench starts; with --socket the running vnvme has its own",
@@ -1205,7 +1243,8 @@ pub fn main(a: &IoArgs) -> Result<(), Failure> {
                 }
                 None => format!("size={size},logical_block_size={}", a.lbs),
             };
-            let (c, s) = ChildServer::start(&ns)?;
+            let ctrl = a.device_poll_us.map(|n| format!("poll_us={n}"));
+            let (c, s) = ChildServer::start(&ns, ctrl)?;
             (
                 Some(c),
                 s,
@@ -1225,6 +1264,7 @@ pub fn main(a: &IoArgs) -> Result<(), Failure> {
         }
     };
     let region = nvme.region;
+    let doorbells_mapped = nvme.doorbells_mapped()?;
     if !write && !filled_natively {
         // Fill the namespace through vnvme once, untimed.
         let fill_bs = FILL_BS.min(nvme.max_bytes).min(region) / nvme.lbs * nvme.lbs;
@@ -1349,6 +1389,7 @@ pub fn main(a: &IoArgs) -> Result<(), Failure> {
             "secs": p.secs,
             "rounds": p.rounds,
             "poll": a.poll,
+            "device_poll_us": a.device_poll_us,
             "dbbuf": if a.dbbuf == OnOff::On { "on" } else { "off" },
             "threads": match a.threads { Threads::One => "one", Threads::PerQueue => "per-queue" },
         },
@@ -1359,6 +1400,7 @@ pub fn main(a: &IoArgs) -> Result<(), Failure> {
             "lbs": lbs,
         },
         "server": { "started": pid.is_some(), "pid": pid },
+        "doorbells_mapped": doorbells_mapped,
         "native_target": target.as_ref().map(|t| t.what.clone()),
         "modes": {
             "vnvme": vsum,

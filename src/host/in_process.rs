@@ -1,6 +1,7 @@
 //! The in-process bus: the driver calls the controller model directly (`mmio_read`,
 //! `mmio_write`), guest memory is a vm-memory map shared with the model, and interrupts
-//! are recorded by an [`InterruptSink`] that waiters sleep on.
+//! are recorded by an [`InterruptSink`] that waiters sleep on. In poll mode the
+//! doorbells are stores into the controller's doorbell memory instead of writes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -9,7 +10,8 @@ use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestAddressSpace};
 
 use super::bus::{Bus, BusError};
-use crate::nvme::{Controller, GuestMemory, InterruptSink};
+use crate::nvme::spec::reg::DOORBELL_BASE;
+use crate::nvme::{Controller, DoorbellMemory, GuestMemory, InterruptSink};
 use crate::sync::lock;
 
 #[derive(Default)]
@@ -72,14 +74,31 @@ pub struct InProcess {
     pub ctrl: Arc<Controller>,
     pub mem: GuestMemory,
     pub irq: Arc<Interrupts>,
+    /// Poll mode: the doorbells, written as memory.
+    pub doorbells: Option<Arc<dyn DoorbellMemory>>,
 }
 
 impl InProcess {
     /// Connects `ctrl` to `mem` and a fresh interrupt recorder.
     pub fn connect(ctrl: Arc<Controller>, mem: GuestMemory) -> InProcess {
+        InProcess::connect_with_doorbells(ctrl, mem, None)
+    }
+
+    /// As [`InProcess::connect`]; with `doorbells` the controller reads its doorbells
+    /// from that memory and this bus rings them there (poll mode).
+    pub fn connect_with_doorbells(
+        ctrl: Arc<Controller>,
+        mem: GuestMemory,
+        doorbells: Option<Arc<dyn DoorbellMemory>>,
+    ) -> InProcess {
         let irq = Arc::new(Interrupts::default());
-        ctrl.connect(mem.clone(), irq.clone());
-        InProcess { ctrl, mem, irq }
+        ctrl.connect_with_doorbells(mem.clone(), irq.clone(), doorbells.clone());
+        InProcess {
+            ctrl,
+            mem,
+            irq,
+            doorbells,
+        }
     }
 }
 
@@ -96,6 +115,16 @@ impl Bus for InProcess {
     fn mmio_write(&mut self, offset: u64, data: &[u8]) -> Result<(), BusError> {
         self.ctrl.mmio_write(offset, data);
         Ok(())
+    }
+
+    fn doorbell(&mut self, offset: u64, value: u32) -> Result<(), BusError> {
+        match (&self.doorbells, offset.checked_sub(DOORBELL_BASE)) {
+            (Some(db), Some(rel)) if rel.is_multiple_of(4) => {
+                db.store((rel / 4) as usize, value);
+                Ok(())
+            }
+            _ => self.mmio_write(offset, &value.to_le_bytes()),
+        }
     }
 
     fn mem_read(&self, addr: u64, data: &mut [u8]) -> Result<(), BusError> {

@@ -9,9 +9,9 @@
 //! tests have their own in `tests/common/nvme.rs`). Device misbehaviour comes back as a
 //! [`DriverError`], never as a panic.
 //!
-//! `unsafe` is denied here except in [`memfd`] (memfd_create and its seals), which owns it.
+//! No `unsafe` here: the sealed memfds and shared mappings are [`crate::shm`]'s.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod bus;
 pub mod data;

@@ -2,15 +2,18 @@
 //! negotiation, guest RAM as a sealed memfd DMA-mapped to the server, BAR0 through
 //! `REGION_READ`/`REGION_WRITE` (doorbells posted, as QEMU sends them), MSI-X interrupts
 //! on eventfds given with `SET_IRQS` (or polling when the device offers none or the
-//! caller asks for none).
+//! caller asks for none). When the server offers parts of BAR0 for mmap (sparse-mmap
+//! areas with a descriptor: vnvme's doorbell page, `--ctrl poll_us`), they are mapped,
+//! as QEMU maps them, and accesses there (the doorbells) are plain memory stores with no
+//! message.
 //!
 //! Everything the server sends is checked: a short, malformed, mismatched or error reply
 //! is a [`BusError`], never a panic. Every read from the socket is bounded by the bus's
 //! timeout.
 
-use std::io::{self, Read};
+use std::io;
 use std::ops::Range;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,6 +24,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::bus::{Bus, BusError};
 use super::memfd;
+use crate::shm::{self, SharedWords};
 use crate::vfio_user::protocol::{self as p, Command, Header, HEADER_SIZE};
 use crate::vfio_user::sock;
 
@@ -30,6 +34,8 @@ const CONFIG_REGION: u32 = 7;
 const MSIX_INDEX: u32 = 2;
 /// Largest reply payload accepted (a region read of max_data_xfer_size, with room).
 const MAX_REPLY: usize = p::MAX_MESSAGE_SIZE;
+/// Largest region info reply (fixed part and capabilities) the bus asks for.
+const MAX_REGION_INFO: u32 = 4096;
 /// QEMU's capabilities as its vfio-user client proposes them.
 const CLIENT_CAPS: &str = r#"{"capabilities":{"max_msg_fds":16,"max_data_xfer_size":1048576,"pgsizes":4096,"max_dma_maps":65535,"write_multiple":true}}"#;
 
@@ -44,6 +50,9 @@ pub struct BusOptions {
     pub timeout: Duration,
     /// Wire MSI-X vectors to eventfds (false: the caller polls).
     pub interrupts: bool,
+    /// Map the parts of BAR0 the server offers for mmap (false: every access is a
+    /// message, as a client without mmap support would send).
+    pub map_sparse: bool,
 }
 
 impl Default for BusOptions {
@@ -53,6 +62,7 @@ impl Default for BusOptions {
             guest_size: 64 << 20,
             timeout: Duration::from_secs(10),
             interrupts: true,
+            map_sparse: true,
         }
     }
 }
@@ -64,6 +74,8 @@ pub struct BusCounters {
     pub messages: u64,
     /// Doorbell writes sent posted.
     pub posted_doorbells: u64,
+    /// Doorbell writes stored into a mapped area of BAR0 (no message).
+    pub mapped_doorbells: u64,
     /// Replies to messages that wanted none (errors to posted writes), skipped.
     pub stray_replies: u64,
 }
@@ -80,6 +92,8 @@ pub struct VfioUserBus {
     /// One eventfd per MSI-X vector; empty when polling.
     irqs: Vec<EventFd>,
     bar0_size: u64,
+    /// The parts of BAR0 mapped from the server's descriptor: (BAR0 range, mapping).
+    bar0_mapped: Vec<(Range<u64>, SharedWords)>,
     max_msg_fds: usize,
     timeout: Duration,
     pub counters: BusCounters,
@@ -136,14 +150,21 @@ impl VfioUserBus {
             size: opts.guest_size,
             irqs: Vec::new(),
             bar0_size: 0,
+            bar0_mapped: Vec::new(),
             max_msg_fds: 1,
             timeout: opts.timeout,
             counters: BusCounters::default(),
         };
         bus.negotiate()?;
-        bus.bar0_size = bus.region_info(0)?.size;
+        let (info, areas, file) = bus.region_info_full(0)?;
+        bus.bar0_size = info.size;
         if bus.bar0_size < 0x2000 {
             return Err(err(format!("BAR0 of {} bytes", bus.bar0_size)));
+        }
+        if opts.map_sparse {
+            if let (Some(areas), Some(file)) = (areas, file) {
+                bus.map_bar0(&info, &areas, file)?;
+            }
         }
         bus.dma_map()?;
         // Memory space + bus master.
@@ -176,6 +197,57 @@ impl VfioUserBus {
         self.irqs.len()
     }
 
+    /// The parts of BAR0 mapped from the server (empty: every access is a message).
+    pub fn mapped_bar0(&self) -> Vec<Range<u64>> {
+        self.bar0_mapped.iter().map(|(r, _)| r.clone()).collect()
+    }
+
+    /// Maps the sparse areas the server offered for BAR0, after checking them: inside
+    /// the region, whole pages, and a sealed memfd large enough (so the server can
+    /// never make the pages vanish under us).
+    fn map_bar0(
+        &mut self,
+        info: &p::RegionInfo,
+        areas: &[p::SparseArea],
+        file: OwnedFd,
+    ) -> Result<(), BusError> {
+        let file = std::fs::File::from(file);
+        if !shm::cannot_shrink(&file) {
+            return Err(err(
+                "BAR0's mmap descriptor is not a memfd sealed against shrinking",
+            ));
+        }
+        for a in areas {
+            let inside = a
+                .offset
+                .checked_add(a.size)
+                .is_some_and(|end| end <= info.size);
+            let start = info.offset.checked_add(a.offset);
+            let (true, Some(start)) = (inside && a.size > 0, start) else {
+                return Err(err(format!(
+                    "BAR0 sparse area {:#x}+{:#x} outside the {:#x}-byte region",
+                    a.offset, a.size, info.size
+                )));
+            };
+            let words = SharedWords::map(&file, start, a.size).map_err(|e| {
+                err(format!(
+                    "mapping BAR0 area {:#x}+{:#x}: {e}",
+                    a.offset, a.size
+                ))
+            })?;
+            self.bar0_mapped.push((a.offset..a.offset + a.size, words));
+        }
+        Ok(())
+    }
+
+    /// The mapping holding the 4-byte word at BAR0 `offset`, and its file offset.
+    fn mapped_word(&self, offset: u64) -> Option<(&SharedWords, u64)> {
+        self.bar0_mapped
+            .iter()
+            .find(|(r, _)| r.contains(&offset))
+            .map(|(r, w)| (w, w.range().start + (offset - r.start)))
+    }
+
     fn send(
         &mut self,
         cmd: u16,
@@ -192,24 +264,32 @@ impl VfioUserBus {
         Ok(id)
     }
 
-    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), BusError> {
-        match self.stream.read_exact(buf) {
-            Ok(()) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Err(err(format!("no reply within {:?}", self.timeout)))
+    /// Reads exactly `buf.len()` bytes, keeping any descriptors sent with them.
+    fn read_exact(&mut self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<(), BusError> {
+        let mut got = 0;
+        while got < buf.len() {
+            match sock::recv_with_fds(&self.stream, &mut buf[got..], fds) {
+                Ok((0, _)) => return Err(err("the server closed the connection")),
+                Ok((_, true)) => return Err(err("the server sent too many descriptors")),
+                Ok((n, false)) => got += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(err(format!("no reply within {:?}", self.timeout)))
+                }
+                Err(e) => return Err(err(format!("reading a reply: {e}"))),
             }
-            Err(e) => Err(err(format!("reading a reply: {e}"))),
         }
+        Ok(())
     }
 
-    fn recv(&mut self) -> Result<(Header, Vec<u8>), BusError> {
+    fn recv(&mut self) -> Result<(Header, Vec<u8>, Vec<OwnedFd>), BusError> {
+        let mut fds = Vec::new();
         let mut hb = [0u8; HEADER_SIZE];
-        self.read_exact(&mut hb)?;
+        self.read_exact(&mut hb, &mut fds)?;
         let hdr = Header::parse(&hb).map_err(|e| err(format!("reply header: {e}")))?;
         let len = (hdr.size as usize)
             .checked_sub(HEADER_SIZE)
@@ -218,8 +298,8 @@ impl VfioUserBus {
             return Err(err(format!("reply of {len} bytes")));
         }
         let mut payload = vec![0u8; len];
-        self.read_exact(&mut payload)?;
-        Ok((hdr, payload))
+        self.read_exact(&mut payload, &mut fds)?;
+        Ok((hdr, payload, fds))
     }
 
     /// Sends `cmd` and waits for its reply; an error reply is an error naming the errno.
@@ -230,9 +310,20 @@ impl VfioUserBus {
         payload: &[u8],
         fds: &[RawFd],
     ) -> Result<Vec<u8>, BusError> {
+        // Descriptors nobody asked for are closed here.
+        self.request_fds(cmd, payload, fds).map(|(p, _)| p)
+    }
+
+    /// As [`VfioUserBus::request`], with the descriptors the reply carried.
+    fn request_fds(
+        &mut self,
+        cmd: Command,
+        payload: &[u8],
+        fds: &[RawFd],
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), BusError> {
         let id = self.send(cmd as u16, 0, payload, fds)?;
         loop {
-            let (hdr, payload) = self.recv()?;
+            let (hdr, payload, fds) = self.recv()?;
             if hdr.msg_id != id {
                 self.counters.stray_replies += 1;
                 continue;
@@ -246,7 +337,7 @@ impl VfioUserBus {
             if hdr.flags & p::FLAG_ERROR != 0 {
                 return Err(err(format!("{cmd:?} refused: errno {}", hdr.error)));
             }
-            return Ok(payload);
+            return Ok((payload, fds));
         }
     }
 
@@ -274,17 +365,55 @@ impl VfioUserBus {
         Ok(())
     }
 
-    fn region_info(&mut self, index: u32) -> Result<p::RegionInfo, BusError> {
-        let req = p::RegionInfo {
-            argsz: p::RegionInfo::SIZE as u32,
-            flags: 0,
-            index,
-            cap_offset: 0,
-            size: 0,
-            offset: 0,
-        };
-        let r = self.request(Command::DeviceGetRegionInfo, &req.to_payload(), &[])?;
-        p::RegionInfo::parse(&r).map_err(|e| err(format!("region info: {e}")))
+    /// Region `index`'s info, asked as QEMU asks: with the fixed size first, again with
+    /// the size the reply names if it has capabilities. Returns the info, its sparse
+    /// mmap areas (if any) and the descriptor to map them from (if sent).
+    #[allow(clippy::type_complexity)]
+    fn region_info_full(
+        &mut self,
+        index: u32,
+    ) -> Result<(p::RegionInfo, Option<Vec<p::SparseArea>>, Option<OwnedFd>), BusError> {
+        use vfio_bindings::bindings::vfio as vb;
+        let mut argsz = p::RegionInfo::SIZE as u32;
+        for _ in 0..2 {
+            let req = p::RegionInfo {
+                argsz,
+                flags: 0,
+                index,
+                cap_offset: 0,
+                size: 0,
+                offset: 0,
+            };
+            let (r, mut fds) =
+                self.request_fds(Command::DeviceGetRegionInfo, &req.to_payload(), &[])?;
+            let info = p::RegionInfo::parse(&r).map_err(|e| err(format!("region info: {e}")))?;
+            let caps = info.flags & vb::VFIO_REGION_INFO_FLAG_CAPS != 0;
+            // A reply naming a larger size than we allowed left something out (the
+            // capabilities): ask again with that size, as QEMU does.
+            if info.argsz > argsz {
+                if info.argsz > MAX_REGION_INFO {
+                    return Err(err(format!("region info of {} bytes", info.argsz)));
+                }
+                argsz = info.argsz;
+                continue;
+            }
+            let areas = if caps {
+                p::parse_sparse_areas(&r).map_err(|e| err(format!("region info: {e}")))?
+            } else {
+                None
+            };
+            let mmap = info.flags & vb::VFIO_REGION_INFO_FLAG_MMAP != 0;
+            if fds.len() > 1 || (!fds.is_empty() && !mmap) {
+                return Err(err(format!(
+                    "region {index} info came with {} descriptors",
+                    fds.len()
+                )));
+            }
+            return Ok((info, areas, fds.pop().filter(|_| mmap)));
+        }
+        Err(err(format!(
+            "region {index} info: the size needed keeps growing"
+        )))
     }
 
     fn irq_count(&mut self, index: u32) -> Result<u32, BusError> {
@@ -476,6 +605,17 @@ impl VfioUserBus {
 impl Bus for VfioUserBus {
     fn mmio_read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), BusError> {
         self.check_bar0(offset, data.len())?;
+        if let Some((w, off)) = self.mapped_word(offset) {
+            // Mapped: memory, as the guest's load would be (aligned 32-bit words only).
+            let v = w.load(off).filter(|_| data.len() == 4).ok_or_else(|| {
+                err(format!(
+                    "BAR0 read {offset:#x}+{} in the mapped area",
+                    data.len()
+                ))
+            })?;
+            data.copy_from_slice(&v.to_le_bytes());
+            return Ok(());
+        }
         let b = self.region_read(0, offset, data.len())?;
         data.copy_from_slice(&b);
         Ok(())
@@ -483,11 +623,31 @@ impl Bus for VfioUserBus {
 
     fn mmio_write(&mut self, offset: u64, data: &[u8]) -> Result<(), BusError> {
         self.check_bar0(offset, data.len())?;
+        if let Some((w, off)) = self.mapped_word(offset) {
+            let v = <[u8; 4]>::try_from(data).map(u32::from_le_bytes);
+            return match v {
+                Ok(v) if w.store(off, v) => Ok(()),
+                _ => Err(err(format!(
+                    "BAR0 write {offset:#x}+{} in the mapped area",
+                    data.len()
+                ))),
+            };
+        }
         self.region_write(0, offset, data)
     }
 
     fn doorbell(&mut self, offset: u64, value: u32) -> Result<(), BusError> {
         self.check_bar0(offset, 4)?;
+        if let Some((w, off)) = self.mapped_word(offset) {
+            // The store is ordered after the entries written before it (release).
+            if w.store(off, value) {
+                self.counters.mapped_doorbells += 1;
+                return Ok(());
+            }
+            return Err(err(format!(
+                "doorbell at {offset:#x} is not an aligned word"
+            )));
+        }
         self.counters.posted_doorbells += 1;
         self.region_write_posted(0, offset, &value.to_le_bytes())
     }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::admin;
 use super::cmd::{decode_admin, decode_io};
+use super::doorbell_page::DoorbellMemory;
 use super::io::{self, InFlight};
 use super::prp::Mem;
 use super::queues::{Executor, Link, Outcome, Queues};
@@ -55,6 +56,7 @@ impl Controller {
             regs.max_queue_entries(),
             hooks.clone(),
             csts.clone(),
+            std::time::Duration::from_micros(cfg.poll_us as u64),
         );
         let shared = Arc::new(Shared::new(cfg, map, hooks, Arc::new(queues)));
         Arc::new(Controller {
@@ -81,9 +83,29 @@ impl Controller {
     /// A client arrived: guest memory and interrupts become available. Any previous
     /// client's state is reset first.
     pub fn connect(&self, mem: GuestMemory, irq: Arc<dyn InterruptSink>) {
+        self.connect_with_doorbells(mem, irq, None);
+    }
+
+    /// As [`Controller::connect`], and the client maps the doorbell registers: the
+    /// queues take the host's doorbell values from `doorbells` (trapped writes still
+    /// work) and their workers poll it (`--ctrl poll_us`, docs/configuration.md).
+    pub fn connect_with_doorbells(
+        &self,
+        mem: GuestMemory,
+        irq: Arc<dyn InterruptSink>,
+        doorbells: Option<Arc<dyn DoorbellMemory>>,
+    ) {
         let _g = lock(&self.inner.cc_lock);
         self.inner.full_reset();
-        self.inner.shared.queues.set_link(Some(Link { mem, irq }));
+        if let Some(db) = &doorbells {
+            super::doorbell_page::clear(&**db);
+        }
+        let link = Link {
+            mem,
+            irq,
+            doorbells,
+        };
+        self.inner.shared.queues.set_link(Some(link));
     }
 
     /// The client left: stop every queue, reset the controller, forget its memory.
@@ -332,5 +354,9 @@ impl Executor for Dispatcher {
             Ok(cmd) => io::finish(&self.0.io_ctx(), mem, &cmd, result),
             Err(s) => Outcome::err(s),
         }
+    }
+
+    fn doorbell_error(&self, info: u8) {
+        self.0.error_event(info);
     }
 }

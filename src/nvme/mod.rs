@@ -9,6 +9,8 @@
 //! Controller::bar0_size(&self) -> u64              // registers + doorbells, a power of two
 //! Controller::msix_vectors(&self) -> u16           // admin queue + every I/O queue
 //! Controller::connect(&self, GuestMemory, Arc<dyn InterruptSink>)   // a client arrived
+//! Controller::connect_with_doorbells(.., Option<Arc<dyn DoorbellMemory>>) // ... and maps
+//!                                                  // the doorbells (poll mode)
 //! Controller::disconnect(&self)                    // client gone: stop queues, reset state
 //! Controller::reset(&self)                         // function-level reset (DEVICE_RESET)
 //! Controller::mmio_read(&self, offset, &mut [u8])  // BAR0 read
@@ -16,7 +18,10 @@
 //! ```
 //!
 //! Guest memory is a `GuestMemoryAtomic` the transport updates on every DMA map change;
-//! interrupts leave through an [`InterruptSink`], which the transport maps to eventfds.
+//! interrupts leave through an [`InterruptSink`], which the transport maps to eventfds;
+//! doorbells the client writes as memory (poll mode) come in through a
+//! [`DoorbellMemory`], which the wiring backs with the page the transport lets the client
+//! map.
 //! The module map and the path of one command: docs/architecture.md.
 
 #![forbid(unsafe_code)]
@@ -26,6 +31,7 @@ pub(crate) mod aer;
 pub mod cmd;
 pub mod controller;
 pub mod copy;
+pub mod doorbell_page;
 pub mod feature_values;
 pub(crate) mod health;
 pub mod identify;
@@ -50,6 +56,7 @@ pub(crate) mod tests;
 pub mod tuning;
 
 pub use controller::Controller;
+pub use doorbell_page::{DoorbellMemory, LocalDoorbells};
 pub use namespace::Namespace;
 pub use settings::ControllerConfig;
 

@@ -1,10 +1,12 @@
 //! Submission and completion queue rings: doorbells, phase tags, shadow doorbells and
-//! EventIdx (Doorbell Buffer Config).
+//! EventIdx (Doorbell Buffer Config), and doorbells in a shared page (poll mode).
 //!
 //! A submission queue is consumed by exactly one worker thread, which sleeps on the
 //! queue's own condition variable until its doorbell is rung: idle queues cost nothing
 //! and queues never wait on each other. A completion queue may be shared by several
-//! submission queues, so its ring state has its own lock.
+//! submission queues, so its ring state has its own lock. With a doorbell page
+//! ([`PageDoorbell`]) the host's doorbell values are read from memory instead of arriving
+//! as writes; the worker polls for them (`Queues::wait_doorbell`).
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use vm_memory::{Bytes, GuestAddress};
 
+use super::doorbell_page::{PageDoorbell, NAP_MAX, NAP_MIN};
 use super::prp::{writable, Mem};
 use super::spec::{Sqe, Status, CQE_SIZE, SQE_SIZE};
 
@@ -78,6 +81,8 @@ pub struct SubmissionQueue {
     /// completions), across the stopped check and the post; `stop_and_join` takes it
     /// after setting `stop`, so no such completion is posted once it returns.
     post_gate: Mutex<()>,
+    /// The tail doorbell in the shared doorbell page (poll mode).
+    page: Option<PageDoorbell>,
 }
 
 impl SubmissionQueue {
@@ -95,7 +100,33 @@ impl SubmissionQueue {
             stop: AtomicBool::new(false),
             worker: Mutex::new(None),
             post_gate: Mutex::new(()),
+            page: None,
         }
+    }
+
+    /// The queue's tail doorbell also lives in a shared doorbell page (poll mode).
+    pub fn with_page(mut self, page: Option<PageDoorbell>) -> SubmissionQueue {
+        self.page = page;
+        self
+    }
+
+    /// True if the host's doorbell values are read from a shared page (the worker polls).
+    pub fn polled(&self) -> bool {
+        self.page.is_some()
+    }
+
+    /// Takes a new tail the host stored in the doorbell page, if it changed since the
+    /// last look, with the rule of [`SubmissionQueue::ring`]; an out-of-range value is
+    /// ignored and returned as the error (to be reported once).
+    pub fn refresh_tail(&self) -> Result<(), u32> {
+        let Some(v) = self.page.as_ref().and_then(|p| p.changed()) else {
+            return Ok(());
+        };
+        if v >= self.size {
+            return Err(v);
+        }
+        self.doorbell.store(v, Ordering::Release);
+        Ok(())
     }
 
     /// Runs `f` unless the queue is stopped, excluding `stop_and_join` meanwhile (see
@@ -114,6 +145,9 @@ impl SubmissionQueue {
             return false;
         }
         self.doorbell.store(tail, Ordering::Release);
+        if let Some(p) = &self.page {
+            p.set(tail);
+        }
         self.kick();
         true
     }
@@ -129,6 +163,21 @@ impl SubmissionQueue {
         let mut p = lock(&self.pending);
         while !*p && !self.stop.load(Ordering::Acquire) {
             p = self.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        *p = false;
+        !self.stop.load(Ordering::Acquire)
+    }
+
+    /// Sleeps until the queue is kicked or stopped, at most `d`. Returns false when
+    /// stopped.
+    pub fn nap(&self, d: Duration) -> bool {
+        let mut p = lock(&self.pending);
+        if !*p && !self.stop.load(Ordering::Acquire) {
+            p = self
+                .wake
+                .wait_timeout(p, d)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         *p = false;
         !self.stop.load(Ordering::Acquire)
@@ -230,6 +279,8 @@ struct CqState {
     tail: u32,
     phase: bool,
     shadow: Option<Shadow>,
+    /// An invalid head the host stored in the doorbell page, not yet reported.
+    page_error: Option<u32>,
 }
 
 /// Why a completion could not be posted.
@@ -253,6 +304,10 @@ pub struct CompletionQueue {
     state: Mutex<CqState>,
     space: Condvar,
     stop: AtomicBool,
+    /// The head doorbell in the shared doorbell page (poll mode).
+    page: Option<PageDoorbell>,
+    /// `CqState::page_error` is set (so the poller need not take the lock to look).
+    page_error: AtomicBool,
 }
 
 impl CompletionQueue {
@@ -268,10 +323,64 @@ impl CompletionQueue {
                 tail: 0,
                 phase: true,
                 shadow: None,
+                page_error: None,
             }),
             space: Condvar::new(),
             stop: AtomicBool::new(false),
+            page: None,
+            page_error: AtomicBool::new(false),
         }
+    }
+
+    /// The queue's head doorbell also lives in a shared doorbell page (poll mode).
+    pub fn with_page(mut self, page: Option<PageDoorbell>) -> CompletionQueue {
+        self.page = page;
+        self
+    }
+
+    /// The host may move the head to `head`: in range, and between the old head and the
+    /// tail (over entries posted and not yet consumed).
+    fn head_ok(&self, st: &CqState, head: u32) -> bool {
+        if head >= self.size {
+            return false;
+        }
+        let posted = (st.tail + self.size - st.head) % self.size;
+        let consumed = (head + self.size - st.head) % self.size;
+        consumed <= posted
+    }
+
+    /// Takes a new head from the doorbell page, if it changed, by the rule of
+    /// [`CompletionQueue::ring_head`]; an invalid one is kept for
+    /// [`CompletionQueue::refresh_head`] to report. True if the head moved.
+    fn take_page_head(&self, st: &mut CqState) -> bool {
+        let Some(v) = self.page.as_ref().and_then(|p| p.changed()) else {
+            return false;
+        };
+        if !self.head_ok(st, v) {
+            st.page_error = Some(v);
+            self.page_error.store(true, Ordering::Release);
+            return false;
+        }
+        let moved = st.head != v;
+        st.head = v;
+        if moved {
+            self.space.notify_all();
+        }
+        moved
+    }
+
+    /// Takes a new head from the doorbell page (poll mode), if it changed. Returns an
+    /// invalid value the host stored there (ignored; here or while posting to a full
+    /// queue), once, for the caller to report.
+    pub fn refresh_head(&self) -> Option<u32> {
+        let page = self.page.as_ref()?;
+        if !page.differs() && !self.page_error.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut st = lock(&self.state);
+        self.take_page_head(&mut st);
+        self.page_error.store(false, Ordering::Release);
+        st.page_error.take()
     }
 
     /// MMIO head doorbell. Returns false (and ignores the write) if `head` is out of range.
@@ -279,16 +388,14 @@ impl CompletionQueue {
     /// not yet consumed); anything else, e.g. moving the head of an empty queue, is an
     /// invalid doorbell value.
     pub fn ring_head(&self, head: u32) -> bool {
-        if head >= self.size {
-            return false;
-        }
         let mut st = lock(&self.state);
-        let posted = (st.tail + self.size - st.head) % self.size;
-        let consumed = (head + self.size - st.head) % self.size;
-        if consumed > posted {
+        if !self.head_ok(&st, head) {
             return false;
         }
         st.head = head;
+        if let Some(p) = &self.page {
+            p.set(head);
+        }
         drop(st);
         self.space.notify_all();
         true
@@ -335,6 +442,13 @@ impl CompletionQueue {
         wait: bool,
     ) -> Result<(), PostError> {
         let mut st = lock(&self.state);
+        // Poll mode: nothing announces the host's new head in the page; look again
+        // soon, then less often while the host leaves the queue full.
+        let mut recheck = if self.page.is_some() {
+            NAP_MIN
+        } else {
+            CQ_FULL_RECHECK
+        };
         loop {
             if self.stop.load(Ordering::Acquire) || cancelled() {
                 return Err(PostError::Stopped);
@@ -342,6 +456,10 @@ impl CompletionQueue {
             let next = (st.tail + 1) % self.size;
             if next != st.head {
                 break;
+            }
+            // Poll mode: the host's new head is in the doorbell page, unannounced.
+            if self.take_page_head(&mut st) {
+                continue;
             }
             if let Some(s) = st.shadow {
                 if let Some(h) = s.read_doorbell(mem) {
@@ -365,9 +483,12 @@ impl CompletionQueue {
             }
             st = self
                 .space
-                .wait_timeout(st, CQ_FULL_RECHECK)
+                .wait_timeout(st, recheck)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            if self.page.is_some() {
+                recheck = (recheck * 2).min(NAP_MAX);
+            }
         }
         let addr = self
             .base

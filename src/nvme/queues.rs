@@ -1,6 +1,7 @@
 //! Queue lifecycle of one controller: the queue table, creation and deletion of
 //! submission and completion queues (admin and I/O), shadow doorbells, doorbell
-//! dispatch, one worker thread per submission queue, and posting completions — at once
+//! dispatch, one worker thread per submission queue (sleeping until its doorbell rings,
+//! or polling a shared doorbell page in poll mode), and posting completions — at once
 //! or, when the latency model delays them, from the delay timer.
 //!
 //! Locking: the queue table is a read-write lock taken for writing only by queue
@@ -13,11 +14,12 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use vm_memory::GuestAddressSpace;
 
 use super::cmd::{CqParams, SqParams};
+use super::doorbell_page::{self, DoorbellMemory, PageDoorbell, NAP_MAX, NAP_MIN};
 use super::io::InFlight;
 use super::names;
 use super::prp::Mem;
@@ -84,6 +86,10 @@ pub(crate) trait Executor: Send + Sync + 'static {
 
     /// Ends a command that was queued in flight, given the kernel's result.
     fn finish(&self, mem: &Mem, sqe: &Sqe, result: std::io::Result<usize>) -> Outcome;
+
+    /// The host stored an invalid doorbell value in the doorbell page (poll mode):
+    /// report the Error event `info`, as for a trapped write.
+    fn doorbell_error(&self, info: u8);
 }
 
 /// Most commands a worker fetches in one pass; after each pass it posts what finished
@@ -101,6 +107,8 @@ struct Pending {
 pub(crate) struct Link {
     pub mem: GuestMemory,
     pub irq: Arc<dyn InterruptSink>,
+    /// The doorbell page the client maps (poll mode), if the transport offers one.
+    pub doorbells: Option<Arc<dyn DoorbellMemory>>,
 }
 
 /// Live queues. Index = queue id.
@@ -143,6 +151,8 @@ pub(crate) struct Queues {
     /// Rate limit of the failed-command log lines.
     failure_log: Mutex<FailureLog>,
     started: Instant,
+    /// Poll mode: how long a worker polls the doorbell page after its last command.
+    poll: Duration,
 }
 
 /// Failed-command log lines printed and suppressed in the current second.
@@ -163,6 +173,7 @@ impl Queues {
         max_entries: u32,
         hooks: Arc<dyn Hooks>,
         csts: Arc<AtomicU32>,
+        poll: Duration,
     ) -> Queues {
         let n = max_ioqpairs as usize + 1;
         Queues {
@@ -183,6 +194,7 @@ impl Queues {
             io_created: AtomicBool::new(false),
             failure_log: Mutex::new(FailureLog::default()),
             started: Instant::now(),
+            poll,
         }
     }
 
@@ -234,27 +246,9 @@ impl Queues {
     /// buggy host), at most [`FAILURE_LINES_PER_SECOND`] a second; the rest are counted
     /// and reported with the next line that is printed.
     fn log_failure(&self, qid: u16, sqe: &Sqe, status: Status) {
-        let now = self.started.elapsed().as_secs();
-        let mut l = lock(&self.failure_log);
-        if l.second != now {
-            if l.suppressed > 0 {
-                log::info!(
-                    "{} more failed commands not logged in the last second",
-                    l.suppressed
-                );
-            }
-            *l = FailureLog {
-                second: now,
-                lines: 0,
-                suppressed: 0,
-            };
-        }
-        if l.lines >= FAILURE_LINES_PER_SECOND {
-            l.suppressed += 1;
+        if !self.may_log() {
             return;
         }
-        l.lines += 1;
-        drop(l);
         let op = if qid == 0 {
             names::admin_opcode_name(sqe.opcode)
         } else {
@@ -268,6 +262,32 @@ impl Queues {
             names::status_name(status.0),
             status.0
         );
+    }
+
+    /// True if one more line about the host's bad input (a failed command, an invalid
+    /// doorbell value in the doorbell page) may be logged this second; counts the rest.
+    fn may_log(&self) -> bool {
+        let now = self.started.elapsed().as_secs();
+        let mut l = lock(&self.failure_log);
+        if l.second != now {
+            if l.suppressed > 0 {
+                log::info!(
+                    "{} more failed commands or bad doorbell values not logged in the last second",
+                    l.suppressed
+                );
+            }
+            *l = FailureLog {
+                second: now,
+                lines: 0,
+                suppressed: 0,
+            };
+        }
+        if l.lines >= FAILURE_LINES_PER_SECOND {
+            l.suppressed += 1;
+            return false;
+        }
+        l.lines += 1;
+        true
     }
 
     /// Completions held back by the latency model, not yet posted.
@@ -292,8 +312,15 @@ impl Queues {
         let link = self
             .link()
             .ok_or_else(|| "no client is connected".to_string())?;
-        let cq = Arc::new(CompletionQueue::new(0, acq, acqs, 0, true));
-        let sq = Arc::new(SubmissionQueue::new(0, 0, asq, asqs));
+        let db = link.doorbells.clone();
+        let cq = Arc::new(
+            CompletionQueue::new(0, acq, acqs, 0, true)
+                .with_page(db.clone().map(|m| PageDoorbell::cq_head(m, 0))),
+        );
+        let sq = Arc::new(
+            SubmissionQueue::new(0, 0, asq, asqs)
+                .with_page(db.map(|m| PageDoorbell::sq_tail(m, 0))),
+        );
         *write(&self.exec) = Some(exec.clone());
         let mut t = write(&self.table);
         t.enabled = true;
@@ -325,6 +352,10 @@ impl Queues {
         // controller that goes away frees its namespaces. The next enable sets it again.
         *write(&self.exec) = None;
         self.timer.purge(|j| j.sq.stopped());
+        // Doorbell registers are 0 after a reset, in the doorbell page too.
+        if let Some(db) = self.link().and_then(|l| l.doorbells) {
+            doorbell_page::clear(&*db);
+        }
     }
 
     /// A doorbell write at `rel` bytes into the doorbell area. A write the spec calls an
@@ -401,10 +432,16 @@ impl Queues {
         if p.vector as u32 > self.max_ioqpairs as u32 {
             return Err(status::INVALID_INTERRUPT_VECTOR.dnr());
         }
-        let cq = Arc::new(CompletionQueue::new(p.qid, p.base, p.size, p.vector, p.ien));
+        let link = self.link();
+        let page = link
+            .as_ref()
+            .and_then(|l| l.doorbells.clone())
+            .map(|m| PageDoorbell::cq_head(m, p.qid));
+        let cq =
+            Arc::new(CompletionQueue::new(p.qid, p.base, p.size, p.vector, p.ien).with_page(page));
         if let Some((db, ei)) = t.dbbuf {
             let sh = Shadow::for_queue(db, ei, p.qid, true);
-            if let Some(link) = read(&self.link).as_ref() {
+            if let Some(link) = link.as_ref() {
                 sh.init(&link.mem.memory(), 0, 0);
             }
             cq.set_shadow(Some(sh));
@@ -432,7 +469,11 @@ impl Queues {
         };
         let exists = |q: usize| t.sqs[q].is_some();
         self.check_new_queue(p.qid, p.size, p.base, p.contiguous, exists)?;
-        let sq = Arc::new(SubmissionQueue::new(p.qid, p.cqid, p.base, p.size));
+        let page = link
+            .doorbells
+            .clone()
+            .map(|m| PageDoorbell::sq_tail(m, p.qid));
+        let sq = Arc::new(SubmissionQueue::new(p.qid, p.cqid, p.base, p.size).with_page(page));
         if let Some((db, ei)) = t.dbbuf {
             let sh = Shadow::for_queue(db, ei, p.qid, false);
             sh.init(&link.mem.memory(), 0, 0);
@@ -714,7 +755,10 @@ impl Queues {
                 }
             }
             self.raise(cq, &mut irq);
-            if idle && aio.as_ref().is_none_or(|a| a.inflight() == 0) && !sq.wait() {
+            if idle
+                && aio.as_ref().is_none_or(|a| a.inflight() == 0)
+                && !self.wait_doorbell(exec, sq, cq, mem)
+            {
                 if let Some(a) = aio.as_mut() {
                     a.drain();
                 }
@@ -799,6 +843,68 @@ impl Queues {
             Err(PostError::Stopped | PostError::Full) => {}
             Err(PostError::Fault) => self.fatal("completion queue is outside guest memory"),
         }
+    }
+
+    /// Between a worker's batches: with trapped doorbells, sleeps until the doorbell rings
+    /// ([`SubmissionQueue::wait`]: no CPU while idle). With a doorbell page (poll mode)
+    /// nothing rings: polls the page (SQ tail, CQ head) for the poll window after the
+    /// last command, yielding the CPU between looks, then naps on the queue's condition
+    /// variable (woken at once by a trapped doorbell, Bus Master Enable, a reset or a
+    /// deletion), re-reading the page after each nap. A nap lasts an eighth of the time
+    /// the queue has been idle, at least [`NAP_MIN`] and at most [`NAP_MAX`]: a command
+    /// that comes after an idle time t waits about t/8 more (at most [`NAP_MAX`]), and an
+    /// idle queue wakes [`NAP_MAX`]⁻¹ times a second. Invalid values found in the page
+    /// are reported as Error events, once per change. Returns true when there is work,
+    /// false once the queue is stopped.
+    fn wait_doorbell(
+        &self,
+        exec: &dyn Executor,
+        sq: &SubmissionQueue,
+        cq: &CompletionQueue,
+        mem: &GuestMemory,
+    ) -> bool {
+        if !sq.polled() {
+            return sq.wait();
+        }
+        let idle_since = Instant::now();
+        loop {
+            if sq.stopped() {
+                return false;
+            }
+            if let Err(v) = sq.refresh_tail() {
+                self.page_doorbell_error(exec, sq.id, "SQ tail", v);
+            }
+            if let Some(v) = cq.refresh_head() {
+                self.page_doorbell_error(exec, cq.id, "CQ head", v);
+            }
+            // Without Bus Master Enable nothing may be fetched: nap until it is set (it
+            // kicks every queue) rather than spin on entries that wait.
+            if self.bus_master.load(Ordering::Acquire)
+                && !self.failed()
+                && sq.head() != sq.tail(&mem.memory())
+            {
+                return true;
+            }
+            let idle = idle_since.elapsed();
+            if idle < self.poll {
+                std::thread::yield_now();
+                continue;
+            }
+            if !sq.nap((idle / 8).clamp(NAP_MIN, NAP_MAX)) {
+                return false;
+            }
+        }
+    }
+
+    /// An invalid value in the doorbell page: ignored, logged (rate-limited) and
+    /// reported as an Error event, as a trapped write of it would be.
+    fn page_doorbell_error(&self, exec: &dyn Executor, qid: u16, what: &str, v: u32) {
+        if self.may_log() {
+            log::warn!(
+                "queue {qid}: invalid {what} doorbell value {v} in the doorbell page, ignored"
+            );
+        }
+        exec.doorbell_error(aer::INFO_INVALID_DOORBELL_VALUE);
     }
 
     /// Posts a delayed completion (on the timer thread), unless its submission queue was

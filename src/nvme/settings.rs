@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+pub use super::doorbell_page::MAX_POLL_US;
+
 // Fixed properties of this controller model.
 
 /// Asynchronous Event Request Limit, 0's based (Identify Controller AERL).
@@ -42,6 +44,10 @@ pub struct ControllerConfig {
     /// Support. The spec's value after reset is 0; kernels since 6.12.117 refuse to let
     /// user space set the feature, so this is the way to enable formats 2 and 3 there.
     pub cdfe: u16,
+    /// Poll mode (`poll_us=N`, 0 = off, at most [`MAX_POLL_US`]): the transport offers
+    /// the doorbell registers to the client as shared memory, and each queue worker
+    /// polls them for N µs after its last command before it naps.
+    pub poll_us: u32,
 }
 
 impl Default for ControllerConfig {
@@ -58,6 +64,7 @@ impl Default for ControllerConfig {
             copy: true,
             ocfs: 0xf,
             cdfe: 0,
+            poll_us: 0,
         }
     }
 }
@@ -96,6 +103,12 @@ impl ControllerConfig {
             return Err(format!(
                 "--ctrl cdfe: {:#x} is not a mask of copy formats 0-3 (0 to 0xf)",
                 self.cdfe
+            ));
+        }
+        if self.poll_us > MAX_POLL_US {
+            return Err(format!(
+                "--ctrl poll_us: {} is more than {MAX_POLL_US} (microseconds of polling after a queue's last command; 0 = off)",
+                self.poll_us
             ));
         }
         Ok(())

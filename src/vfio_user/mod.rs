@@ -11,4 +11,4 @@ pub mod server;
 pub mod sock;
 
 pub use dma::DmaMemory;
-pub use server::{Device, Server, StopHandle};
+pub use server::{Device, RegionMmap, Server, StopHandle};

@@ -485,6 +485,111 @@ impl RegionInfo {
     }
 }
 
+/// A part of a region the client may mmap (`struct vfio_region_sparse_mmap_area`):
+/// region offset and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SparseArea {
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// `VFIO_REGION_INFO_CAP_SPARSE_MMAP` (id 1), version 1.
+pub const CAP_SPARSE_MMAP: u16 = 1;
+const CAP_SPARSE_MMAP_VERSION: u16 = 1;
+/// Most sparse areas a reply may list that we accept (a client-side bound).
+pub const MAX_SPARSE_AREAS: usize = 64;
+/// Most capabilities we walk in one region info reply (a client-side bound).
+const MAX_CAPS: usize = 16;
+
+/// Bytes of a sparse mmap capability with `n` areas: header (8), nr_areas and
+/// reserved (8), 16 per area.
+pub fn sparse_cap_size(n: usize) -> usize {
+    16 + 16 * n
+}
+
+/// A `VFIO_USER_DEVICE_GET_REGION_INFO` reply with one sparse mmap capability listing
+/// `areas`, for a client that allows `argsz` bytes: the whole reply (flags MMAP and
+/// CAPS) if it fits, else only the fixed part with `argsz` = the size needed, MMAP but
+/// not CAPS and `cap_offset` 0, and the client asks again. (The kernel's VFIO sets CAPS
+/// in the short reply too; QEMU's vfio-user client refuses CAPS with a `cap_offset`
+/// outside the reply, so the short reply leaves it out, as libvfio-user does.)
+pub fn region_info_sparse(info: &RegionInfo, areas: &[SparseArea], argsz: u32) -> Vec<u8> {
+    use vfio_bindings::bindings::vfio as vb;
+    let need = RegionInfo::SIZE + sparse_cap_size(areas.len());
+    let mut head = RegionInfo {
+        argsz: need as u32,
+        flags: info.flags | vb::VFIO_REGION_INFO_FLAG_MMAP,
+        cap_offset: 0,
+        ..*info
+    };
+    if (argsz as usize) < need {
+        return head.to_payload();
+    }
+    head.flags |= vb::VFIO_REGION_INFO_FLAG_CAPS;
+    head.cap_offset = RegionInfo::SIZE as u32;
+    let mut out = head.to_payload();
+    let mut w = Writer::new();
+    w.u16(CAP_SPARSE_MMAP)
+        .u16(CAP_SPARSE_MMAP_VERSION)
+        .u32(0)
+        .u32(areas.len() as u32)
+        .u32(0);
+    for a in areas {
+        w.u64(a.offset).u64(a.size);
+    }
+    out.extend_from_slice(&w.into_vec());
+    out
+}
+
+/// The sparse mmap areas in a region info reply (`payload` is the whole reply: the
+/// fixed part and its capabilities). `None` if there is no such capability. The chain
+/// is walked with bounds: at most 16 capabilities, each inside the payload and after the
+/// previous one; at most [`MAX_SPARSE_AREAS`] areas.
+pub fn parse_sparse_areas(payload: &[u8]) -> Result<Option<Vec<SparseArea>>, ParseError> {
+    let info = RegionInfo::parse(payload)?;
+    let mut off = info.cap_offset as usize;
+    if off == 0 {
+        return Ok(None);
+    }
+    for _ in 0..MAX_CAPS {
+        if off < RegionInfo::SIZE || off >= payload.len() {
+            return Err(ParseError::Invalid(format!(
+                "capability at {off} outside the {}-byte reply",
+                payload.len()
+            )));
+        }
+        let mut r = Reader::new(&payload[off..]);
+        let id = r.u16()?;
+        let _version = r.u16()?;
+        let next = r.u32()? as usize;
+        if id == CAP_SPARSE_MMAP {
+            let n = r.u32()? as usize;
+            let _reserved = r.u32()?;
+            if n > MAX_SPARSE_AREAS {
+                return Err(ParseError::Invalid(format!("{n} sparse mmap areas")));
+            }
+            let mut areas = Vec::with_capacity(n);
+            for _ in 0..n {
+                areas.push(SparseArea {
+                    offset: r.u64()?,
+                    size: r.u64()?,
+                });
+            }
+            return Ok(Some(areas));
+        }
+        if next == 0 {
+            return Ok(None);
+        }
+        if next <= off {
+            return Err(ParseError::Invalid(format!(
+                "capability chain goes back from {off} to {next}"
+            )));
+        }
+        off = next;
+    }
+    Err(ParseError::Invalid("more than 16 capabilities".into()))
+}
+
 /// `VFIO_USER_DEVICE_GET_IRQ_INFO` request and reply (16 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IrqInfo {
@@ -787,5 +892,84 @@ mod tests {
         assert_eq!(v["capabilities"]["max_msg_fds"], 16);
         assert_eq!(v["capabilities"]["pgsizes"], 4096);
         assert!(v["capabilities"].get("migration").is_none());
+    }
+
+    #[test]
+    fn sparse_mmap_capability_round_trip_and_short_argsz() {
+        use vfio_bindings::bindings::vfio as vb;
+        let info = RegionInfo {
+            argsz: 0,
+            flags: vb::VFIO_REGION_INFO_FLAG_READ | vb::VFIO_REGION_INFO_FLAG_WRITE,
+            index: 0,
+            cap_offset: 0,
+            size: 0x4000,
+            offset: 0,
+        };
+        let areas = [SparseArea {
+            offset: 0x1000,
+            size: 0x3000,
+        }];
+        let full = region_info_sparse(&info, &areas, 64);
+        assert_eq!(full.len(), 64);
+        let h = RegionInfo::parse(&full).unwrap();
+        assert_eq!((h.argsz, h.cap_offset, h.size), (64, 32, 0x4000));
+        assert_eq!(
+            h.flags & vb::VFIO_REGION_INFO_FLAG_MMAP,
+            vb::VFIO_REGION_INFO_FLAG_MMAP
+        );
+        assert_eq!(
+            h.flags & vb::VFIO_REGION_INFO_FLAG_CAPS,
+            vb::VFIO_REGION_INFO_FLAG_CAPS
+        );
+        // The capability as <linux/vfio.h> lays it out: id 1, version 1, next 0.
+        assert_eq!(&full[32..40], &[1, 0, 1, 0, 0, 0, 0, 0]);
+        assert_eq!(parse_sparse_areas(&full).unwrap(), Some(areas.to_vec()));
+        // A client allowing only the fixed part learns the size it needs.
+        let short = region_info_sparse(&info, &areas, 32);
+        assert_eq!(short.len(), 32);
+        let h = RegionInfo::parse(&short).unwrap();
+        assert_eq!((h.argsz, h.cap_offset), (64, 0));
+        assert_eq!(
+            h.flags & vb::VFIO_REGION_INFO_FLAG_MMAP,
+            vb::VFIO_REGION_INFO_FLAG_MMAP
+        );
+        assert_eq!(
+            h.flags & vb::VFIO_REGION_INFO_FLAG_CAPS,
+            0,
+            "QEMU refuses CAPS at 0"
+        );
+        assert_eq!(parse_sparse_areas(&short).unwrap(), None);
+    }
+
+    #[test]
+    fn hostile_capability_chains_are_refused_not_followed() {
+        let info = RegionInfo {
+            argsz: 64,
+            flags: 0,
+            index: 0,
+            cap_offset: 32,
+            size: 0x4000,
+            offset: 0,
+        };
+        let with_cap = |cap: &[u8]| {
+            let mut b = info.to_payload();
+            b.extend_from_slice(cap);
+            b
+        };
+        // Another capability (id 2) whose next points back at itself: a loop.
+        let looped = with_cap(&[2, 0, 1, 0, 32, 0, 0, 0]);
+        assert!(parse_sparse_areas(&looped).is_err());
+        // Pointing past the reply.
+        let mut far = info;
+        far.cap_offset = 4096;
+        assert!(parse_sparse_areas(&far.to_payload()).is_err());
+        // Too many areas, or areas cut short.
+        let many = with_cap(&[1, 0, 1, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0]);
+        assert!(parse_sparse_areas(&many).is_err());
+        let cut = with_cap(&[1, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]);
+        assert!(parse_sparse_areas(&cut).is_err());
+        // A chain that ends without a sparse capability.
+        let other = with_cap(&[2, 0, 1, 0, 0, 0, 0, 0]);
+        assert_eq!(parse_sparse_areas(&other).unwrap(), None);
     }
 }

@@ -1,7 +1,9 @@
 //! The vfio-user server: a unix socket listener serving one client at a time.
 //!
-//! Per connection: version negotiation, device/region/irq information, interrupt
-//! eventfds, region reads and writes (posted writes get no reply), DMA maps, reset.
+//! Per connection: version negotiation, device/region/irq information (with the parts of
+//! a region the client may mmap, and the descriptor behind them, when the device offers
+//! any), interrupt eventfds, region reads and writes (posted writes get no reply), DMA
+//! maps, reset.
 //! A malformed message gets an error reply (or, when the stream cannot be trusted any
 //! more, a clean disconnect) and a `log::warn!`; nothing a client sends can panic the
 //! server. When the client goes, its DMA maps and eventfds are dropped, the device is
@@ -19,7 +21,7 @@ use vfio_bindings::bindings::vfio as vb;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::dma::{DmaMaps, DmaMemory};
-use super::protocol::{self as p, Command, Header, ParseError, HEADER_SIZE};
+use super::protocol::{self as p, Command, Header, ParseError, SparseArea, HEADER_SIZE};
 use super::sock;
 use crate::pci::msix::{self, Interrupts};
 
@@ -33,10 +35,23 @@ pub const NUM_REGIONS: u32 = vb::VFIO_PCI_NUM_REGIONS;
 /// room for a reply.
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The parts of a region a client may mmap, and the file behind them: region offset `o`
+/// is file offset `file_offset + o`. Everything outside the areas stays trapped.
+pub struct RegionMmap {
+    pub file: OwnedFd,
+    pub file_offset: u64,
+    pub areas: Vec<SparseArea>,
+}
+
 /// What the transport needs from the PCI function it serves.
 pub trait Device: Send + Sync {
     /// Size of a VFIO region (0: the region does not exist).
     fn region_size(&self, index: u32) -> u64;
+    /// The mappable parts of a region for the connected client (a sparse mmap area,
+    /// offered in GET_REGION_INFO with its descriptor). Default: none, all trapped.
+    fn region_mmap(&self, _index: u32) -> Option<RegionMmap> {
+        None
+    }
     /// Reads `data.len()` bytes at `offset` of a region; the server checks the bounds.
     fn region_read(&self, index: u32, offset: u64, data: &mut [u8]);
     /// Writes `data` at `offset` of a region; the server checks the bounds.
@@ -166,6 +181,8 @@ struct Connection<'a> {
     dma: DmaMaps,
     irqs: Arc<Interrupts>,
     negotiated: bool,
+    /// Descriptors to send with the next reply (a mappable region's file).
+    reply_fds: Vec<OwnedFd>,
 }
 
 impl<'a> Connection<'a> {
@@ -176,6 +193,7 @@ impl<'a> Connection<'a> {
             dma: DmaMaps::new(),
             irqs: Arc::new(Interrupts::new(dev.msix_vectors())),
             negotiated: false,
+            reply_fds: Vec::new(),
         }
     }
 
@@ -307,7 +325,10 @@ impl<'a> Connection<'a> {
     }
 
     fn send(&mut self, msg: &[u8]) -> bool {
-        match sock::send_with_fds(&self.stream, msg, &[]) {
+        // Descriptors go with the reply they belong to, and only with it.
+        let fds = std::mem::take(&mut self.reply_fds);
+        let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        match sock::send_with_fds(&self.stream, msg, &raw) {
             Ok(()) => true,
             Err(e) => {
                 log::warn!("writing to client: {e}");
@@ -328,7 +349,11 @@ impl<'a> Connection<'a> {
             );
             return Ok(());
         }
+        self.reply_fds.clear();
         let result = self.dispatch(msg);
+        if !matches!(result, Ok(Some(_))) || hdr.no_reply() {
+            self.reply_fds.clear();
+        }
         let out = match result {
             Ok(Some(payload)) => p::reply(&hdr, &payload),
             Ok(None) => return Ok(()),
@@ -466,15 +491,23 @@ impl<'a> Connection<'a> {
         } else {
             0
         };
-        Ok(p::RegionInfo {
+        let mut info = p::RegionInfo {
             argsz: p::RegionInfo::SIZE as u32,
             flags,
             index: req.index,
             cap_offset: 0,
             size,
             offset: 0,
-        }
-        .to_payload())
+        };
+        let Some(mm) = self.dev.region_mmap(req.index).filter(|_| size > 0) else {
+            return Ok(info.to_payload());
+        };
+        // Mappable in part: MMAP + a sparse mmap capability, and the file with the
+        // reply (also with a reply too short for the capability: QEMU's client closes
+        // it and asks again with the argsz we name).
+        info.offset = mm.file_offset;
+        self.reply_fds = vec![mm.file];
+        Ok(p::region_info_sparse(&info, &mm.areas, req.argsz))
     }
 
     fn irq_info(&mut self, payload: &[u8]) -> Result<Vec<u8>, Failure> {

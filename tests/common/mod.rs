@@ -189,11 +189,10 @@ impl Client {
         sock::send_with_fds(&self.stream, bytes, fds)
     }
 
-    fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+    fn read_exact(&mut self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<()> {
         let mut got = 0;
-        let mut fds: Vec<OwnedFd> = Vec::new();
         while got < buf.len() {
-            let (n, _) = sock::recv_with_fds(&self.stream, &mut buf[got..], &mut fds)?;
+            let (n, _) = sock::recv_with_fds(&self.stream, &mut buf[got..], fds)?;
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -205,14 +204,20 @@ impl Client {
         Ok(())
     }
 
-    /// Reads one whole message.
+    /// Reads one whole message (descriptors sent with it are closed).
     pub fn recv(&mut self) -> io::Result<Reply> {
+        self.recv_fds().map(|(r, _)| r)
+    }
+
+    /// Reads one whole message and the descriptors sent with it.
+    pub fn recv_fds(&mut self) -> io::Result<(Reply, Vec<OwnedFd>)> {
+        let mut fds = Vec::new();
         let mut hb = [0u8; HEADER_SIZE];
-        self.read_exact(&mut hb)?;
+        self.read_exact(&mut hb, &mut fds)?;
         let hdr = Header::parse(&hb).map_err(|e| io::Error::other(e.to_string()))?;
         let mut payload = vec![0u8; (hdr.size as usize).saturating_sub(HEADER_SIZE)];
-        self.read_exact(&mut payload)?;
-        Ok(Reply { hdr, payload })
+        self.read_exact(&mut payload, &mut fds)?;
+        Ok((Reply { hdr, payload }, fds))
     }
 
     /// True if the server closed the connection (EOF, or a reset when it closed with
@@ -277,6 +282,27 @@ impl Client {
             .request(Command::DeviceGetInfo, &req.to_payload(), &[])
             .ok();
         p::DeviceInfo::parse(&r.payload).expect("device info")
+    }
+
+    /// GET_REGION_INFO with `argsz`; the reply and the descriptors it carried.
+    pub fn region_info_fds(&mut self, index: u32, argsz: u32) -> (Reply, Vec<OwnedFd>) {
+        let req = p::RegionInfo {
+            argsz,
+            flags: 0,
+            index,
+            cap_offset: 0,
+            size: 0,
+            offset: 0,
+        };
+        let id = self.send_cmd(
+            Command::DeviceGetRegionInfo as u16,
+            0,
+            &req.to_payload(),
+            &[],
+        );
+        let (r, fds) = self.recv_fds().expect("reply");
+        assert_eq!(r.hdr.msg_id, id, "reply id");
+        (r.ok(), fds)
     }
 
     pub fn region_info_raw(&mut self, index: u32) -> Reply {

@@ -46,6 +46,8 @@ pub struct Host {
     pub mem: GuestMemory,
     pub irq: Arc<Irq>,
     pub drv: Driver<InProcess>,
+    /// Poll mode: the doorbell memory the controller polls and the driver rings.
+    pub doorbells: Option<Arc<crate::nvme::LocalDoorbells>>,
 }
 
 impl std::ops::Deref for Host {
@@ -145,11 +147,29 @@ pub fn memns(nsid: u32, cfg: NamespaceConfig) -> Namespace {
 
 impl Host {
     pub fn new(cfg: ControllerConfig, namespaces: Vec<Namespace>) -> Host {
+        Host::with_doorbells(cfg, namespaces, None)
+    }
+
+    /// Poll mode: doorbells in shared memory (one page of them), polled for
+    /// `cfg.poll_us` µs after each queue's last command.
+    pub fn polled(cfg: ControllerConfig, namespaces: Vec<Namespace>) -> Host {
+        let db = Arc::new(crate::nvme::LocalDoorbells::new(1024));
+        Host::with_doorbells(cfg, namespaces, Some(db))
+    }
+
+    fn with_doorbells(
+        cfg: ControllerConfig,
+        namespaces: Vec<Namespace>,
+        doorbells: Option<Arc<crate::nvme::LocalDoorbells>>,
+    ) -> Host {
         let m = Mem::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap();
         let mem = GuestMemoryAtomic::new(m);
         let lab = Arc::new(crate::experiment::Experiment::new());
         let ctrl = Controller::new(&cfg, namespaces, lab.clone());
-        let bus = InProcess::connect(ctrl.clone(), mem.clone());
+        let db = doorbells
+            .clone()
+            .map(|d| d as Arc<dyn crate::nvme::DoorbellMemory>);
+        let bus = InProcess::connect_with_doorbells(ctrl.clone(), mem.clone(), db);
         let irq = bus.irq.clone();
         let mut drv = Driver::new(bus, HEAP..MEM_SIZE);
         // Shadow doorbells, when a test turns them on, are written and rung both.
@@ -161,6 +181,7 @@ impl Host {
             mem,
             irq,
             drv,
+            doorbells,
         };
         h.enable();
         h
@@ -296,6 +317,7 @@ impl Host {
 pub(crate) mod admin;
 pub(crate) mod copy;
 mod io;
+mod poll;
 
 #[test]
 fn controller_is_shareable_between_threads() {
