@@ -126,14 +126,7 @@ fn device_region_and_irq_info() {
     }
     assert_eq!(c.region_info_raw(9).errno(), libc::EINVAL);
     // argsz smaller than the reply structure.
-    let req = p::RegionInfo {
-        argsz: 8,
-        flags: 0,
-        index: 0,
-        cap_offset: 0,
-        size: 0,
-        offset: 0,
-    };
+    let req = p::RegionInfo::request(0, 8);
     let r = c.request(Command::DeviceGetRegionInfo, &req.to_payload(), &[]);
     assert_eq!(r.errno(), libc::EINVAL);
 

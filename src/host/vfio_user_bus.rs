@@ -376,14 +376,7 @@ impl VfioUserBus {
         use vfio_bindings::bindings::vfio as vb;
         let mut argsz = p::RegionInfo::SIZE as u32;
         for _ in 0..2 {
-            let req = p::RegionInfo {
-                argsz,
-                flags: 0,
-                index,
-                cap_offset: 0,
-                size: 0,
-                offset: 0,
-            };
+            let req = p::RegionInfo::request(index, argsz);
             let (r, mut fds) =
                 self.request_fds(Command::DeviceGetRegionInfo, &req.to_payload(), &[])?;
             let info = p::RegionInfo::parse(&r).map_err(|e| err(format!("region info: {e}")))?;

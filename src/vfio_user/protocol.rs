@@ -461,6 +461,19 @@ pub struct RegionInfo {
 impl RegionInfo {
     pub const SIZE: usize = 32;
 
+    /// The request a client sends for region `index`, with room for `argsz` bytes of
+    /// reply (every other field zero).
+    pub fn request(index: u32, argsz: u32) -> RegionInfo {
+        RegionInfo {
+            argsz,
+            flags: 0,
+            index,
+            cap_offset: 0,
+            size: 0,
+            offset: 0,
+        }
+    }
+
     pub fn parse(payload: &[u8]) -> Result<RegionInfo, ParseError> {
         let mut r = Reader::new(payload);
         Ok(RegionInfo {

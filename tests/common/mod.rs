@@ -286,14 +286,7 @@ impl Client {
 
     /// GET_REGION_INFO with `argsz`; the reply and the descriptors it carried.
     pub fn region_info_fds(&mut self, index: u32, argsz: u32) -> (Reply, Vec<OwnedFd>) {
-        let req = p::RegionInfo {
-            argsz,
-            flags: 0,
-            index,
-            cap_offset: 0,
-            size: 0,
-            offset: 0,
-        };
+        let req = p::RegionInfo::request(index, argsz);
         let id = self.send_cmd(
             Command::DeviceGetRegionInfo as u16,
             0,
@@ -306,14 +299,7 @@ impl Client {
     }
 
     pub fn region_info_raw(&mut self, index: u32) -> Reply {
-        let req = p::RegionInfo {
-            argsz: 32,
-            flags: 0,
-            index,
-            cap_offset: 0,
-            size: 0,
-            offset: 0,
-        };
+        let req = p::RegionInfo::request(index, 32);
         self.request(Command::DeviceGetRegionInfo, &req.to_payload(), &[])
     }
 

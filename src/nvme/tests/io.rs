@@ -328,20 +328,28 @@ fn compare_verify_flush_fua() {
     assert_eq!(h.store_bytes(1, 8 * 512, 2048), other);
 }
 
-#[test]
-fn file_backed_namespace_round_trip() {
-    let dir = std::env::temp_dir().join(format!("vnvme-ctl-{}", std::process::id()));
+/// A host with one namespace on a fresh sparse file of `size` bytes (4096-byte blocks)
+/// in a directory of its own, and an I/O queue pair 1 of 8 entries; returns the
+/// directory (removed by the caller) and the file.
+fn file_host(tag: &str, size: u64) -> (Host, std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("vnvme-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ns.img");
     let _ = std::fs::remove_file(&path);
     let cfg = NamespaceConfig {
         backing: Backing::File(path.clone()),
-        size: Some(4 << 20),
+        size: Some(size),
         logical_block_size: 4096,
         ..Default::default()
     };
     let mut h = Host::new(ControllerConfig::default(), vec![memns(1, cfg)]);
     h.io_pair(1, 8);
+    (h, dir, path)
+}
+
+#[test]
+fn file_backed_namespace_round_trip() {
+    let (mut h, dir, path) = file_host("ctl", 4 << 20);
     let data = pattern(8192, 4);
     h.write_mem(DATA, &data);
     assert!(h.cmd(1, rw(io_op::WRITE, 1, 3, 2, DATA, DATA + 4096)).ok());
@@ -733,18 +741,7 @@ fn a_batch_in_flight_completes_each_command_once_with_few_interrupts() {
 
 #[test]
 fn a_read_the_file_cuts_short_reads_zeroes_past_its_end() {
-    let dir = std::env::temp_dir().join(format!("vnvme-short-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ns.img");
-    let _ = std::fs::remove_file(&path);
-    let cfg = NamespaceConfig {
-        backing: Backing::File(path.clone()),
-        size: Some(1 << 20),
-        logical_block_size: 4096,
-        ..Default::default()
-    };
-    let mut h = Host::new(ControllerConfig::default(), vec![memns(1, cfg)]);
-    h.io_pair(1, 8);
+    let (mut h, dir, path) = file_host("short", 1 << 20);
     let data = pattern(8192, 3);
     h.write_mem(DATA, &data);
     assert!(h.cmd(1, rw(io_op::WRITE, 1, 10, 2, DATA, DATA + 4096)).ok());
