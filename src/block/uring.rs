@@ -192,12 +192,18 @@ impl AsyncIo {
             }
             self.unsubmitted = 0;
         }
-        let mut done = Vec::new();
-        for cqe in self.ring.completion() {
-            done.push((cqe.user_data() as usize, cqe.result()));
-        }
-        for (slot, res) in done {
-            let Some(s) = self.slots.get_mut(slot) else {
+        // The ring and the slots are separate fields: the completions are read and the
+        // slots freed in one pass, with no list in between (this runs on every pass).
+        let AsyncIo {
+            ring,
+            slots,
+            free,
+            inflight,
+            ..
+        } = self;
+        for cqe in ring.completion() {
+            let (slot, res) = (cqe.user_data() as usize, cqe.result());
+            let Some(s) = slots.get_mut(slot) else {
                 continue;
             };
             if !s.busy {
@@ -205,8 +211,8 @@ impl AsyncIo {
             }
             s.busy = false;
             s.keep = None;
-            self.free.push(slot);
-            self.inflight -= 1;
+            free.push(slot);
+            *inflight -= 1;
             let result = if res < 0 {
                 Err(io::Error::from_raw_os_error(-res))
             } else {
