@@ -31,9 +31,11 @@ use super::{run_err, Failure};
 
 /// Logical block size of the benchmark namespace.
 const LBS: u64 = 4096;
-/// Largest source range (MSSRL) and range count (MSRC + 1) the benchmark advertises.
+/// Largest source range (MSSRL) the benchmark advertises.
 const MSSRL: u16 = 65535;
-const RANGES_PER_COMMAND: usize = 128;
+/// Most ranges per command (MSRC + 1) the spec allows, and the default.
+const MAX_RANGES: usize = 256;
+const DEFAULT_RANGES: usize = 128;
 
 #[derive(Debug, Args)]
 pub struct CopyArgs {
@@ -49,6 +51,15 @@ pub struct CopyArgs {
     /// Blocks (4096 bytes) per source range of the Copy commands, 1 to 65535 (MSSRL).
     #[arg(long, value_name = "BLOCKS", default_value_t = MSSRL)]
     chunk: u16,
+    /// Source ranges per Copy command, 1 to 256 (MSRC + 1; MCL is ranges × chunk).
+    /// The guest workload of `scripts/guest-bench copy-large` is `--size 4294901760
+    /// --chunk 65535 --ranges 4`.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RANGES)]
+    ranges: usize,
+    /// Seconds to wait after each preparation (and after the fill) before measuring: a
+    /// virtual disk gives freshly written data back faster for a while (docs/performance.md).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    settle: u64,
     /// Times each measurement runs (the order rotates between repeats); the reported rate
     /// is total bytes over total time.
     #[arg(long, value_name = "N", default_value_t = 3)]
@@ -107,6 +118,12 @@ pub fn bench_copy(a: &CopyArgs) -> Result<(), Failure> {
     if a.repeat == 0 {
         return Err(Failure::Usage("--repeat: must be at least 1".into()));
     }
+    if !(1..=MAX_RANGES).contains(&a.ranges) {
+        return Err(Failure::Usage(format!(
+            "--ranges: {} is not 1 to {MAX_RANGES}",
+            a.ranges
+        )));
+    }
     let (path, _guard) = match &a.file {
         Some(p) => (p.clone(), TempFile(None)),
         None => {
@@ -129,26 +146,32 @@ pub fn bench_copy(a: &CopyArgs) -> Result<(), Failure> {
         "cache: one untimed warm-up copy first; before each measurement the destination is \
          deallocated and the file is written back and dropped from the page cache \
          (fdatasync + POSIX_FADV_DONTNEED); each measurement ends with fdatasync \
-         (vnvme: NVMe Flush), included in its time"
+         (vnvme: NVMe Flush), included in its time; {} s of rest after each preparation",
+        a.settle
     );
+    let settle = || std::thread::sleep(Duration::from_secs(a.settle));
     fill(&store, size).map_err(run_err("filling the source"))?;
+    settle();
     // The first pass over freshly written data is slower whatever does it (the host's
     // write-back of the fill, allocation): one untimed pass first.
     prepare(&store, size).map_err(run_err("preparing"))?;
-    raw_copy(&store, size, a.chunk as u64 * LBS)?;
+    raw_copy(&store, size, a.chunk as u64 * LBS, a.ranges, &mut Vec::new())?;
 
-    let mut dev = Device::new(store.clone(), size, a.chunk)?;
+    let mut dev = Device::new(store.clone(), size, a.chunk, a.ranges)?;
     let mut times = [Duration::ZERO; 3];
+    // Per command: each vnvme Copy, and each group of `ranges` raw calls (the same bytes).
+    let (mut raw_cmds, mut dev_cmds) = (Vec::new(), Vec::new());
     let piece = a.chunk as u64 * LBS;
     for r in 0..a.repeat as usize {
         // Rotate the order between repeats so that none always runs first.
         for k in (0..3).map(|i| (i + r) % 3) {
             prepare(&store, size).map_err(run_err("preparing"))?;
+            settle();
             let start = Instant::now();
             match k {
-                0 => raw_copy(&store, size, piece)?,
+                0 => raw_copy(&store, size, piece, a.ranges, &mut raw_cmds)?,
                 1 => read_write(&store, size).map_err(run_err("read+write"))?,
-                _ => dev.copy_all()?,
+                _ => dev.copy_all(&mut dev_cmds)?,
             }
             times[k] += start.elapsed();
             verify(&store, size).map_err(|m| Failure::Run(format!("measurement {k}: {m}")))?;
@@ -169,8 +192,17 @@ pub fn bench_copy(a: &CopyArgs) -> Result<(), Failure> {
         "vnvme Copy:                 {vn:9.1} MB/s  ({:.3} s; {} command(s) of up to {} ranges of {} blocks of {LBS} B per copy)",
         times[2].as_secs_f64(),
         dev.commands_per_copy(),
-        RANGES_PER_COMMAND,
+        a.ranges,
         a.chunk
+    );
+    println!(
+        "per command ({} ranges): raw copy_file_range median {:.3} ms, p99 {:.3} ms; \
+         vnvme Copy (model, fetch to completion) median {:.3} ms, p99 {:.3} ms",
+        a.ranges,
+        quantile_ms(&mut raw_cmds, 0.5),
+        quantile_ms(&mut raw_cmds, 0.99),
+        quantile_ms(&mut dev_cmds, 0.5),
+        quantile_ms(&mut dev_cmds, 0.99)
     );
     println!(
         "ratios: vnvme/raw {:.2}, vnvme/read+write {:.2}",
@@ -205,12 +237,35 @@ fn prepare(store: &FileStore, size: u64) -> std::io::Result<()> {
     store.drop_cache()
 }
 
+/// The `q` quantile of `v` in milliseconds (0 when empty).
+fn quantile_ms(v: &mut [Duration], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort();
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v[i].as_secs_f64() * 1e3
+}
+
 /// (a) copy_file_range between the two halves in pieces of `piece` bytes (the size of
 /// one Copy source range, so that both issue the same system calls), then fdatasync.
-fn raw_copy(store: &FileStore, size: u64, piece: u64) -> Result<(), Failure> {
+/// Pushes the time of every `ranges` pieces (one Copy command's worth) to `per_command`.
+fn raw_copy(
+    store: &FileStore,
+    size: u64,
+    piece: u64,
+    ranges: usize,
+    per_command: &mut Vec<Duration>,
+) -> Result<(), Failure> {
     let fd = store.raw_fd().unwrap_or(-1);
     let mut off = 0u64;
+    let mut group = (Instant::now(), 0usize);
     while off < size {
+        if group.1 == ranges {
+            per_command.push(group.0.elapsed());
+            group = (Instant::now(), 0);
+        }
+        group.1 += 1;
         let n = (size - off).min(piece);
         let done = store.kernel_copy(fd, off, size + off, n);
         if done < n {
@@ -221,6 +276,7 @@ fn raw_copy(store: &FileStore, size: u64, piece: u64) -> Result<(), Failure> {
         }
         off += n;
     }
+    per_command.push(group.0.elapsed());
     store.flush().map_err(run_err("fdatasync"))
 }
 
@@ -285,12 +341,17 @@ struct Device {
 }
 
 impl Device {
-    fn new(store: Arc<FileStore>, size: u64, chunk: u16) -> Result<Device, Failure> {
+    fn new(
+        store: Arc<FileStore>,
+        size: u64,
+        chunk: u16,
+        ranges: usize,
+    ) -> Result<Device, Failure> {
         let cfg = NamespaceConfig {
             logical_block_size: LBS as u32,
             mssrl: MSSRL,
-            mcl: MSSRL as u32 * RANGES_PER_COMMAND as u32,
-            msrc: (RANGES_PER_COMMAND - 1) as u8,
+            mcl: MSSRL as u32 * ranges as u32,
+            msrc: (ranges - 1) as u8,
             ..Default::default()
         };
         let volume = Volume::new("bench".into(), store, LBS, false)
@@ -315,7 +376,7 @@ impl Device {
             dest_base: size / LBS,
         };
         d.enable()?;
-        d.commands = plan(size / LBS, chunk as u64);
+        d.commands = plan(size / LBS, chunk as u64, ranges);
         Ok(d)
     }
 
@@ -417,7 +478,8 @@ impl Device {
     }
 
     /// (c) The whole source copied to the destination by Copy commands, then a Flush.
-    fn copy_all(&mut self) -> Result<(), Failure> {
+    /// Pushes each Copy command's time (submission to completion) to `per_command`.
+    fn copy_all(&mut self, per_command: &mut Vec<Duration>) -> Result<(), Failure> {
         let dest_base = self.dest_base;
         for i in 0..self.commands.len() {
             let (list, dlba) = &self.commands[i];
@@ -427,6 +489,7 @@ impl Device {
                 .memory()
                 .write_slice(list, GuestAddress(RANGE_LIST))
                 .map_err(run_err("guest memory"))?;
+            let start = Instant::now();
             self.command(
                 1,
                 Sqe {
@@ -439,6 +502,7 @@ impl Device {
                     ..Default::default()
                 },
             )?;
+            per_command.push(start.elapsed());
         }
         self.command(
             1,
@@ -452,15 +516,15 @@ impl Device {
     }
 }
 
-/// Splits `blocks` source blocks into ranges of `chunk` blocks, 128 ranges per command.
-/// Returns each command's descriptor list (format 0) and its destination offset.
-fn plan(blocks: u64, chunk: u64) -> Vec<(Vec<u8>, u64)> {
+/// Splits `blocks` source blocks into ranges of `chunk` blocks, `ranges` ranges per
+/// command. Returns each command's descriptor list (format 0) and its destination offset.
+fn plan(blocks: u64, chunk: u64, ranges: usize) -> Vec<(Vec<u8>, u64)> {
     let mut out = Vec::new();
     let mut lba = 0u64;
     while lba < blocks {
         let start = lba;
         let mut list = Vec::new();
-        while lba < blocks && list.len() < RANGES_PER_COMMAND * 32 {
+        while lba < blocks && list.len() < ranges * 32 {
             let n = (blocks - lba).min(chunk);
             let mut d = [0u8; 32];
             d[8..16].copy_from_slice(&lba.to_le_bytes());
@@ -471,4 +535,42 @@ fn plan(blocks: u64, chunk: u64) -> Vec<(Vec<u8>, u64)> {
         out.push((list, start));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (slba, blocks) of each descriptor of a planned command.
+    fn ranges_of(list: &[u8]) -> Vec<(u64, u64)> {
+        list.chunks_exact(32)
+            .map(|d| {
+                let slba = u64::from_le_bytes(d[8..16].try_into().unwrap_or([0; 8]));
+                (slba, u16::from_le_bytes([d[16], d[17]]) as u64 + 1)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plan_cuts_ranges_of_chunk_blocks_and_commands_of_n_ranges() {
+        let p = plan(10, 3, 2);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].1, 0);
+        assert_eq!(ranges_of(&p[0].0), vec![(0, 3), (3, 3)]);
+        assert_eq!(p[1].1, 6);
+        assert_eq!(ranges_of(&p[1].0), vec![(6, 3), (9, 1)]);
+        // The guest workload: 4 commands of 4 ranges of 65535 blocks.
+        let p = plan(16 * 65535, 65535, 4);
+        assert_eq!(p.len(), 4);
+        assert!(p.iter().all(|(l, _)| ranges_of(l).len() == 4));
+        assert_eq!(p[3].1, 12 * 65535);
+    }
+
+    #[test]
+    fn quantiles_of_durations() {
+        let mut v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile_ms(&mut v, 0.5), 51.0);
+        assert_eq!(quantile_ms(&mut v, 0.99), 99.0);
+        assert_eq!(quantile_ms(&mut [], 0.5), 0.0);
+    }
 }

@@ -8,9 +8,11 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
+use std::sync::OnceLock;
 
 use vm_memory::VolatileSlice;
 
+use super::direct_copy;
 use super::store::{copy_range_bounce, fd_of, CopyError, Store, BOUNCE_LIMIT};
 
 /// `_IOR(0x12, 114, size_t)`: size of a block device in bytes.
@@ -30,6 +32,9 @@ pub struct FileStore {
     file: File,
     size: u64,
     kind: FileKind,
+    /// A second descriptor with O_DIRECT for large copies, opened on first use (None
+    /// inside when it cannot be had).
+    direct: OnceLock<Option<File>>,
 }
 
 /// Why a file store could not be opened: a short phrase, ready to follow the option name.
@@ -45,7 +50,12 @@ impl std::fmt::Display for OpenError {
 impl FileStore {
     /// Wraps an already open descriptor of a known size.
     pub fn from_file(file: File, size: u64, kind: FileKind) -> FileStore {
-        FileStore { file, size, kind }
+        FileStore {
+            file,
+            size,
+            kind,
+            direct: OnceLock::new(),
+        }
     }
 
     /// Opens `path`. A missing file is created sparse when `size` is given. An existing
@@ -409,10 +419,21 @@ impl Store for FileStore {
         Some(fd_of(&self.file))
     }
 
-    /// copy_file_range(2) in the kernel (no data through user space), resuming after
-    /// short copies. When it cannot be used (EXDEV, ENOSYS, EOPNOTSUPP, EINVAL — e.g.
-    /// overlapping ranges of one file — or any other error), the rest goes through a
-    /// bounded bounce buffer, which also tells a read failure from a write failure.
+    fn direct_file(&self) -> Option<&File> {
+        if self.kind == FileKind::Memfd {
+            return None;
+        }
+        self.direct
+            .get_or_init(|| direct_copy::reopen_direct(&self.file))
+            .as_ref()
+    }
+
+    /// In order (`direct_copy.rs` says why): a reflink where the file system shares
+    /// extents; for a large aligned range whose source is not in the page cache, direct
+    /// I/O; copy_file_range(2) in the kernel for the rest, resuming after short copies.
+    /// When that cannot be used (EXDEV, ENOSYS, EOPNOTSUPP, EINVAL — e.g. overlapping
+    /// ranges of one file — or any other error), the rest goes through a bounded bounce
+    /// buffer, which also tells a read failure from a write failure.
     fn copy_range(
         &self,
         dst_offset: u64,
@@ -423,7 +444,22 @@ impl Store for FileStore {
         let Some(src_fd) = src.raw_fd() else {
             return copy_range_bounce(src, src_offset, self, dst_offset, len);
         };
-        let done = self.kernel_copy(src_fd, src_offset, dst_offset, len);
+        let dst_fd = self.file.as_raw_fd();
+        if self.kind != FileKind::Memfd
+            && direct_copy::reflink(src_fd, src_offset, dst_fd, dst_offset, len)
+        {
+            return Ok(());
+        }
+        let mut done = 0;
+        if direct_copy::direct_eligible(src_offset, dst_offset, len)
+            && !direct_copy::cached(src_fd, src_offset)
+            && !direct_copy::cached(src_fd, src_offset + len - direct_copy::DIRECT_ALIGN)
+        {
+            if let (Some(s), Some(d)) = (src.direct_file(), self.direct_file()) {
+                done = direct_copy::copy_direct(s, src_offset, d, dst_offset, len);
+            }
+        }
+        done += self.kernel_copy(src_fd, src_offset + done, dst_offset + done, len - done);
         if done < len {
             copy_range_bounce(src, src_offset + done, self, dst_offset + done, len - done)?;
         }

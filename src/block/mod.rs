@@ -2,10 +2,12 @@
 //! volumes (a store as logical blocks with the operations every front end needs).
 //!
 //! It knows files, not NVMe or virtio. `unsafe` is allowed here only in `file.rs`
-//! (preadv/pwritev into guest-memory slices, ioctls, copy_file_range), `memfd.rs`
-//! (memfd_create) and `uring.rs` (io_uring requests into guest memory); every block
-//! carries a `// SAFETY:` comment.
+//! (preadv/pwritev into guest-memory slices, ioctls, copy_file_range), `direct_copy.rs`
+//! (the reflink ioctl and a non-blocking preadv2 probe), `memfd.rs` (memfd_create) and
+//! `uring.rs` (io_uring requests into guest memory); every block carries a `// SAFETY:`
+//! comment.
 
+pub mod direct_copy;
 pub mod file;
 pub mod memfd;
 pub mod store;

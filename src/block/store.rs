@@ -67,6 +67,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The file descriptor, when the store has one (lets `copy_range` use copy_file_range).
     fn raw_fd(&self) -> Option<RawFd>;
 
+    /// A descriptor of the same file opened with O_DIRECT, when the store has one (lets
+    /// `copy_range` copy large ranges past the page cache, see `direct_copy.rs`).
+    fn direct_file(&self) -> Option<&std::fs::File> {
+        None
+    }
+
     /// Copies `len` bytes from `src` at `src_offset` to this store at `dst_offset`. The
     /// ranges must not overlap when both are the same file (callers handle overlap, see
     /// [`same_file`]).

@@ -1,0 +1,286 @@
+//! How a large copy between two file descriptors is done, fastest first:
+//!
+//! 1. **reflink** (`FICLONERANGE`): on XFS, btrfs and other file systems that share
+//!    extents, the copy is a metadata operation whatever its size;
+//! 2. **direct I/O** for large, 4 KiB-aligned ranges whose source is not in the page cache:
+//!    O_DIRECT reads and writes through one bounded buffer, in big pieces, so the data never
+//!    enters the page cache and the disk sees a few large requests. On a cold source this
+//!    is about twice as fast as `copy_file_range`, which on a non-reflink file system pulls
+//!    every page through the page cache behind a small readahead window and then throttles
+//!    on its own write-back (docs/performance.md, "Large copies");
+//! 3. the caller's `copy_file_range` (in the kernel, through the page cache) for the rest:
+//!    small or unaligned ranges, a source already cached (copying cached pages is cheaper
+//!    than reading the disk again), file systems without O_DIRECT, and whatever a direct
+//!    pass left undone.
+//!
+//! Direct I/O stays coherent with the buffered descriptor the rest of the store uses: the
+//! kernel writes dirty cached pages of a range back before an O_DIRECT read of it and drops
+//! cached pages of a range an O_DIRECT write covers. Durability is unchanged: a Flush or FUA
+//! is still an fdatasync of the file, which covers data written through either descriptor.
+//!
+//! This module owns the two system calls std does not wrap (the `FICLONERANGE` ioctl and
+//! `preadv2` with `RWF_NOWAIT`).
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileExt;
+
+/// Ranges shorter than this are left to copy_file_range (the page cache is fine for them).
+pub const DIRECT_MIN: u64 = 4 << 20;
+/// Bytes moved per direct read and write, and the size of the one buffer of a copy.
+pub const DIRECT_PIECE: usize = 8 << 20;
+/// Offsets and lengths of a direct copy are multiples of this (the largest logical block
+/// size of common disks, and the buffer's alignment).
+pub const DIRECT_ALIGN: u64 = 4096;
+
+/// `_IOW(0x94, 13, struct file_clone_range)`.
+const FICLONERANGE: libc::c_ulong = 0x4020_940d;
+
+/// `struct file_clone_range` of `<linux/fs.h>`.
+#[repr(C)]
+struct FileCloneRange {
+    src_fd: i64,
+    src_offset: u64,
+    src_length: u64,
+    dest_offset: u64,
+}
+
+/// Shares `len` bytes of `src_fd` at `src_offset` into `dst_fd` at `dst_offset` (reflink).
+/// False when the file system cannot (EOPNOTSUPP, EXDEV, EINVAL for unaligned ranges,
+/// ENOTTY, ...): nothing was changed then.
+pub fn reflink(src_fd: RawFd, src_offset: u64, dst_fd: RawFd, dst_offset: u64, len: u64) -> bool {
+    if len == 0 {
+        // A zero length means "to the end of the file" to the ioctl.
+        return true;
+    }
+    let arg = FileCloneRange {
+        src_fd: src_fd as i64,
+        src_offset,
+        src_length: len,
+        dest_offset: dst_offset,
+    };
+    loop {
+        // SAFETY: FICLONERANGE reads one `struct file_clone_range`, which `arg` is (same
+        // layout, repr(C)), and writes nothing through the pointer; both descriptors are
+        // owned by live stores for the duration of the call.
+        let r = unsafe {
+            libc::ioctl(
+                dst_fd,
+                FICLONERANGE as _,
+                &arg as *const FileCloneRange,
+            )
+        };
+        if r == 0 {
+            return true;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+}
+
+/// True if the 4 KiB at `offset` of `fd` are in the page cache: a `preadv2` with
+/// `RWF_NOWAIT` returns data instead of EAGAIN. False when unknown (the flag unsupported).
+pub fn cached(fd: RawFd, offset: u64) -> bool {
+    let Ok(off) = libc::off_t::try_from(offset) else {
+        return false;
+    };
+    let mut buf = [0u8; DIRECT_ALIGN as usize];
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: the one iovec describes `buf`, a live local the kernel writes at most
+    // `buf.len()` bytes into; the descriptor is owned by a live store.
+    let r = unsafe { libc::preadv2(fd, &iov, 1, off, libc::RWF_NOWAIT) };
+    r > 0
+}
+
+/// True if a range of `len` bytes from `src_offset` to `dst_offset` may be copied with
+/// direct I/O: long enough and aligned at both ends.
+pub fn direct_eligible(src_offset: u64, dst_offset: u64, len: u64) -> bool {
+    len >= DIRECT_MIN
+        && src_offset % DIRECT_ALIGN == 0
+        && dst_offset % DIRECT_ALIGN == 0
+        && len % DIRECT_ALIGN == 0
+}
+
+/// Copies up to `len` bytes from `src` at `src_offset` to `dst` at `dst_offset` (both
+/// opened with O_DIRECT) through one buffer of at most [`DIRECT_PIECE`] bytes. Stops at the
+/// first error or short read (end of the source file) and returns the bytes copied, a
+/// multiple of [`DIRECT_ALIGN`]; the caller copies the rest another way, which also reports
+/// any real I/O error with its own path.
+pub fn copy_direct(src: &File, src_offset: u64, dst: &File, dst_offset: u64, len: u64) -> u64 {
+    let piece = len.min(DIRECT_PIECE as u64) as usize;
+    let mut storage = vec![0u8; piece + DIRECT_ALIGN as usize];
+    let start = storage.as_ptr().align_offset(DIRECT_ALIGN as usize);
+    let Some(buf) = storage.get_mut(start..start + piece) else {
+        return 0;
+    };
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(piece as u64) as usize;
+        let got = match src.read_at(&mut buf[..n], src_offset + done) {
+            Ok(k) => k - k % DIRECT_ALIGN as usize,
+            Err(e) => {
+                log::debug!("direct copy: read at {}: {e}", src_offset + done);
+                return done;
+            }
+        };
+        if got == 0 {
+            return done;
+        }
+        if let Err(e) = dst.write_all_at(&buf[..got], dst_offset + done) {
+            log::debug!("direct copy: write at {}: {e}", dst_offset + done);
+            return done;
+        }
+        done += got as u64;
+        if got < n {
+            return done;
+        }
+    }
+    done
+}
+
+/// Opens a second descriptor of the object `file` refers to with O_DIRECT (read-write, or
+/// read-only when that is refused), through `/proc/self/fd`. None when that is not
+/// possible (no /proc, a file system without O_DIRECT, ...).
+pub fn reopen_direct(file: &File) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let open = |write: bool| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+    };
+    match open(true).or_else(|_| open(false)) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            log::debug!("no O_DIRECT descriptor for large copies ({e}); using copy_file_range");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        // Not tmpfs where it can be avoided: O_DIRECT is what is tested.
+        let d = std::path::PathBuf::from("/var/tmp").join(format!(
+            "vnvme-direct-copy-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&d);
+        d
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1)
+            .collect()
+    }
+
+    #[test]
+    fn eligibility_needs_size_and_alignment() {
+        assert!(direct_eligible(0, 8192, DIRECT_MIN));
+        assert!(!direct_eligible(0, 8192, DIRECT_MIN - DIRECT_ALIGN));
+        assert!(!direct_eligible(512, 8192, DIRECT_MIN));
+        assert!(!direct_eligible(0, 8192 + 512, DIRECT_MIN));
+        assert!(!direct_eligible(0, 0, DIRECT_MIN + 512));
+    }
+
+    #[test]
+    fn direct_copy_moves_the_bytes_in_pieces_and_stops_at_the_end_of_the_source() {
+        let p = tmp("pieces");
+        let len = DIRECT_PIECE + 3 * DIRECT_ALIGN as usize;
+        let data = pattern(len, 7);
+        {
+            let mut f = File::create(&p).unwrap();
+            f.write_all(&data).unwrap();
+            f.set_len(2 * len as u64 + DIRECT_ALIGN).unwrap();
+        }
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        let Some(d) = reopen_direct(&f) else {
+            // Said, not silent: this file system refuses O_DIRECT.
+            eprintln!("skipped: /var/tmp has no O_DIRECT here");
+            let _ = std::fs::remove_file(&p);
+            return;
+        };
+        let dst = len as u64 + DIRECT_ALIGN;
+        assert_eq!(copy_direct(&d, 0, &d, dst, len as u64), len as u64);
+        let mut back = vec![0u8; len];
+        f.read_exact_at(&mut back, dst).unwrap();
+        assert!(back == data, "the copy differs from the source");
+        // Coherent with the buffered descriptor: a buffered write, then a direct copy of it.
+        f.write_all_at(&pattern(4096, 99), 0).unwrap();
+        assert_eq!(copy_direct(&d, 0, &d, dst, 4096), 4096);
+        f.read_exact_at(&mut back[..4096], dst).unwrap();
+        assert!(back[..4096] == pattern(4096, 99)[..]);
+        // Past the end of the file: a short read ends the direct pass at what was copied.
+        let size = 2 * len as u64 + DIRECT_ALIGN;
+        assert_eq!(
+            copy_direct(&d, size - 2 * DIRECT_ALIGN, &d, 0, 4 * DIRECT_ALIGN),
+            2 * DIRECT_ALIGN
+        );
+        // Less than one aligned block: nothing is copied (O_DIRECT refuses such a length,
+        // or the piece is cut to whole blocks), the caller does it another way.
+        assert_eq!(copy_direct(&d, 0, &d, dst, 100), 0);
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn reflink_is_refused_without_changing_anything_where_unsupported_or_unaligned() {
+        let p = tmp("reflink");
+        std::fs::write(&p, pattern(64 << 10, 3)).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        let fd = f.as_raw_fd();
+        // Unaligned ranges are refused by every file system that reflinks at all.
+        assert!(!reflink(fd, 512, fd, 32 << 10, 4096));
+        let mut b = vec![0u8; 4096];
+        f.read_exact_at(&mut b, 32 << 10).unwrap();
+        assert!(b == pattern(64 << 10, 3)[32 << 10..(32 << 10) + 4096]);
+        // An aligned reflink works only where the file system shares extents; either way the
+        // destination then holds either the source bytes or its old bytes, never others.
+        let ok = reflink(fd, 0, fd, 32 << 10, 4096);
+        f.read_exact_at(&mut b, 32 << 10).unwrap();
+        let want = if ok {
+            &pattern(64 << 10, 3)[..4096]
+        } else {
+            &pattern(64 << 10, 3)[32 << 10..(32 << 10) + 4096]
+        };
+        assert!(b == want, "reflink returned {ok} but the bytes do not match that");
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn cached_tells_a_page_in_the_cache() {
+        let p = tmp("cached");
+        std::fs::write(&p, pattern(8192, 1)).unwrap();
+        let f = File::open(&p).unwrap();
+        // Just written: in the page cache (ext4, XFS and btrfs take RWF_NOWAIT reads).
+        assert!(cached(f.as_raw_fd(), 0));
+        // Past the end of the file there is nothing to read, cached or not.
+        assert!(!cached(f.as_raw_fd(), 1 << 20));
+        // Written back and dropped from the cache: not cached.
+        f.sync_all().unwrap();
+        // SAFETY: posix_fadvise only reads its integer arguments; `f` is open.
+        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(r, 0);
+        assert!(!cached(f.as_raw_fd(), 0));
+        std::fs::remove_file(&p).unwrap();
+    }
+}
