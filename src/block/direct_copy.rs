@@ -97,6 +97,14 @@ pub fn cached(fd: RawFd, offset: u64) -> bool {
     r > 0
 }
 
+/// True if the source range looks cached: its middle or its last 4 KiB is in the page
+/// cache. (Not its first: readahead of whatever read the bytes before it, e.g. the copy of
+/// the previous range, often spills a few hundred KiB into it.)
+pub fn source_cached(fd: RawFd, offset: u64, len: u64) -> bool {
+    let mid = offset + len / 2 / DIRECT_ALIGN * DIRECT_ALIGN;
+    cached(fd, mid) || cached(fd, offset + len.saturating_sub(DIRECT_ALIGN))
+}
+
 /// True if a range of `len` bytes from `src_offset` to `dst_offset` may be copied with
 /// direct I/O: long enough and aligned at both ends.
 pub fn direct_eligible(src_offset: u64, dst_offset: u64, len: u64) -> bool {

@@ -452,8 +452,7 @@ impl Store for FileStore {
         }
         let mut done = 0;
         if direct_copy::direct_eligible(src_offset, dst_offset, len)
-            && !direct_copy::cached(src_fd, src_offset)
-            && !direct_copy::cached(src_fd, src_offset + len - direct_copy::DIRECT_ALIGN)
+            && !direct_copy::source_cached(src_fd, src_offset, len)
         {
             if let (Some(s), Some(d)) = (src.direct_file(), self.direct_file()) {
                 done = direct_copy::copy_direct(s, src_offset, d, dst_offset, len);
