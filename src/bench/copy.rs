@@ -155,7 +155,13 @@ pub fn bench_copy(a: &CopyArgs) -> Result<(), Failure> {
     // The first pass over freshly written data is slower whatever does it (the host's
     // write-back of the fill, allocation): one untimed pass first.
     prepare(&store, size).map_err(run_err("preparing"))?;
-    raw_copy(&store, size, a.chunk as u64 * LBS, a.ranges, &mut Vec::new())?;
+    raw_copy(
+        &store,
+        size,
+        a.chunk as u64 * LBS,
+        a.ranges,
+        &mut Vec::new(),
+    )?;
 
     let mut dev = Device::new(store.clone(), size, a.chunk, a.ranges)?;
     let mut times = [Duration::ZERO; 3];
@@ -341,12 +347,7 @@ struct Device {
 }
 
 impl Device {
-    fn new(
-        store: Arc<FileStore>,
-        size: u64,
-        chunk: u16,
-        ranges: usize,
-    ) -> Result<Device, Failure> {
+    fn new(store: Arc<FileStore>, size: u64, chunk: u16, ranges: usize) -> Result<Device, Failure> {
         let cfg = NamespaceConfig {
             logical_block_size: LBS as u32,
             mssrl: MSSRL,

@@ -64,13 +64,7 @@ pub fn reflink(src_fd: RawFd, src_offset: u64, dst_fd: RawFd, dst_offset: u64, l
         // SAFETY: FICLONERANGE reads one `struct file_clone_range`, which `arg` is (same
         // layout, repr(C)), and writes nothing through the pointer; both descriptors are
         // owned by live stores for the duration of the call.
-        let r = unsafe {
-            libc::ioctl(
-                dst_fd,
-                FICLONERANGE as _,
-                &arg as *const FileCloneRange,
-            )
-        };
+        let r = unsafe { libc::ioctl(dst_fd, FICLONERANGE as _, &arg as *const FileCloneRange) };
         if r == 0 {
             return true;
         }
@@ -109,38 +103,81 @@ pub fn source_cached(fd: RawFd, offset: u64, len: u64) -> bool {
 /// direct I/O: long enough and aligned at both ends.
 pub fn direct_eligible(src_offset: u64, dst_offset: u64, len: u64) -> bool {
     len >= DIRECT_MIN
-        && src_offset % DIRECT_ALIGN == 0
-        && dst_offset % DIRECT_ALIGN == 0
-        && len % DIRECT_ALIGN == 0
+        && src_offset.is_multiple_of(DIRECT_ALIGN)
+        && dst_offset.is_multiple_of(DIRECT_ALIGN)
+        && len.is_multiple_of(DIRECT_ALIGN)
+}
+
+/// A buffer aligned for O_DIRECT.
+struct Aligned {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(len: usize) -> Aligned {
+        let storage = vec![0u8; len + DIRECT_ALIGN as usize];
+        let start = storage.as_ptr().align_offset(DIRECT_ALIGN as usize);
+        Aligned {
+            storage,
+            start,
+            len,
+        }
+    }
+
+    /// The first `n` bytes (at most the buffer's length).
+    fn bytes(&mut self, n: usize) -> &mut [u8] {
+        let n = n.min(self.len);
+        &mut self.storage[self.start..self.start + n]
+    }
+}
+
+/// Reads the piece of at most `want` bytes at `offset` into `buf`; returns the bytes read,
+/// cut to whole [`DIRECT_ALIGN`] blocks (0 on an error or at the end of the file).
+fn read_piece(src: &File, buf: &mut Aligned, offset: u64, want: usize) -> usize {
+    match src.read_at(buf.bytes(want), offset) {
+        Ok(k) => k - k % DIRECT_ALIGN as usize,
+        Err(e) => {
+            log::debug!("direct copy: read at {offset}: {e}");
+            0
+        }
+    }
+}
+
+fn write_piece(dst: &File, buf: &mut Aligned, offset: u64, n: usize) -> bool {
+    match dst.write_all_at(buf.bytes(n), offset) {
+        Ok(()) => true,
+        Err(e) => {
+            log::debug!("direct copy: write at {offset}: {e}");
+            false
+        }
+    }
 }
 
 /// Copies up to `len` bytes from `src` at `src_offset` to `dst` at `dst_offset` (both
-/// opened with O_DIRECT) through one buffer of at most [`DIRECT_PIECE`] bytes. Stops at the
-/// first error or short read (end of the source file) and returns the bytes copied, a
-/// multiple of [`DIRECT_ALIGN`]; the caller copies the rest another way, which also reports
-/// any real I/O error with its own path.
+/// opened with O_DIRECT) in pieces of at most [`DIRECT_PIECE`] bytes. Stops at the first
+/// error or short read (end of the source file) and returns the bytes copied, a multiple of
+/// [`DIRECT_ALIGN`]; the caller copies the rest another way, which also reports any real
+/// I/O error with its own path.
+///
+/// With more than one piece, a reader thread reads the next piece while this thread writes
+/// the last one (two buffers, so at most 2 × [`DIRECT_PIECE`] bytes per copy): the disk
+/// sees a read and a write in flight, not one after the other. If the thread cannot be
+/// started, the pieces go one after the other.
 pub fn copy_direct(src: &File, src_offset: u64, dst: &File, dst_offset: u64, len: u64) -> u64 {
     let piece = len.min(DIRECT_PIECE as u64) as usize;
-    let mut storage = vec![0u8; piece + DIRECT_ALIGN as usize];
-    let start = storage.as_ptr().align_offset(DIRECT_ALIGN as usize);
-    let Some(buf) = storage.get_mut(start..start + piece) else {
-        return 0;
-    };
+    if len > piece as u64 {
+        if let Some(done) = copy_pipelined(src, src_offset, dst, dst_offset, len, piece) {
+            return done;
+        }
+    }
+    let mut buf = Aligned::new(piece);
     let mut done = 0u64;
     while done < len {
         let n = (len - done).min(piece as u64) as usize;
-        let got = match src.read_at(&mut buf[..n], src_offset + done) {
-            Ok(k) => k - k % DIRECT_ALIGN as usize,
-            Err(e) => {
-                log::debug!("direct copy: read at {}: {e}", src_offset + done);
-                return done;
-            }
-        };
-        if got == 0 {
-            return done;
-        }
-        if let Err(e) = dst.write_all_at(&buf[..got], dst_offset + done) {
-            log::debug!("direct copy: write at {}: {e}", dst_offset + done);
+        let got = read_piece(src, &mut buf, src_offset + done, n);
+        if got == 0 || !write_piece(dst, &mut buf, dst_offset + done, got) {
             return done;
         }
         done += got as u64;
@@ -149,6 +186,62 @@ pub fn copy_direct(src: &File, src_offset: u64, dst: &File, dst_offset: u64, len
         }
     }
     done
+}
+
+/// [`copy_direct`] with a reader thread; None if the thread could not be started (nothing
+/// was copied then).
+fn copy_pipelined(
+    src: &File,
+    src_offset: u64,
+    dst: &File,
+    dst_offset: u64,
+    len: u64,
+    piece: usize,
+) -> Option<u64> {
+    use std::sync::mpsc;
+    std::thread::scope(|scope| {
+        // Filled buffers go to the writer (this thread), empty ones back to the reader.
+        let (full_tx, full_rx) = mpsc::sync_channel::<(Aligned, usize)>(1);
+        let (empty_tx, empty_rx) = mpsc::channel::<Aligned>();
+        for _ in 0..2 {
+            let _ = empty_tx.send(Aligned::new(piece));
+        }
+        let reader = move || {
+            let mut off = 0u64;
+            while off < len {
+                let Ok(mut buf) = empty_rx.recv() else {
+                    return;
+                };
+                let n = (len - off).min(piece as u64) as usize;
+                let got = read_piece(src, &mut buf, src_offset + off, n);
+                if full_tx.send((buf, got)).is_err() || got < n {
+                    return;
+                }
+                off += got as u64;
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("vnvme-copy-read".into())
+            .spawn_scoped(scope, reader);
+        if let Err(e) = spawned {
+            log::debug!("direct copy: no reader thread ({e}); one piece after the other");
+            return None;
+        }
+        let mut done = 0u64;
+        for (mut buf, got) in full_rx.iter() {
+            if got == 0 || !write_piece(dst, &mut buf, dst_offset + done, got) {
+                break;
+            }
+            done += got as u64;
+            // The reader may already be done (it read the last piece): no one to take it.
+            let _ = empty_tx.send(buf);
+        }
+        // Dropping both channel ends (after the last piece or a failed write) ends the
+        // reader, whether it waits for an empty buffer or to hand over a full one.
+        drop(full_rx);
+        drop(empty_tx);
+        Some(done)
+    })
 }
 
 /// Opens a second descriptor of the object `file` refers to with O_DIRECT (read-write, or
@@ -180,10 +273,8 @@ mod tests {
 
     fn tmp(name: &str) -> std::path::PathBuf {
         // Not tmpfs where it can be avoided: O_DIRECT is what is tested.
-        let d = std::path::PathBuf::from("/var/tmp").join(format!(
-            "vnvme-direct-copy-{}-{name}",
-            std::process::id()
-        ));
+        let d = std::path::PathBuf::from("/var/tmp")
+            .join(format!("vnvme-direct-copy-{}-{name}", std::process::id()));
         let _ = std::fs::remove_file(&d);
         d
     }
@@ -240,6 +331,17 @@ mod tests {
             copy_direct(&d, size - 2 * DIRECT_ALIGN, &d, 0, 4 * DIRECT_ALIGN),
             2 * DIRECT_ALIGN
         );
+        // A destination that refuses writes (read-only descriptor): the pipelined copy stops
+        // at the first piece, reports 0 and its reader thread ends (no hang).
+        let ro = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(&p)
+                .unwrap()
+        };
+        assert_eq!(copy_direct(&d, 0, &ro, dst, len as u64), 0);
         // Less than one aligned block: nothing is copied (O_DIRECT refuses such a length,
         // or the piece is cut to whole blocks), the caller does it another way.
         assert_eq!(copy_direct(&d, 0, &d, dst, 100), 0);
@@ -270,7 +372,10 @@ mod tests {
         } else {
             &pattern(64 << 10, 3)[32 << 10..(32 << 10) + 4096]
         };
-        assert!(b == want, "reflink returned {ok} but the bytes do not match that");
+        assert!(
+            b == want,
+            "reflink returned {ok} but the bytes do not match that"
+        );
         std::fs::remove_file(&p).unwrap();
     }
 

@@ -4,8 +4,8 @@
 //! This layer knows nothing of NVMe or virtio. A [`Store`] reads and writes bytes at byte offsets,
 //! either through ordinary buffers or directly into guest-memory slices (zero copy), and
 //! offers the few whole-range operations a block device model needs: flush (fdatasync),
-//! punch hole (deallocate), write zeroes and copy_range (copy_file_range with a bounded
-//! bounce-buffer fallback).
+//! punch hole (deallocate), write zeroes and copy_range (for files: reflink, direct I/O
+//! or copy_file_range, see `direct_copy.rs`; a bounded bounce buffer otherwise).
 //!
 #![forbid(unsafe_code)]
 
