@@ -617,6 +617,51 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 
+    /// Large aligned ranges: a cold source goes by direct I/O (between two files, and
+    /// within one), a cached one by copy_file_range; the bytes are the same either way,
+    /// the buffered descriptor sees them at once, and the bytes around are untouched.
+    #[test]
+    fn large_copies_cold_and_cached_give_the_source_bytes() {
+        let d = tmpdir().join("large");
+        std::fs::create_dir_all(&d).unwrap();
+        let len = direct_copy::DIRECT_PIECE as u64 + (5 << 20);
+        let a = FileStore::open(&d.join("a"), Some(3 * len), false).unwrap();
+        let b = FileStore::open(&d.join("b"), Some(3 * len), false).unwrap();
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
+        a.write(0, &data).unwrap();
+        b.write(0, &vec![0xEEu8; (3 * len) as usize]).unwrap();
+        let mut back = vec![0u8; len as usize];
+        for cold in [true, false] {
+            if cold {
+                a.drop_cache().unwrap();
+                b.drop_cache().unwrap();
+                assert!(!direct_copy::source_cached(fd_of(&a.file), 0, len));
+            } else {
+                a.read(0, &mut back).unwrap(); // now cached
+                assert!(direct_copy::source_cached(fd_of(&a.file), 0, len));
+            }
+            b.copy_range(len, &a, 0, len).unwrap();
+            b.read(len, &mut back).unwrap();
+            assert!(back == data, "file to file (cold {cold}) differs");
+            a.copy_range(2 * len, &a, 0, len).unwrap();
+            a.read(2 * len, &mut back).unwrap();
+            assert!(back == data, "within one file (cold {cold}) differs");
+            let mut edge = vec![0u8; 4096];
+            b.read(len - 4096, &mut edge).unwrap();
+            assert!(
+                edge.iter().all(|&x| x == 0xEE),
+                "bytes before the range changed"
+            );
+            b.read(2 * len, &mut edge).unwrap();
+            assert!(
+                edge.iter().all(|&x| x == 0xEE),
+                "bytes after the range changed"
+            );
+        }
+        assert!(a.direct_file().is_some(), "no O_DIRECT descriptor on ext4");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
     #[test]
     fn copy_range_between_files_memfds_and_within_one_file() {
         let d = tmpdir().join("copy");
