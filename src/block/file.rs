@@ -428,9 +428,10 @@ impl Store for FileStore {
             .as_ref()
     }
 
-    /// In order (`direct_copy.rs` says why): a reflink where the file system shares
-    /// extents; for a large aligned range whose source is not in the page cache, direct
-    /// I/O; copy_file_range(2) in the kernel for the rest, resuming after short copies.
+    /// In order (`direct_copy.rs` says why), for a large aligned range: a reflink where
+    /// the file system shares extents, else direct I/O if its source is not in the page
+    /// cache; copy_file_range(2) in the kernel for the rest (which reflinks by itself
+    /// where it can), resuming after short copies.
     /// When that cannot be used (EXDEV, ENOSYS, EOPNOTSUPP, EINVAL — e.g. overlapping
     /// ranges of one file — or any other error), the rest goes through a bounded bounce
     /// buffer, which also tells a read failure from a write failure.
@@ -444,18 +445,18 @@ impl Store for FileStore {
         let Some(src_fd) = src.raw_fd() else {
             return copy_range_bounce(src, src_offset, self, dst_offset, len);
         };
-        let dst_fd = self.file.as_raw_fd();
-        if self.kind != FileKind::Memfd
-            && direct_copy::reflink(src_fd, src_offset, dst_fd, dst_offset, len)
-        {
-            return Ok(());
-        }
         let mut done = 0;
-        if direct_copy::direct_eligible(src_offset, dst_offset, len)
-            && !direct_copy::source_cached(src_fd, src_offset, len)
-        {
+        // Only a range direct I/O could take needs the explicit reflink: for the others
+        // copy_file_range itself shares extents where the file system can.
+        if direct_copy::direct_eligible(src_offset, dst_offset, len) {
+            let dst_fd = self.file.as_raw_fd();
+            if direct_copy::reflink(src_fd, src_offset, dst_fd, dst_offset, len) {
+                return Ok(());
+            }
             if let (Some(s), Some(d)) = (src.direct_file(), self.direct_file()) {
-                done = direct_copy::copy_direct(s, src_offset, d, dst_offset, len);
+                if !direct_copy::source_cached(src_fd, src_offset, len) {
+                    done = direct_copy::copy_direct(s, src_offset, d, dst_offset, len);
+                }
             }
         }
         done += self.kernel_copy(src_fd, src_offset + done, dst_offset + done, len - done);
