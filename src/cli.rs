@@ -382,8 +382,8 @@ fn parse_hex<const N: usize>(opt: &str, key: &str, v: &str) -> Result<[u8; N], C
     Ok(out)
 }
 
-const NS_KEYS: &str =
-    "file, size, nsid, logical_block_size, mssrl, mcl, msrc, readonly, uuid, nguid, eui64";
+const NS_KEYS: &str = "file, size, nsid, logical_block_size, mssrl, mcl, msrc, readonly, uuid, \
+     nguid, eui64, ms, mset, pi, pil, pif";
 
 /// Parses one `--ns` list.
 pub fn parse_ns(spec: &str) -> Result<NamespaceConfig, ConfigError> {
@@ -412,6 +412,11 @@ pub fn parse_ns(spec: &str) -> Result<NamespaceConfig, ConfigError> {
             "uuid" => ns.uuid = Some(parse_hex::<16>(opt, &k, &v)?),
             "nguid" => ns.nguid = Some(parse_hex::<16>(opt, &k, &v)?),
             "eui64" => ns.eui64 = Some(parse_hex::<8>(opt, &k, &v)?),
+            "ms" => ns.ms = parse_int(opt, &k, &v)?,
+            "mset" => ns.mset = parse_int(opt, &k, &v)?,
+            "pi" => ns.pi = parse_int(opt, &k, &v)?,
+            "pil" => ns.pil = parse_int(opt, &k, &v)?,
+            "pif" => ns.pif = parse_int(opt, &k, &v)?,
             _ => {
                 return Err(ConfigError(format!(
                     "{opt}: unknown key '{k}' (known: {NS_KEYS})"

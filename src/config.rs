@@ -48,6 +48,31 @@ pub struct NamespaceConfig {
     pub uuid: Option<[u8; 16]>,
     pub nguid: Option<[u8; 16]>,
     pub eui64: Option<[u8; 8]>,
+    /// Metadata bytes per block (QEMU's `ms`; 0: none). With metadata, `size` is the
+    /// whole store: the data of every block, then the metadata of every block.
+    pub ms: u16,
+    /// QEMU's `mset`: 1 = metadata at the end of each block's data (extended LBA),
+    /// 0 = in a separate buffer.
+    pub mset: u8,
+    /// QEMU's `pi`: protection information type 0 (none) to 3.
+    pub pi: u8,
+    /// QEMU's `pil`: 1 = the tuple in the first bytes of the metadata, 0 = the last.
+    pub pil: u8,
+    /// QEMU's `pif`: 0 = 16-bit guard, 2 = 64-bit guard.
+    pub pif: u8,
+}
+
+impl NamespaceConfig {
+    /// The metadata and protection format these options give.
+    pub fn meta_format(&self) -> crate::nvme::protection::MetaFormat {
+        crate::nvme::protection::MetaFormat {
+            ms: self.ms,
+            extended: self.mset == 1,
+            pi: self.pi,
+            pi_first: self.pil == 1,
+            pif: self.pif,
+        }
+    }
 }
 
 impl Default for NamespaceConfig {
@@ -64,6 +89,11 @@ impl Default for NamespaceConfig {
             uuid: None,
             nguid: None,
             eui64: None,
+            ms: 0,
+            mset: 0,
+            pi: 0,
+            pil: 0,
+            pif: 0,
         }
     }
 }
@@ -95,13 +125,46 @@ impl NamespaceConfig {
                 "--ns nsid: must be between 1 and 4294967294".into(),
             ));
         }
+        self.validate_meta()?;
         if let Some(size) = self.size {
-            if size == 0 || size % self.logical_block_size as u64 != 0 {
+            if self.ms == 0 && (size == 0 || size % self.logical_block_size as u64 != 0) {
                 return Err(ConfigError(format!(
                     "--ns size: must be a non-zero multiple of the block size {}",
                     self.logical_block_size
                 )));
             }
+            let per_block = self.logical_block_size as u64 + self.ms as u64;
+            if self.ms != 0 && size < per_block {
+                return Err(ConfigError(format!(
+                    "--ns size: must hold at least one block and its metadata ({per_block} bytes)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// QEMU's checks of ms, mset, pi, pil and pif (the same limits, one line each).
+    fn validate_meta(&self) -> Result<(), ConfigError> {
+        if self.mset > 1 {
+            return Err(ConfigError("--ns mset: must be 0 or 1".into()));
+        }
+        if self.pi > 3 {
+            return Err(ConfigError("--ns pi: must be 0, 1, 2 or 3".into()));
+        }
+        if self.pil > 1 {
+            return Err(ConfigError("--ns pil: must be 0 or 1".into()));
+        }
+        if self.pif != 0 && self.pif != 2 {
+            return Err(ConfigError(
+                "--ns pif: must be 0 (16-bit guard) or 2 (64-bit guard)".into(),
+            ));
+        }
+        let tuple = if self.pif == 2 { 16 } else { 8 };
+        if self.pi != 0 && (self.ms as usize) < tuple {
+            return Err(ConfigError(format!(
+                "--ns ms: at least {tuple} bytes of metadata required to enable protection information (pi={}, pif={})",
+                self.pi, self.pif
+            )));
         }
         Ok(())
     }

@@ -349,10 +349,12 @@ pub fn open_volume(cfg: &NamespaceConfig, nsid: u32) -> Result<Arc<Volume>, Conf
     let bs = cfg.logical_block_size as u64;
     let v = match &cfg.backing {
         Backing::File(path) => Volume::open_file(path, cfg.size, bs, cfg.readonly)
+            .and_then(|v| v.with_metadata(cfg.ms as u64))
             .map_err(|e| ConfigError(format!("--ns file={}: {e}", path.display())))?,
         Backing::Memory => {
             let size = cfg.size.unwrap_or(memfd::DEFAULT_SIZE);
             Volume::memory(&format!("vnvme-ns{nsid}"), size, bs, cfg.readonly)
+                .and_then(|v| v.with_metadata(cfg.ms as u64))
                 .map_err(|e| ConfigError(format!("--ns nsid={nsid}: {e}")))?
         }
     };
@@ -371,7 +373,7 @@ pub fn namespace_on(cfg: &NamespaceConfig, nsid: u32, volume: Arc<Volume>) -> Na
         mcl: cfg.mcl,
         msrc: cfg.msrc,
     };
-    Namespace::new(nsid, volume, ids, limits)
+    Namespace::new(nsid, volume, ids, limits).with_meta(cfg.meta_format())
 }
 
 /// Opens the volume of one `--ns` and makes it namespace `nsid`.

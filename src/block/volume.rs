@@ -40,6 +40,8 @@ pub enum BlockError {
     Flush(io::Error),
     /// Compare found different data.
     Miscompare,
+    /// A metadata operation on a volume without metadata (a caller's bug).
+    NoMetadata,
 }
 
 impl std::fmt::Display for BlockError {
@@ -54,6 +56,7 @@ impl std::fmt::Display for BlockError {
             BlockError::Write(e) => write!(f, "write failed: {e}"),
             BlockError::Flush(e) => write!(f, "flush failed: {e}"),
             BlockError::Miscompare => f.write_str("data differs"),
+            BlockError::NoMetadata => f.write_str("the volume has no metadata"),
         }
     }
 }
@@ -90,6 +93,12 @@ pub struct Volume {
     block_size: u64,
     blocks: u64,
     read_only: bool,
+    /// Metadata bytes per block (0: none). With metadata the store holds the data of
+    /// every block first, then the metadata of every block from `meta_base` (the layout
+    /// of QEMU's nvme-ns), and metadata bytes are stored bitwise inverted so that bytes
+    /// never written (a sparse file's holes, a fresh memfd) read as all ones.
+    meta_size: u64,
+    meta_base: u64,
 }
 
 impl std::fmt::Debug for Volume {
@@ -99,6 +108,7 @@ impl std::fmt::Debug for Volume {
             .field("block_size", &self.block_size)
             .field("blocks", &self.blocks)
             .field("read_only", &self.read_only)
+            .field("meta_size", &self.meta_size)
             .finish()
     }
 }
@@ -189,7 +199,83 @@ impl Volume {
             block_size,
             blocks,
             read_only,
+            meta_size: 0,
+            meta_base: 0,
         })
+    }
+
+    /// The same store with `meta_size` bytes of metadata per block: the block count
+    /// becomes size / (block size + metadata size), the data of every block comes first
+    /// and the metadata of every block after it. 0 leaves the volume as it is.
+    pub fn with_metadata(mut self, meta_size: u64) -> Result<Volume, VolumeError> {
+        if meta_size == 0 {
+            return Ok(self);
+        }
+        let per_block = self.block_size + meta_size;
+        let blocks = self.store.size() / per_block;
+        if blocks == 0 {
+            return Err(VolumeError::TooSmall {
+                size: self.store.size(),
+                block_size: per_block,
+            });
+        }
+        self.blocks = blocks;
+        self.meta_size = meta_size;
+        self.meta_base = blocks * self.block_size;
+        Ok(self)
+    }
+
+    /// Metadata bytes per block (0: none).
+    pub fn meta_size(&self) -> u64 {
+        self.meta_size
+    }
+
+    /// Byte offset and length of the metadata of `blocks` blocks from `lba` (in range).
+    fn meta_range(&self, lba: u64, blocks: u64) -> Result<(u64, u64), BlockError> {
+        self.check(lba, blocks)?;
+        // In range, so lba + blocks <= self.blocks: no overflow.
+        Ok((
+            self.meta_base + lba * self.meta_size,
+            blocks * self.meta_size,
+        ))
+    }
+
+    /// Reads the metadata of the blocks from `lba` into `out` (a whole number of
+    /// metadata units). Metadata never written reads as all ones.
+    pub fn read_meta(&self, lba: u64, out: &mut [u8]) -> Result<(), BlockError> {
+        if self.meta_size == 0 {
+            return Err(BlockError::NoMetadata);
+        }
+        let (off, _) = self.meta_range(lba, out.len() as u64 / self.meta_size)?;
+        self.store.read(off, out).map_err(BlockError::Read)?;
+        out.iter_mut().for_each(|b| *b = !*b);
+        Ok(())
+    }
+
+    /// Writes the metadata of the blocks from `lba` from `data` (a whole number of
+    /// metadata units); with `fua` durable when this returns.
+    pub fn write_meta(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), BlockError> {
+        if self.meta_size == 0 {
+            return Err(BlockError::NoMetadata);
+        }
+        let (off, _) = self.meta_range(lba, data.len() as u64 / self.meta_size)?;
+        if self.read_only {
+            return Err(BlockError::ReadOnly);
+        }
+        let inverted: Vec<u8> = data.iter().map(|b| !b).collect();
+        self.store
+            .write(off, &inverted)
+            .map_err(BlockError::Write)?;
+        self.durable(fua)
+    }
+
+    /// Makes the metadata of the blocks read as never written (all ones).
+    fn forget_meta(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {
+        if self.meta_size == 0 {
+            return Ok(());
+        }
+        let (off, len) = self.meta_range(lba, blocks)?;
+        self.store.punch_hole(off, len).map_err(BlockError::Write)
     }
 
     pub fn name(&self) -> &str {
@@ -293,6 +379,20 @@ impl Volume {
         self.durable(fua)
     }
 
+    /// Reads whole blocks from `lba` into `buf` (bounce buffers of callers that look at
+    /// the bytes).
+    pub fn read_buf(&self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        let (off, _) = self.check(lba, (buf.len() as u64).div_ceil(self.block_size))?;
+        self.store.read(off, buf).map_err(BlockError::Read)
+    }
+
+    /// Writes whole blocks at `lba` from `buf`; with `fua` durable when this returns.
+    pub fn write_buf(&self, lba: u64, buf: &[u8], fua: bool) -> Result<(), BlockError> {
+        let (off, _) = self.check_writable(lba, (buf.len() as u64).div_ceil(self.block_size))?;
+        self.store.write(off, buf).map_err(BlockError::Write)?;
+        self.durable(fua)
+    }
+
     /// Blocks covered by `slices` (a partial last block counts as one, so the range
     /// check covers every byte).
     fn blocks_of(&self, slices: &[VolatileSlice<'_>]) -> u64 {
@@ -305,16 +405,19 @@ impl Volume {
         self.store.flush().map_err(BlockError::Flush)
     }
 
-    /// Deallocates the blocks; they read back as zeroes.
+    /// Deallocates the blocks; they read back as zeroes (their metadata as all ones).
     pub fn discard(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {
         let (off, len) = self.check_writable(lba, blocks)?;
         if len == 0 {
             return Ok(());
         }
-        self.store.punch_hole(off, len).map_err(BlockError::Write)
+        self.store.punch_hole(off, len).map_err(BlockError::Write)?;
+        self.forget_meta(lba, blocks)
     }
 
-    /// Writes zeroes over the blocks; `unmap` lets the store deallocate them instead.
+    /// Writes zeroes over the blocks; `unmap` lets the store deallocate them instead
+    /// (their metadata then reads as never written, all ones). Without `unmap` the
+    /// metadata is left as it is: the caller writes what it should hold.
     pub fn write_zeroes(
         &self,
         lba: u64,
@@ -329,6 +432,9 @@ impl Volume {
             self.store.write_zeroes(off, len)
         };
         r.map_err(BlockError::Write)?;
+        if unmap {
+            self.forget_meta(lba, blocks)?;
+        }
         self.durable(fua)
     }
 
@@ -377,6 +483,7 @@ impl Volume {
     /// Copies `blocks` blocks from `src` at `src_lba` to this volume at `dst_lba`, as if
     /// the whole source were read before anything is written (ranges in one file may
     /// overlap). Block sizes must match (the caller checks and reports its own status).
+    /// When both volumes have metadata of the same size, the metadata moves too.
     pub fn copy_from(
         self: &Arc<Self>,
         dst_lba: u64,
@@ -393,10 +500,22 @@ impl Volume {
         } else {
             self.store.copy_range(d, src.store(), s, len)
         };
-        r.map_err(|e| match e {
+        let copy_err = |e| match e {
             CopyError::Read(e) => BlockError::Read(e),
             CopyError::Write(e) => BlockError::Write(e),
-        })?;
+        };
+        r.map_err(copy_err)?;
+        if self.meta_size != 0 && self.meta_size == src.meta_size {
+            let (s, _) = src.meta_range(src_lba, blocks)?;
+            let (d, len) = self.meta_range(dst_lba, blocks)?;
+            let overlap = s < d + len && d < s + len;
+            let r = if overlap && (Arc::ptr_eq(self, src) || same_file(src.store(), self.store())) {
+                move_within(self.store(), s, d, len)
+            } else {
+                self.store.copy_range(d, src.store(), s, len)
+            };
+            r.map_err(copy_err)?;
+        }
         self.durable(fua)
     }
 }

@@ -28,8 +28,9 @@
 //! metadata, reserved bits of CDW10-15). The specification asks hosts to clear them and
 //! does not ask controllers to fail commands that do not, and Linux has sent non-zero
 //! values in fields that later revisions defined; failing them could break a working
-//! driver. Ignored fields: QPRIO and NVMSETID (Create I/O SQ), LR, PRINFO and directives
-//! of I/O commands, DSM IDR/IDW hints, UUID indexes, Offset Type of Get Log Page.
+//! driver. Ignored fields: QPRIO and NVMSETID (Create I/O SQ), LR and directives
+//! of I/O commands (PRINFO, the tags and MPTR are decoded always and used on namespaces
+//! with metadata), DSM IDR/IDW hints, UUID indexes, Offset Type of Get Log Page.
 //! Everything that depends on state (namespace, limits, features, queue table) is
 //! checked by the handlers, in the order they always did.
 
@@ -208,6 +209,29 @@ impl AdminCmd {
     }
 }
 
+/// The end-to-end protection fields of an NVM command (used on namespaces formatted
+/// with protection information, ignored elsewhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PiFields {
+    /// PRINFO (CDW12 29:26): PRACT, PRCHK guard / application / reference.
+    pub prinfo: u8,
+    /// Initial logical block reference tag: CDW14, with CDW3 15:0 as bits 47:32 (the
+    /// 48-bit reference tag of the 64-bit guard format with no storage tag).
+    pub ilbrt: u64,
+    /// Logical block application tag (CDW15 15:0) and its mask (CDW15 31:16).
+    pub lbat: u16,
+    pub lbatm: u16,
+}
+
+/// Where a command's separate metadata buffer is (MPTR, CDW5:CDW4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetaPtr {
+    pub addr: u64,
+    /// PSDT 10b: MPTR is the address of one SGL descriptor; else (PRP, PSDT 01b) of a
+    /// contiguous buffer.
+    pub sgl: bool,
+}
+
 /// Read, Write and Compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RwCmd {
@@ -219,6 +243,8 @@ pub struct RwCmd {
     /// Force Unit Access (CDW12 bit 30); Compare ignores it (nothing is cached).
     pub fua: bool,
     pub dptr: DataPtr,
+    pub mptr: MetaPtr,
+    pub pi: PiFields,
 }
 
 /// Copy (NVM Command Set 1.0 §3.3.1).
@@ -232,10 +258,14 @@ pub struct CopyCmd {
     pub nr: u8,
     /// Descriptor Format (CDW12 11:8).
     pub format: u8,
-    /// PRINFOR (CDW12 15:12), ignored: no namespace has protection information.
+    /// PRINFOR (CDW12 15:12): how the source blocks' protection information is
+    /// checked (PRACT: and stripped).
     pub prinfor: u8,
-    /// PRINFOW (CDW12 29:26), ignored likewise.
+    /// PRINFOW (CDW12 29:26): how the destination's is checked (PRACT: generated).
     pub prinfow: u8,
+    /// The destination's reference tag (CDW14, CDW3 15:0), application tag and mask
+    /// (CDW15); `prinfo` of it is PRINFOW.
+    pub dest_pi: PiFields,
     /// FUA (CDW12 bit 30). LR (bit 31) is accepted and has no effect: nothing retries.
     pub fua: bool,
     /// Where the source range descriptors are.
@@ -268,6 +298,7 @@ pub enum IoCmd {
         fua: bool,
         /// Deallocate (CDW12 bit 25).
         deac: bool,
+        pi: PiFields,
     },
     DatasetManagement {
         nsid: u32,
@@ -282,6 +313,7 @@ pub enum IoCmd {
         slba: u64,
         /// 1-based.
         nlb: u32,
+        pi: PiFields,
     },
     Copy(CopyCmd),
     /// Any other opcode: Invalid Opcode.
@@ -333,6 +365,15 @@ fn nlb(sqe: &Sqe) -> u32 {
     (sqe.cdw12 & 0xffff) + 1
 }
 
+fn pi_fields(sqe: &Sqe) -> PiFields {
+    PiFields {
+        prinfo: ((sqe.cdw12 >> nvm_cmd::PRINFO_SHIFT) & 0xf) as u8,
+        ilbrt: sqe.cdw14 as u64 | ((sqe.cdw3 & 0xffff) as u64) << 32,
+        lbat: sqe.cdw15 as u16,
+        lbatm: (sqe.cdw15 >> 16) as u16,
+    }
+}
+
 fn rw(sqe: &Sqe) -> RwCmd {
     RwCmd {
         nsid: sqe.nsid,
@@ -340,6 +381,11 @@ fn rw(sqe: &Sqe) -> RwCmd {
         nlb: nlb(sqe),
         fua: sqe.cdw12 & nvm_cmd::FUA != 0,
         dptr: DataPtr::of(sqe),
+        mptr: MetaPtr {
+            addr: sqe.mptr,
+            sgl: sqe.psdt == 2,
+        },
+        pi: pi_fields(sqe),
     }
 }
 
@@ -483,6 +529,7 @@ pub fn decode_io(sqe: &Sqe) -> Result<IoCmd, Status> {
             nlb: nlb(sqe),
             fua: sqe.cdw12 & nvm_cmd::FUA != 0,
             deac: sqe.cdw12 & nvm_cmd::DEAC != 0,
+            pi: pi_fields(sqe),
         },
         io_op::DATASET_MANAGEMENT => IoCmd::DatasetManagement {
             nsid,
@@ -494,14 +541,16 @@ pub fn decode_io(sqe: &Sqe) -> Result<IoCmd, Status> {
             nsid,
             slba: sqe.slba(),
             nlb: nlb(sqe),
+            pi: pi_fields(sqe),
         },
         io_op::COPY => IoCmd::Copy(CopyCmd {
             nsid,
             sdlba: sqe.slba(),
             nr: sqe.cdw12 as u8,
             format: ((sqe.cdw12 >> 8) & 0xf) as u8,
-            prinfor: ((sqe.cdw12 >> 12) & 0xf) as u8,
-            prinfow: ((sqe.cdw12 >> 26) & 0xf) as u8,
+            prinfor: ((sqe.cdw12 >> nvm_cmd::PRINFOR_SHIFT) & 0xf) as u8,
+            prinfow: ((sqe.cdw12 >> nvm_cmd::PRINFO_SHIFT) & 0xf) as u8,
+            dest_pi: pi_fields(sqe),
             fua: sqe.cdw12 & nvm_cmd::FUA != 0,
             dptr: DataPtr::of(sqe),
         }),
@@ -558,13 +607,28 @@ mod tests {
         let mut s = sqe(io_op::WRITE);
         s.cdw10 = 0x10;
         s.cdw11 = 0x2;
-        s.cdw12 = (1 << 30) | (1 << 31) | 0x7;
+        s.cdw12 = (1 << 30) | (1 << 31) | (0xd << 26) | 0x7;
+        s.cdw3 = 0xffff_0012;
+        s.cdw14 = 0x3456_789a;
+        s.cdw15 = 0xf0f0_1234;
+        s.mptr = 0x5000;
         let want = RwCmd {
             nsid: 3,
             slba: (2 << 32) | 0x10,
             nlb: 8,
             fua: true,
             dptr: PRP,
+            mptr: MetaPtr {
+                addr: 0x5000,
+                sgl: false,
+            },
+            // PRINFO 0xd; the reference tag's bits 47:32 from CDW3 15:0.
+            pi: PiFields {
+                prinfo: 0xd,
+                ilbrt: 0x0012_3456_789a,
+                lbat: 0x1234,
+                lbatm: 0xf0f0,
+            },
         };
         assert_eq!(decode_io(&s), Ok(IoCmd::Write(want)));
         s.opcode = io_op::READ;
@@ -572,6 +636,10 @@ mod tests {
         let want = RwCmd {
             nlb: 0x10000,
             fua: false,
+            pi: PiFields {
+                prinfo: 0,
+                ..want.pi
+            },
             ..want
         };
         assert_eq!(decode_io(&s), Ok(IoCmd::Read(want)));
@@ -597,7 +665,8 @@ mod tests {
                 slba: 5,
                 nlb: 4,
                 fua: false,
-                deac: true
+                deac: true,
+                pi: PiFields::default(),
             }
         );
         assert_eq!((c.block(), c.kind()), (Some((5, 4)), OpKind::WriteZeroes));
@@ -618,7 +687,8 @@ mod tests {
             IoCmd::Verify {
                 nsid: 3,
                 slba: 5,
-                nlb: 1
+                nlb: 1,
+                pi: PiFields::default(),
             }
         );
         assert_eq!((c.block(), c.kind()), (Some((5, 1)), OpKind::Verify));
@@ -662,6 +732,10 @@ mod tests {
             format: 2,
             prinfor: 5,
             prinfow: 0xa,
+            dest_pi: PiFields {
+                prinfo: 0xa,
+                ..PiFields::default()
+            },
             fua: true,
             dptr: PRP,
         };

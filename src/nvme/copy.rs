@@ -20,8 +20,8 @@
 use std::sync::atomic::Ordering;
 
 use super::cmd::CopyCmd;
+use super::copy_pi::{compatible, PiCopy};
 use super::io_context::IoCtx;
-use super::namespace::Namespace;
 use super::prp::{Dma, Mem};
 use super::queues::Outcome;
 use super::spec::{copy, get_u32, get_u64, status, Status};
@@ -35,6 +35,16 @@ pub struct SourceRange {
     pub slba: u64,
     /// Number of logical blocks (1-based).
     pub nlb: u64,
+    /// Expected initial logical block reference tag of the source blocks (32 bits in
+    /// formats 0/2, the low 48 bits of ELBST/EILBRT in formats 1/3).
+    pub eilbrt: u64,
+    /// Expected logical block application tag and its mask.
+    pub elbat: u16,
+    pub elbatm: u16,
+}
+
+fn le16(d: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([d[off], d[off + 1]])
 }
 
 /// Parses `count` descriptors of `format` from `buf`.
@@ -42,22 +52,33 @@ pub fn parse_ranges(buf: &[u8], format: u8, count: usize) -> Vec<SourceRange> {
     let Some(size) = copy::descriptor_size(format) else {
         return Vec::new();
     };
+    let wide = matches!(format, copy::FORMAT_1 | copy::FORMAT_3);
     buf.chunks_exact(size)
         .take(count)
-        .map(|d| SourceRange {
-            snsid: matches!(format, copy::FORMAT_2 | copy::FORMAT_3)
-                .then(|| get_u32(d, copy::SNSID_OFFSET)),
-            slba: get_u64(d, copy::SLBA_OFFSET),
-            nlb: u16::from_le_bytes([d[copy::NLB_OFFSET], d[copy::NLB_OFFSET + 1]]) as u64 + 1,
+        .map(|d| {
+            let (eilbrt, elbat, elbatm) = if wide {
+                // Most significant byte first; the reference tag is the low 48 bits.
+                let f = &d[copy::ELBT_F1..copy::ELBT_F1 + copy::ELBT_F1_LEN];
+                let r = f[4..].iter().fold(0u64, |v, &b| v << 8 | b as u64);
+                (r, le16(d, copy::ELBAT_F1), le16(d, copy::ELBATM_F1))
+            } else {
+                (
+                    get_u32(d, copy::EILBRT_F0) as u64,
+                    le16(d, copy::ELBAT_F0),
+                    le16(d, copy::ELBATM_F0),
+                )
+            };
+            SourceRange {
+                snsid: matches!(format, copy::FORMAT_2 | copy::FORMAT_3)
+                    .then(|| get_u32(d, copy::SNSID_OFFSET)),
+                slba: get_u64(d, copy::SLBA_OFFSET),
+                nlb: le16(d, copy::NLB_OFFSET) as u64 + 1,
+                eilbrt,
+                elbat,
+                elbatm,
+            }
         })
         .collect()
-}
-
-/// True if the namespace is formatted with 16-byte guard protection information, the
-/// only kind formats 1 and 3 describe. No namespace here has protection information
-/// yet; when one does, formats 1/3 become the valid ones on it and 0/2 Invalid Format.
-fn has_pi16(_ns: &Namespace) -> bool {
-    false
 }
 
 /// What a Copy command did, for the experiment records, counters and latency model.
@@ -183,7 +204,8 @@ fn run(
     if nr > limits.msrc as usize + 1 {
         return Err(cmd(status::COMMAND_SIZE_LIMIT_EXCEEDED.dnr()));
     }
-    if matches!(format, copy::FORMAT_1 | copy::FORMAT_3) != has_pi16(&dns) {
+    // Formats 1 and 3 are those of the 64-bit guard, 0 and 2 of every other format.
+    if matches!(format, copy::FORMAT_1 | copy::FORMAT_3) != dns.meta().guard64() {
         return Err(cmd(status::INVALID_FORMAT.dnr()));
     }
     let size = copy::descriptor_size(format).ok_or(cmd(status::INVALID_FIELD.dnr()))?;
@@ -197,6 +219,8 @@ fn run(
     }
     let fua = ctx.durable(c.fua);
     let mut dlba = c.sdlba;
+    // The destination's reference tags run on from range to range.
+    let mut dest_reftag = c.dest_pi.ilbrt;
     for i in 0..done.ranges.len() {
         if stop_at == Some(i) {
             return Ok(());
@@ -209,26 +233,36 @@ fn run(
             // The same NSID rules as for the command's own NSID.
             Some(id) => ctx.namespace(id).map_err(&fail)?,
         };
-        if sns.block_size() != dns.block_size() || has_pi16(&sns) != has_pi16(&dns) {
-            return Err(fail(status::INCOMPATIBLE_NS_OR_FORMAT.dnr()));
-        }
+        compatible(&sns, &dns, c.prinfor, c.prinfow).map_err(&fail)?;
         if r.nlb > limits.mssrl as u64 {
             return Err(fail(status::COMMAND_SIZE_LIMIT_EXCEEDED.dnr()));
         }
         if !sns.in_range(r.slba, r.nlb) || !dns.in_range(dlba, r.nlb) {
             return Err(fail(status::LBA_OUT_OF_RANGE.dnr()));
         }
-        dns.volume()
-            .copy_from(dlba, sns.volume(), r.slba, r.nlb, fua)
-            .map_err(|e| {
-                fail(of_block(
-                    &format!(
-                        "copy range {i} (namespace {} LBA {}+{} to namespace {} LBA {dlba})",
-                        sns.nsid, r.slba, r.nlb, dns.nsid
-                    ),
-                    &e,
-                ))
-            })?;
+        if sns.meta().has_pi() || dns.meta().has_pi() {
+            let pi = PiCopy {
+                src: &sns,
+                dst: &dns,
+                range: r,
+                dlba,
+                prinfor: c.prinfor,
+                dest: c.dest_pi,
+            };
+            dest_reftag = pi.run(dest_reftag, fua).map_err(&fail)?;
+        } else {
+            dns.volume()
+                .copy_from(dlba, sns.volume(), r.slba, r.nlb, fua)
+                .map_err(|e| {
+                    fail(of_block(
+                        &format!(
+                            "copy range {i} (namespace {} LBA {}+{} to namespace {} LBA {dlba})",
+                            sns.nsid, r.slba, r.nlb, dns.nsid
+                        ),
+                        &e,
+                    ))
+                })?;
+        }
         done.blocks_copied += r.nlb;
         let bytes = r.nlb * dns.block_size();
         let st = ctx.stats;
@@ -249,6 +283,10 @@ mod tests {
         b[0..4].copy_from_slice(&7u32.to_le_bytes());
         b[8..16].copy_from_slice(&100u64.to_le_bytes());
         b[16..18].copy_from_slice(&3u16.to_le_bytes());
+        // Format 0/2 tags: EILBRT 24..28, ELBAT 28..30, ELBATM 30..32, little-endian.
+        b[24..28].copy_from_slice(&0x0102_0304u32.to_le_bytes());
+        b[28..30].copy_from_slice(&0xabcdu16.to_le_bytes());
+        b[30..32].copy_from_slice(&0xff00u16.to_le_bytes());
         b[40 + 8..40 + 16].copy_from_slice(&200u64.to_le_bytes());
         let r = parse_ranges(&b, copy::FORMAT_0, 1);
         assert_eq!(
@@ -256,21 +294,33 @@ mod tests {
             vec![SourceRange {
                 snsid: None,
                 slba: 100,
-                nlb: 4
+                nlb: 4,
+                eilbrt: 0x0102_0304,
+                elbat: 0xabcd,
+                elbatm: 0xff00,
             }]
         );
         let r = parse_ranges(&b, copy::FORMAT_2, 1);
         assert_eq!(r[0].snsid, Some(7));
         let r = parse_ranges(&b, copy::FORMAT_3, 2);
         assert_eq!(r.len(), 2);
-        assert_eq!(
-            r[1],
-            SourceRange {
-                snsid: Some(0),
-                slba: 200,
-                nlb: 1
-            }
-        );
+        assert_eq!((r[1].snsid, r[1].slba, r[1].nlb), (Some(0), 200, 1));
         assert!(parse_ranges(&b, 4, 1).is_empty());
+    }
+
+    #[test]
+    fn formats_1_and_3_carry_a_48_bit_reference_tag_most_significant_byte_first() {
+        let mut d = vec![0u8; 40];
+        d[8..16].copy_from_slice(&9u64.to_le_bytes());
+        // ELBST/EILBRT at 26..36 as nvme-cli 2.13 writes 0x0000_1234_5678_9abc: the
+        // value's low byte last; the storage tag bytes (26..30) are not part of it.
+        d[26..36].copy_from_slice(&[0xee, 0xee, 0xee, 0xee, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc]);
+        d[36..38].copy_from_slice(&0x4321u16.to_le_bytes());
+        d[38..40].copy_from_slice(&0x0ff0u16.to_le_bytes());
+        let r = parse_ranges(&d, copy::FORMAT_1, 1);
+        assert_eq!(
+            (r[0].slba, r[0].eilbrt, r[0].elbat, r[0].elbatm),
+            (9, 0x1234_5678_9abc, 0x4321, 0x0ff0)
+        );
     }
 }

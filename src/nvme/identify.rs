@@ -84,8 +84,10 @@ pub(crate) fn execute(inner: &Shared, mem: &Mem, c: &IdentifyCmd) -> Result<(), 
             if csi != CSI_NVM {
                 return Err(status::INVALID_FIELD.dnr());
             }
-            one_ns()?;
-            nvm_namespace()
+            match one_ns()? {
+                Some(ns) => nvm_namespace(&ns),
+                None => zeroes(),
+            }
         }
         cns::CS_CONTROLLER => {
             if csi != CSI_NVM {
@@ -130,7 +132,8 @@ pub(crate) fn controller(inner: &Shared) -> Vec<u8> {
     put_u16(&mut b, id_ctrl::CNTLID, 0);
     put_u32(&mut b, id_ctrl::VER, NVME_VERSION);
     put_u32(&mut b, id_ctrl::OAES, id_ctrl::OAES_NS_ATTR);
-    put_u32(&mut b, id_ctrl::CTRATT, 0);
+    // Extended LBA formats: Identify CNS 05h tells each format's guard (PIF).
+    put_u32(&mut b, id_ctrl::CTRATT, id_ctrl::CTRATT_ELBAS);
     b[id_ctrl::CNTRLTYPE] = 1; // I/O controller
     put_u16(&mut b, id_ctrl::OACS, id_ctrl::OACS_DBBUF);
     b[id_ctrl::ACL] = 3;
@@ -159,9 +162,9 @@ pub(crate) fn controller(inner: &Shared) -> Vec<u8> {
     b
 }
 
-fn put_lbaf0(b: &mut [u8], lbads: u8) {
-    // MS = 0, LBADS, RP = 0 (best).
-    put_u32(b, id_ns::LBAF0, (lbads as u32) << 16);
+fn put_lbaf0(b: &mut [u8], lbads: u8, ms: u16) {
+    // MS, LBADS, RP = 0 (best).
+    put_u32(b, id_ns::LBAF0, (lbads as u32) << 16 | ms as u32);
 }
 
 /// Identify Namespace (CNS 0 / 0x11).
@@ -173,7 +176,18 @@ pub fn namespace(ns: &Namespace) -> Vec<u8> {
     put_u64(&mut b, id_ns::NUSE, nsze);
     b[id_ns::NSFEAT] = 0;
     b[id_ns::NLBAF] = 0;
-    b[id_ns::FLBAS] = 0;
+    let meta = ns.meta();
+    // Format 0; bit 4: metadata at the end of each block's data (extended LBA).
+    b[id_ns::FLBAS] = if meta.extended { 1 << 4 } else { 0 };
+    if meta.ms != 0 {
+        // Both ways of carrying metadata exist (FLBAS picks one), as QEMU says.
+        b[id_ns::MC] = 0x03;
+    }
+    if meta.ms as usize >= meta.tuple_size() {
+        // Types 1, 2 and 3, PI first or last.
+        b[id_ns::DPC] = 0x1f;
+    }
+    b[id_ns::DPS] = meta.pi | (meta.pi_first as u8) << 3;
     b[id_ns::DLFEAT] = id_ns::DLFEAT_VALUE;
     let bytes = nsze * ns.block_size();
     b[id_ns::NVMCAP..id_ns::NVMCAP + 8].copy_from_slice(&bytes.to_le_bytes());
@@ -184,7 +198,7 @@ pub fn namespace(ns: &Namespace) -> Vec<u8> {
     b[id_ns::NSATTR] = ns.readonly() as u8;
     b[id_ns::NGUID..id_ns::NGUID + 16].copy_from_slice(&ns.nguid());
     b[id_ns::EUI64..id_ns::EUI64 + 8].copy_from_slice(&ns.eui64());
-    put_lbaf0(&mut b, ns.lbads());
+    put_lbaf0(&mut b, ns.lbads(), meta.ms);
     b
 }
 
@@ -193,7 +207,7 @@ pub(crate) fn namespace_common(inner: &Shared) -> Vec<u8> {
     let mut b = zeroes();
     b[id_ns::DLFEAT] = id_ns::DLFEAT_VALUE;
     let lbads = inner.namespaces().first().map(|ns| ns.lbads()).unwrap_or(9);
-    put_lbaf0(&mut b, lbads);
+    put_lbaf0(&mut b, lbads, 0);
     b
 }
 
@@ -237,9 +251,12 @@ pub fn ns_descriptors(ns: &Namespace, serial: &str) -> Vec<u8> {
 }
 
 /// I/O Command Set specific Identify Namespace for the NVM command set (CNS 5, CSI 0):
-/// no extended LBA formats, so all zeroes.
-pub fn nvm_namespace() -> Vec<u8> {
-    zeroes()
+/// LBSTM 0 and PIC 0 (no storage tags), and the extended LBA format of format 0: STS 0
+/// (bits 6:0), the protection information format (PIF, bits 8:7).
+pub fn nvm_namespace(ns: &Namespace) -> Vec<u8> {
+    let mut b = zeroes();
+    put_u32(&mut b, id_ns::ELBAF0, (ns.meta().pif as u32) << 7);
+    b
 }
 
 /// I/O Command Set specific Identify Controller for the NVM command set (CNS 6, CSI 0):

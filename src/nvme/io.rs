@@ -117,7 +117,7 @@ fn try_queue(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd, f: &mut InFlight) -> Option<Ou
         IoCmd::Read(c) => (c, false),
         _ => return None,
     };
-    if !f.aio.has_room() {
+    if !f.aio.has_room() || with_metadata(ctx, cmd).is_some() {
         return None;
     }
     let (ns, dma, _) = match prepare_rw(ctx, mem, c, is_write) {
@@ -167,6 +167,9 @@ pub(crate) fn finish(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd, result: stdio::Result<
 }
 
 fn run(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd) -> Result<u32, Status> {
+    if let Some(r) = run_with_metadata(ctx, mem, cmd) {
+        return r;
+    }
     match *cmd {
         IoCmd::Flush { nsid } => flush(ctx, nsid),
         IoCmd::Write(c) => read_write(ctx, mem, &c, true),
@@ -178,14 +181,56 @@ fn run(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd) -> Result<u32, Status> {
             nlb,
             fua,
             deac,
+            ..
         } => write_zeroes(ctx, nsid, slba, nlb as u64, fua, deac),
         IoCmd::DatasetManagement { nsid, nr, ad, dptr } => {
             dataset_management(ctx, mem, nsid, nr, ad, &dptr)
         }
-        IoCmd::Verify { nsid, slba, nlb } => verify(ctx, nsid, slba, nlb as u64),
+        IoCmd::Verify {
+            nsid, slba, nlb, ..
+        } => verify(ctx, nsid, slba, nlb as u64),
         // Copy with `--ctrl copy=off`, and every opcode not decoded.
         IoCmd::Copy(_) | IoCmd::Unknown(_) => Err(status::INVALID_OPCODE.dnr()),
     }
+}
+
+/// The namespace of a block command, if it has metadata: such commands run in
+/// [`super::io_meta`] (bounce buffers, protection information).
+fn with_metadata(ctx: &IoCtx, cmd: &IoCmd) -> Option<Arc<Namespace>> {
+    let nsid = match *cmd {
+        IoCmd::Read(c) | IoCmd::Write(c) | IoCmd::Compare(c) => c.nsid,
+        IoCmd::WriteZeroes { nsid, .. } | IoCmd::Verify { nsid, .. } => nsid,
+        _ => return None,
+    };
+    // A bad NSID gets its status from the plain path.
+    ctx.namespace(nsid).ok().filter(|ns| ns.meta().ms != 0)
+}
+
+fn run_with_metadata(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd) -> Option<Result<u32, Status>> {
+    let ns = with_metadata(ctx, cmd)?;
+    Some(match *cmd {
+        IoCmd::Write(c) | IoCmd::Read(c) => {
+            let is_write = matches!(cmd, IoCmd::Write(_));
+            super::io_meta::read_write(ctx, mem, &ns, &c, is_write).map(|len| {
+                count_rw(ctx, is_write, len);
+                0
+            })
+        }
+        IoCmd::Compare(c) => super::io_meta::compare(ctx, mem, &ns, &c).map(|_| 0),
+        IoCmd::Verify { slba, nlb, pi, .. } => {
+            super::io_meta::verify(&ns, slba, nlb as u64, &pi).map(|_| 0)
+        }
+        IoCmd::WriteZeroes {
+            slba,
+            nlb,
+            fua,
+            deac,
+            pi,
+            ..
+        } => super::io_meta::write_zeroes(&ns, slba, nlb as u64, deac, ctx.durable(fua), &pi)
+            .map(|_| 0),
+        _ => return None,
+    })
 }
 
 fn namespace(ctx: &IoCtx, nsid: u32) -> Result<Arc<Namespace>, Status> {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::protection::MetaFormat;
 use super::spec::{status, Status, NSID_ALL};
 use crate::block::Volume;
 use crate::sync::read;
@@ -37,6 +38,9 @@ pub struct Namespace {
     /// MSSRL in bits 15:0, MCL in 47:16, MSRC in 55:48. Changed at run time by
     /// `set_copy_limits`.
     copy_limits: AtomicU64,
+    /// Metadata and protection information (none by default); the volume holds
+    /// `meta.ms` bytes of metadata per block.
+    meta: MetaFormat,
 }
 
 fn pack(l: CopyLimits) -> u64 {
@@ -69,7 +73,21 @@ impl Namespace {
             ids,
             initial_limits: limits,
             copy_limits: AtomicU64::new(pack(limits)),
+            meta: MetaFormat::default(),
         }
+    }
+
+    /// The same namespace formatted with metadata and protection information `meta`;
+    /// its volume must have been made with `meta.ms` bytes of metadata per block.
+    pub fn with_meta(mut self, meta: MetaFormat) -> Namespace {
+        debug_assert_eq!(self.volume.meta_size(), meta.ms as u64);
+        self.meta = meta;
+        self
+    }
+
+    /// How the namespace's blocks carry metadata and protection information.
+    pub fn meta(&self) -> &MetaFormat {
+        &self.meta
     }
 
     /// The Copy limits in force now (Identify Namespace and the Copy checks read these).

@@ -375,6 +375,36 @@ impl<'a> Dma<'a> {
         }
     }
 
+    /// Copies the next `out.len()` bytes of the buffer from `cur` on into `out`, and
+    /// moves `cur` past them (fewer if the buffer ends first: the rest of `out` is left
+    /// as it is). Sequential, so walking a buffer block by block costs its length.
+    pub fn read_seq(&self, cur: &mut Cursor, out: &mut [u8]) {
+        let mut done = 0usize;
+        while done < out.len() && cur.slice < self.slices.len() {
+            let s = &self.slices[cur.slice];
+            let n = (s.len() - cur.off).min(out.len() - done);
+            if let Ok(sub) = s.subslice(cur.off, n) {
+                sub.copy_to(&mut out[done..done + n]);
+            }
+            done += n;
+            cur.advance(n, s.len());
+        }
+    }
+
+    /// As [`Dma::read_seq`], copying `data` into the buffer.
+    pub fn write_seq(&self, cur: &mut Cursor, data: &[u8]) {
+        let mut done = 0usize;
+        while done < data.len() && cur.slice < self.slices.len() {
+            let s = &self.slices[cur.slice];
+            let n = (s.len() - cur.off).min(data.len() - done);
+            if let Ok(sub) = s.subslice(cur.off, n) {
+                sub.copy_from(&data[done..done + n]);
+            }
+            done += n;
+            cur.advance(n, s.len());
+        }
+    }
+
     /// Copies the buffer into `out` (at most its length).
     pub fn read_into(&self, out: &mut [u8]) {
         let mut off = 0usize;
@@ -387,6 +417,54 @@ impl<'a> Dma<'a> {
             off += n;
         }
     }
+}
+
+/// A position in a [`Dma`] buffer for sequential copies.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cursor {
+    slice: usize,
+    off: usize,
+}
+
+impl Cursor {
+    fn advance(&mut self, n: usize, slice_len: usize) {
+        self.off += n;
+        if self.off >= slice_len {
+            self.slice += 1;
+            self.off = 0;
+        }
+    }
+}
+
+/// Resolves a command's separate metadata buffer of `len` bytes: at MPTR, contiguous
+/// (PSDT 00b and 01b), or described by the one SGL descriptor MPTR points to (PSDT
+/// 10b). `to_host`: the device writes it (every byte must be writable).
+pub fn map_metadata<'a>(
+    mem: &'a Mem,
+    mptr: u64,
+    sgl: bool,
+    len: u64,
+    to_host: bool,
+) -> Result<Dma<'a>, Status> {
+    let segs = if sgl {
+        let mut d = [0u8; 16];
+        read_guest(mem, mptr, &mut d)?;
+        walk_sgl(
+            mem,
+            super::spec::get_u64(&d, 0),
+            super::spec::get_u64(&d, 8),
+            len,
+        )?
+    } else {
+        if mptr.checked_add(len).is_none() {
+            return Err(status::DATA_TRANSFER_ERROR.dnr());
+        }
+        vec![Segment { addr: mptr, len }]
+    };
+    if to_host {
+        check_writable(mem, &segs)?;
+    }
+    Dma::resolve(mem, &segs)
 }
 
 /// Copies `data` to the host buffer a command's data pointer describes (Identify, log

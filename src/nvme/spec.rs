@@ -190,6 +190,9 @@ pub mod status {
         INVALID_FORMAT = (COMMAND_SPECIFIC, 0x0a, "invalid-format");
         INVALID_QUEUE_DELETION = (COMMAND_SPECIFIC, 0x0c, "invalid-queue-deletion");
         FEATURE_NOT_SAVEABLE = (COMMAND_SPECIFIC, 0x0d, "feature-not-saveable");
+        /// Read, Write, Compare, Verify, Write Zeroes, Copy: Invalid Protection
+        /// Information (PRINFO inconsistent with the namespace's protection settings).
+        INVALID_PROTECTION_INFO = (COMMAND_SPECIFIC, 0x81, "invalid-protection-information");
         /// Copy: Command Size Limit Exceeded.
         COMMAND_SIZE_LIMIT_EXCEEDED = (COMMAND_SPECIFIC, 0x83, "command-size-limit-exceeded");
         /// Copy: Incompatible Namespace or Format.
@@ -198,6 +201,8 @@ pub mod status {
         WRITE_FAULT = (MEDIA, 0x80, "write-fault");
         UNRECOVERED_READ_ERROR = (MEDIA, 0x81, "unrecovered-read-error");
         GUARD_CHECK_ERROR = (MEDIA, 0x82, "end-to-end-guard-check-error");
+        APP_TAG_CHECK_ERROR = (MEDIA, 0x83, "end-to-end-application-tag-check-error");
+        REF_TAG_CHECK_ERROR = (MEDIA, 0x84, "end-to-end-reference-tag-check-error");
         COMPARE_FAILURE = (MEDIA, 0x85, "compare-failure");
         ACCESS_DENIED = (MEDIA, 0x86, "access-denied");
         DEALLOCATED_OR_UNWRITTEN = (MEDIA, 0x87, "deallocated-or-unwritten-block");
@@ -240,6 +245,11 @@ pub mod nvm_cmd {
     pub const FUA: u32 = 1 << 30;
     /// CDW12 bit 31 of the same commands: Limited Retry (accepted, no effect here).
     pub const LR: u32 = 1 << 31;
+    /// CDW12 bits 29:26 of Read, Write, Compare, Write Zeroes and Verify: PRINFO
+    /// (also PRINFOW of Copy).
+    pub const PRINFO_SHIFT: u32 = 26;
+    /// CDW12 bits 15:12 of Copy: PRINFOR.
+    pub const PRINFOR_SHIFT: u32 = 12;
     /// CDW12 bit 25 of Write Zeroes: Deallocate.
     pub const DEAC: u32 = 1 << 25;
     /// CDW11 bit 2 of Dataset Management: Attribute - Deallocate.
@@ -384,6 +394,8 @@ pub mod id_ctrl {
     pub const SUBNQN: usize = 768;
     pub const PSD0: usize = 2048;
 
+    /// CTRATT bit 15: Extended LBA Formats Supported (Identify CNS 05h has ELBAF).
+    pub const CTRATT_ELBAS: u32 = 1 << 15;
     /// OACS bit 8: Doorbell Buffer Config supported.
     pub const OACS_DBBUF: u16 = 1 << 8;
     /// OAES bit 8: Namespace Attribute Notices.
@@ -406,6 +418,12 @@ pub mod id_ns {
     pub const NSFEAT: usize = 24;
     pub const NLBAF: usize = 25;
     pub const FLBAS: usize = 26;
+    /// Metadata Capabilities: bit 0 extended LBA, bit 1 separate buffer.
+    pub const MC: usize = 27;
+    /// End-to-end Data Protection Capabilities.
+    pub const DPC: usize = 28;
+    /// End-to-end Data Protection Type Settings: type in 2:0, bit 3 PI first.
+    pub const DPS: usize = 29;
     pub const DLFEAT: usize = 33;
     pub const NVMCAP: usize = 48;
     pub const MSSRL: usize = 74;
@@ -415,6 +433,8 @@ pub mod id_ns {
     pub const NGUID: usize = 104;
     pub const EUI64: usize = 120;
     pub const LBAF0: usize = 128;
+    /// The NVM command set specific Identify Namespace (CNS 05h): extended LBA format 0.
+    pub const ELBAF0: usize = 12;
     /// Deallocated blocks read as zeroes (bits 2:0 = 1) and Write Zeroes can deallocate
     /// (bit 3).
     pub const DLFEAT_VALUE: u8 = 0x09;
@@ -441,15 +461,25 @@ pub mod sgl {
 pub mod copy {
     /// Format 0: 32 bytes, SLBA at 15:8, NLB (0's based) at 17:16.
     pub const FORMAT_0: u8 = 0;
-    /// Format 1: 40 bytes, with 16-byte guard protection information.
+    /// Format 1: 40 bytes, for namespaces with the 64-bit guard (80-bit ELBST/EILBRT).
     pub const FORMAT_1: u8 = 1;
     /// Format 2: 32 bytes, source NSID at 3:0.
     pub const FORMAT_2: u8 = 2;
-    /// Format 3: 40 bytes, source NSID and 16-byte guard PI.
+    /// Format 3: 40 bytes, source NSID, for the 64-bit guard.
     pub const FORMAT_3: u8 = 3;
     pub const SLBA_OFFSET: usize = 8;
     pub const NLB_OFFSET: usize = 16;
     pub const SNSID_OFFSET: usize = 0;
+    /// Formats 0 and 2: EILBRT (32 bits, little-endian), ELBAT, ELBATM.
+    pub const EILBRT_F0: usize = 24;
+    pub const ELBAT_F0: usize = 28;
+    pub const ELBATM_F0: usize = 30;
+    /// Formats 1 and 3: ELBST/EILBRT, 80 bits, most significant byte first (the
+    /// reference tag in its low-order bytes; docs/copy.md says why), then ELBAT, ELBATM.
+    pub const ELBT_F1: usize = 26;
+    pub const ELBT_F1_LEN: usize = 10;
+    pub const ELBAT_F1: usize = 36;
+    pub const ELBATM_F1: usize = 38;
 
     /// Size of one source range descriptor of `format`, or `None` if unknown.
     pub fn descriptor_size(format: u8) -> Option<usize> {

@@ -13,7 +13,7 @@ pub fn of_block(what: &str, e: &BlockError) -> Status {
         BlockError::HostMemory(_) => status::DATA_TRANSFER_ERROR,
         BlockError::Read(_) => status::UNRECOVERED_READ_ERROR,
         BlockError::Write(_) => status::WRITE_FAULT,
-        BlockError::Flush(_) => status::INTERNAL_ERROR,
+        BlockError::Flush(_) | BlockError::NoMetadata => status::INTERNAL_ERROR,
         BlockError::Miscompare => status::COMPARE_FAILURE,
     }
     .dnr();

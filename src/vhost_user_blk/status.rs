@@ -18,7 +18,8 @@ pub fn of_block(err: &BlockError, what: &dyn std::fmt::Display) -> u8 {
         | BlockError::Read(_)
         | BlockError::Write(_)
         | BlockError::Flush(_)
-        | BlockError::Miscompare => S_IOERR,
+        | BlockError::Miscompare
+        | BlockError::NoMetadata => S_IOERR,
     };
     log::warn!("{what}: {err}: status {}", name(status));
     status
