@@ -72,7 +72,9 @@ pub struct RunArgs {
     pub socket: PathBuf,
 
     /// A namespace: file=PATH[,size=SIZE][,nsid=N][,logical_block_size=512|4096][,mssrl=N]
-    /// [,mcl=N][,msrc=N][,readonly=on|off][,uuid=..][,nguid=..][,eui64=..].
+    /// [,mcl=N][,msrc=N][,readonly=on|off][,uuid=..][,nguid=..][,eui64=..]
+    /// [,ms=BYTES][,mset=0|1][,pi=0-3][,pil=0|1][,pif=0|2] (metadata and protection
+    /// information, QEMU's nvme-ns names; docs/configuration.md).
     /// Without file= the namespace lives in memory (size= required). Repeatable; with no
     /// --ns, one 1 GiB memory namespace.
     #[arg(long = "ns", value_name = "KEY=VALUE,...")]
@@ -760,6 +762,33 @@ mod tests {
                 .unwrap_err();
             assert!(e.0.starts_with(needle), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn metadata_options_take_qemus_names_and_refuse_what_qemu_refuses() {
+        let c = parse_ns("size=1M,ms=16,mset=1,pi=3,pil=1,pif=2").unwrap();
+        let f = c.meta_format();
+        assert_eq!(
+            (f.ms, f.extended, f.pi, f.pi_first, f.pif),
+            (16, true, 3, true, 2)
+        );
+        assert_eq!(parse_ns("size=1M").unwrap().meta_format().ms, 0);
+        for (bad, needle) in [
+            ("ms=8,pi=4", "--ns pi"),
+            ("ms=8,pif=1", "--ns pif"),
+            ("ms=8,mset=2", "--ns mset"),
+            ("ms=8,pil=2", "--ns pil"),
+            ("ms=4,pi=1", "--ns ms"),
+            ("ms=8,pi=1,pif=2", "--ns ms"),
+            ("ms=lots", "--ns ms"),
+        ] {
+            let e = parse_ns(&format!("size=1M,{bad}")).unwrap_err();
+            assert!(e.0.starts_with(needle), "{bad}: {e}");
+            assert_eq!(e.0.lines().count(), 1);
+        }
+        // With metadata, size is the whole store and need not be a block multiple.
+        assert!(parse_ns("size=1000000,ms=8").is_ok());
+        assert!(parse_ns("size=500,ms=8").is_err());
     }
 
     #[test]

@@ -584,4 +584,42 @@ mod tests {
             Err(BlockError::OutOfRange { .. })
         ));
     }
+
+    #[test]
+    fn metadata_lives_after_the_data_and_reads_all_ones_until_written() {
+        let v = Volume::memory("m", 1 << 20, 512, false)
+            .unwrap()
+            .with_metadata(8)
+            .unwrap();
+        // 1 MiB holds 2016 blocks of 512 + 8 bytes.
+        assert_eq!((v.blocks(), v.meta_size()), (2016, 8));
+        let v = Arc::new(v);
+        let mut m = [0u8; 16];
+        v.read_meta(10, &mut m).unwrap();
+        assert_eq!(m, [0xff; 16]);
+        v.write_meta(10, &[1, 2, 3, 4, 5, 6, 7, 8], false).unwrap();
+        v.read_meta(10, &mut m[..8]).unwrap();
+        assert_eq!(&m[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        // Where it is in the store: after 2016 data blocks, inverted.
+        let mut raw = [0u8; 8];
+        v.store().read(2016 * 512 + 10 * 8, &mut raw).unwrap();
+        assert_eq!(raw, [!1u8, !2, !3, !4, !5, !6, !7, !8]);
+        // A copy moves it with the data; a discard forgets it.
+        v.write_buf(10, &[9u8; 512], false).unwrap();
+        v.copy_from(100, &v, 10, 1, false).unwrap();
+        v.read_meta(100, &mut m[..8]).unwrap();
+        assert_eq!(&m[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        v.discard(100, 1).unwrap();
+        v.read_meta(100, &mut m[..8]).unwrap();
+        assert_eq!(&m[..8], &[0xff; 8]);
+        assert!(matches!(
+            v.read_meta(2016, &mut m[..8]),
+            Err(BlockError::OutOfRange { .. })
+        ));
+        let plain = vol(1 << 20, 512);
+        assert!(matches!(
+            plain.read_meta(0, &mut m),
+            Err(BlockError::NoMetadata)
+        ));
+    }
 }
