@@ -1,7 +1,8 @@
 # Helpers sourced by every guest test. Runs in the guest's busybox sh.
 # /tests/expect.conf (written by scripts/guest-test) describes the configured device:
 #   SERIAL, MDTS, NS_COUNT, DEVICE, VIRTIO_QUEUES, and per namespace i (1..NS_COUNT):
-#   NSi_NSID NSi_LBS NSi_BLOCKS NSi_MSSRL NSi_MCL NSi_MSRC NSi_RO
+#   NSi_NSID NSi_LBS NSi_BLOCKS NSi_MSSRL NSi_MCL NSi_MSRC NSi_RO, and the metadata format
+#   NSi_MS NSi_MSET NSi_PI NSi_PIL NSi_PIF (--ns ms, mset, pi, pil, pif; 0 when not given)
 . /tests/expect.conf
 
 # The device kind (expect.conf's DEVICE, else the kernel command line's vnvme.device= that
