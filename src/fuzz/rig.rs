@@ -18,6 +18,7 @@ use crate::block::Volume;
 use crate::host::in_process::InProcess;
 use crate::host::{Cqe, Driver, DriverError};
 use crate::nvme::namespace::{CopyLimits, NamespaceIds};
+use crate::nvme::protection::{MetaFormat, PIF_16, PIF_64};
 use crate::nvme::prp::Mem;
 use crate::nvme::spec::{admin_op, cns, csts, id_ctrl, reg, sgl, Sqe, PAGE_SIZE};
 use crate::nvme::{Controller, ControllerConfig, GuestMemory, Namespace};
@@ -53,10 +54,14 @@ pub struct NsSpec {
     pub blocks: u64,
     pub readonly: bool,
     pub limits: CopyLimits,
+    /// Metadata and protection information (none: `MetaFormat::default()`).
+    pub meta: MetaFormat,
 }
 
 /// The namespaces: 1 and 2 (512-byte blocks), 3 inactive, 4 (4096-byte blocks), 5
-/// read-only; NN is 256 (the table's minimum).
+/// read-only, 6 (512-byte blocks, Type 1 protection information with a 16-bit guard in
+/// separate metadata), 7 (4096-byte blocks, Type 1 with the 64-bit guard, extended
+/// LBAs); NN is 256 (the table's minimum).
 pub fn namespaces(inp: &mut Input) -> Vec<NsSpec> {
     let lim = |inp: &mut Input| CopyLimits {
         mssrl: inp.pick(&[1, 2, 8, 128, 0xffff]),
@@ -70,6 +75,7 @@ pub fn namespaces(inp: &mut Input) -> Vec<NsSpec> {
             blocks: 256,
             readonly: false,
             limits: lim(inp),
+            meta: MetaFormat::default(),
         },
         NsSpec {
             nsid: 2,
@@ -77,6 +83,7 @@ pub fn namespaces(inp: &mut Input) -> Vec<NsSpec> {
             blocks: 64,
             readonly: false,
             limits: lim(inp),
+            meta: MetaFormat::default(),
         },
         NsSpec {
             nsid: 4,
@@ -84,6 +91,7 @@ pub fn namespaces(inp: &mut Input) -> Vec<NsSpec> {
             blocks: 16,
             readonly: false,
             limits: lim(inp),
+            meta: MetaFormat::default(),
         },
         NsSpec {
             nsid: 5,
@@ -91,6 +99,35 @@ pub fn namespaces(inp: &mut Input) -> Vec<NsSpec> {
             blocks: 32,
             readonly: true,
             limits: lim(inp),
+            meta: MetaFormat::default(),
+        },
+        NsSpec {
+            nsid: 6,
+            block_size: 512,
+            blocks: 64,
+            readonly: false,
+            limits: lim(inp),
+            meta: MetaFormat {
+                ms: 8,
+                extended: false,
+                pi: 1,
+                pi_first: false,
+                pif: PIF_16,
+            },
+        },
+        NsSpec {
+            nsid: 7,
+            block_size: 4096,
+            blocks: 16,
+            readonly: false,
+            limits: lim(inp),
+            meta: MetaFormat {
+                ms: 16,
+                extended: true,
+                pi: 1,
+                pi_first: false,
+                pif: PIF_64,
+            },
         },
     ]
 }
@@ -103,7 +140,7 @@ pub fn nsid(inp: &mut Input) -> u32 {
         1..=3 => 1,
         4 => 2,
         5 => 3,
-        6 => inp.pick(&[4, 5]),
+        6 => inp.pick(&[4, 5, 6, 7]),
         7 => inp.pick(&[256, 257]),
         8 => 0xffff_ffff,
         _ => inp.u32(),
@@ -186,11 +223,13 @@ fn build(cfg: &ControllerConfig, ns: &[NsSpec], has_b: bool) -> Parts {
     let namespaces: Vec<Namespace> = ns
         .iter()
         .map(|s| {
-            let size = s.blocks * s.block_size;
+            let size = s.blocks * (s.block_size + s.meta.ms as u64);
             let store = crate::block::memfd::create("fuzz", size).expect("memfd");
             let v = Volume::new("fuzz".into(), Arc::new(store), s.block_size, s.readonly)
+                .and_then(|v| v.with_metadata(s.meta.ms as u64))
                 .expect("volume");
             Namespace::new(s.nsid, Arc::new(v), NamespaceIds::default(), s.limits)
+                .with_meta(s.meta)
         })
         .collect();
     let lab = Arc::new(crate::experiment::Experiment::new());
@@ -228,6 +267,10 @@ impl Rig {
         };
         for s in &ns {
             let n = ctrl.namespace(s.nsid).expect("rig namespace");
+            if s.meta.ms != 0 {
+                // Metadata as never written (all ones), then the data pattern.
+                n.volume().discard(0, s.blocks).expect("reset metadata");
+            }
             n.store()
                 .write(0, &ns_pattern(s.nsid, (s.blocks * s.block_size) as usize))
                 .expect("restore namespace");

@@ -13,7 +13,8 @@ use super::rig::{self, Dptr, Rig, A_END, B_END, B_START, FAR, PAGE};
 use super::{status_is_named, Input};
 use crate::nvme::cmd::{decode_admin, decode_io, ADMIN_OPCODES};
 use crate::nvme::prp::{walk, DataPtr, Dma, Segment};
-use crate::nvme::spec::{admin_op, io_op, Sqe};
+use crate::nvme::spec::{admin_op, get_u64, io_op, Sqe};
+use std::ops::Range;
 use vm_memory::GuestAddressSpace;
 
 use crate::nvme::cmd::IO_OPCODES;
@@ -121,11 +122,14 @@ fn walk_check(rig: &Rig, d: &Dptr, len: u64) {
 
 /// How many bytes a command moves, as the host means it (for building its pointer).
 fn transfer_len(rig: &Rig, qid: u16, sqe: &Sqe) -> u64 {
-    let bs = rig
-        .ns
-        .iter()
-        .find(|s| s.nsid == sqe.nsid)
-        .map_or(512, |s| s.block_size);
+    let spec = rig.ns.iter().find(|s| s.nsid == sqe.nsid);
+    let mut bs = spec.map_or(512, |s| s.block_size);
+    // Extended LBAs: each block's metadata follows its data in the data buffer.
+    if let Some(m) = spec.map(|s| s.meta).filter(|m| m.extended) {
+        if m.transfers_meta(((sqe.cdw12 >> 26) & 0xf) as u8) {
+            bs += m.ms as u64;
+        }
+    }
     if qid == 0 {
         return match sqe.opcode {
             admin_op::GET_LOG_PAGE => {
@@ -140,6 +144,34 @@ fn transfer_len(rig: &Rig, qid: u16, sqe: &Sqe) -> u64 {
         io_op::DATASET_MANAGEMENT => ((sqe.cdw10 & 0xff) as u64 + 1) * 16,
         io_op::COPY => ((sqe.cdw12 & 0xff) as u64 + 1) * 40,
         _ => 0,
+    }
+}
+
+/// Where a Read on a namespace with separate metadata may write its metadata: MPTR's
+/// contiguous buffer (PSDT 00b/01b), or the SGL MPTR points to (PSDT 10b), walked as
+/// the spec says (the model's walker: a descriptor list it refuses is written nowhere).
+fn metadata_writable(rig: &Rig, sqe: &Sqe) -> Vec<Range<u64>> {
+    let Some(s) = rig.ns.iter().find(|s| s.nsid == sqe.nsid) else {
+        return Vec::new();
+    };
+    let m = s.meta;
+    let prinfo = ((sqe.cdw12 >> 26) & 0xf) as u8;
+    if sqe.opcode != io_op::READ || m.extended || !m.transfers_meta(prinfo) {
+        return Vec::new();
+    }
+    let len = ((sqe.cdw12 & 0xffff) as u64 + 1) * m.ms as u64;
+    if sqe.psdt != 2 {
+        return std::iter::once(sqe.mptr..sqe.mptr.saturating_add(len)).collect();
+    }
+    let d = rig.read(sqe.mptr, 16);
+    let (d1, d2) = (get_u64(&d, 0), get_u64(&d, 8));
+    let mem = rig.mem.memory();
+    match crate::nvme::prp::walk_sgl(&mem, d1, d2, len) {
+        Ok(segs) => segs
+            .iter()
+            .map(|g| g.addr..g.addr.saturating_add(g.len))
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -216,6 +248,7 @@ fn run_one(rig: &mut Rig, inp: &mut Input) -> bool {
         d.apply(&mut sqe);
         if to_host(qid, opcode) {
             allowed = d.writable.clone();
+            allowed.extend(metadata_writable(rig, &sqe));
         }
     }
     let what = format!("SQ {qid} opcode {opcode:#04x}");
