@@ -1,12 +1,15 @@
 //! The Copy command (NVM opcode 0x19, TP 4065 Simple Copy, TP 4130 cross-namespace):
 //! parse the source range descriptors (formats 0-3), check the limits the destination
 //! namespace advertises (MSRC, MCL, MSSRL), then copy range after range through the
-//! store's `copy_range` (copy_file_range, or a bounded bounce buffer).
+//! store's `copy_range` (reflink, direct I/O, copy_file_range, or a bounded bounce
+//! buffer), or — where a namespace has protection information — through
+//! [`super::copy_pi`], which checks, carries or generates the tuples.
 //!
-//! Checks run in QEMU's order (the differences are in COPY-NOTES.md): format support
-//! (OCFS, and CDFE for formats 2/3), range count (MSRC), protection-information format,
-//! total length (MCL); then per range: source namespace, its LBA format, MSSRL, source
-//! and destination bounds.
+//! Checks run in QEMU's order (the differences are in docs/copy.md): format support
+//! (OCFS, and CDFE for formats 2/3), range count (MSRC), the format against the
+//! namespace's guard (1/3 for the 64-bit guard, 0/2 otherwise), total length (MCL); then
+//! per range: source namespace, its format and PRACT ([`compatible`]), MSSRL, source
+//! and destination bounds, protection information.
 //!
 //! Semantics: the result is that of copying the ranges one after another in list order,
 //! each range read completely before it is written (a range overlapping its own
@@ -14,7 +17,8 @@
 //! 0..k written and nothing of k or later; completion Dword 0 is k. With FUA, each
 //! range is durable before the next one starts.
 //!
-//! The command's own fields (SDLBA, NR, format, FUA) arrive decoded, as a
+//! The command's own fields (SDLBA, NR, format, PRINFOR/PRINFOW and the destination's
+//! tags, FUA) arrive decoded, as a
 //! [`CopyCmd`]; only the range list is read here.
 
 use std::sync::atomic::Ordering;
