@@ -492,6 +492,7 @@ pub fn execute(ctx: &Context, name: &str, args: &Map<String, Value>) -> Result<V
                     None => ("memory", None),
                 };
                 let (limits, initial) = (ns.copy_limits(), ns.initial_copy_limits());
+                let m = ns.meta();
                 out.push(json!({
                     "nsid": nsid,
                     "backing": backing,
@@ -504,6 +505,7 @@ pub fn execute(ctx: &Context, name: &str, args: &Map<String, Value>) -> Result<V
                     "mcl": limits.mcl,
                     "msrc": limits.msrc,
                     "configured": {"mssrl": initial.mssrl, "mcl": initial.mcl, "msrc": initial.msrc},
+                    "metadata": {"ms": m.ms, "mset": m.extended as u8, "pi": m.pi, "pil": m.pi_first as u8, "pif": m.pif},
                 }));
             }
             Ok(json!({ "namespaces": out }))
@@ -1011,5 +1013,7 @@ mod tests {
         assert_eq!(ns["size"], 1 << 20);
         assert_eq!(ns["block_size"], 512);
         assert_eq!(ns["configured"]["mssrl"], 128);
+        assert_eq!(ns["metadata"]["ms"], 0);
+        assert_eq!(ns["metadata"]["pi"], 0);
     }
 }

@@ -228,8 +228,7 @@ fn build(cfg: &ControllerConfig, ns: &[NsSpec], has_b: bool) -> Parts {
             let v = Volume::new("fuzz".into(), Arc::new(store), s.block_size, s.readonly)
                 .and_then(|v| v.with_metadata(s.meta.ms as u64))
                 .expect("volume");
-            Namespace::new(s.nsid, Arc::new(v), NamespaceIds::default(), s.limits)
-                .with_meta(s.meta)
+            Namespace::new(s.nsid, Arc::new(v), NamespaceIds::default(), s.limits).with_meta(s.meta)
         })
         .collect();
     let lab = Arc::new(crate::experiment::Experiment::new());

@@ -548,3 +548,76 @@ fn copy_across_namespaces_strips_or_inserts_only_with_pract() {
         .ok());
     assert_eq!(h.read_mem(DATA, 1024), pattern_blocks(2, 512, 0x44));
 }
+
+#[test]
+fn format_3_copies_between_64_bit_guard_namespaces_of_one_format_only() {
+    let f = fmt(16, T1, PIF_64, false);
+    let mut h = host(vec![
+        pins(1, 4096, f),
+        pins(2, 4096, f),
+        pins(3, 4096, MetaFormat { pi: 2, ..f }),
+    ]);
+    let data = pattern_blocks(2, 4096, 0x66);
+    h.write_mem(DATA, &data);
+    let mut w = pcmd(io_op::WRITE, 10, 2, prinfo::PRACT, 10, 0x0c0c, 0);
+    w.nsid = 2;
+    assert!(h.cmd(1, w).ok());
+    // Format 3 from namespace 2 into namespace 1, PRACT both: regenerated for LBA 40.
+    let c = pcopy(
+        &mut h,
+        1,
+        40,
+        3,
+        &[(2, 10, 2, 10, 0x0c0c, 0xffff)],
+        prinfo::PRACT | prinfo::PRCHK,
+        prinfo::PRACT,
+        (40, 0x0d0d, 0),
+    );
+    assert!(c.ok(), "{:#x}", c.status.0);
+    assert!(h
+        .cmd(
+            1,
+            pcmd(io_op::READ, 40, 2, prinfo::PRCHK, 40, 0x0d0d, 0xffff)
+        )
+        .ok());
+    assert_eq!(h.read_mem(DATA, 8192), data);
+    // Format 2 is not a 64-bit guard format; Type 2 into Type 1 is not compatible; PRACT
+    // on one side of two PI namespaces is not either.
+    let c = pcopy(&mut h, 1, 60, 2, &[(2, 10, 2, 0, 0, 0)], 0, 0, (60, 0, 0));
+    assert_eq!(c.status.0, 0x410a);
+    let c = pcopy(&mut h, 1, 60, 3, &[(3, 0, 1, 0, 0, 0)], 0, 0, (60, 0, 0));
+    assert_eq!((c.status.0, c.dw0), (0x4185, 0));
+    let c = pcopy(
+        &mut h,
+        1,
+        60,
+        3,
+        &[(2, 10, 1, 10, 0, 0)],
+        prinfo::PRACT,
+        0,
+        (60, 0, 0),
+    );
+    assert_eq!(c.status.0, 0x4185);
+    // A failing second range: the first is copied, nothing of the second, Dword 0 = 1.
+    let c = pcopy(
+        &mut h,
+        1,
+        80,
+        3,
+        &[
+            (2, 10, 1, 10, 0x0c0c, 0xffff),
+            (2, 11, 1, 11, 0x0bad, 0xffff),
+        ],
+        prinfo::APP,
+        0,
+        (80, 0, 0),
+    );
+    assert_eq!((c.status.0, c.dw0), (0x4283, 1));
+    assert!(h
+        .cmd(1, pcmd(io_op::READ, 80, 1, prinfo::APP, 0, 0x0c0c, 0xffff))
+        .ok());
+    let mut probe = pcmd(io_op::READ, 81, 1, 0, 0, 0, 0);
+    probe.dptr2 = 0;
+    assert!(h.cmd(1, probe).ok());
+    assert_eq!(h.read_mem(META, 16), vec![0xff; 16], "range 1 not written");
+}
