@@ -132,8 +132,15 @@ pub(crate) fn controller(inner: &Shared) -> Vec<u8> {
     put_u16(&mut b, id_ctrl::CNTLID, 0);
     put_u32(&mut b, id_ctrl::VER, NVME_VERSION);
     put_u32(&mut b, id_ctrl::OAES, id_ctrl::OAES_NS_ATTR);
-    // Extended LBA formats: Identify CNS 05h tells each format's guard (PIF).
-    put_u32(&mut b, id_ctrl::CTRATT, id_ctrl::CTRATT_ELBAS);
+    // Extended LBA formats (Identify CNS 05h tells each format's guard), advertised only
+    // when a namespace has a guard other than the 16-bit one: a Linux driver that sees
+    // ELBAS sends Host Behavior Support (LBAFEE) at every start, which also clears CDFE.
+    let elbas = inner.namespaces().iter().any(|ns| ns.meta().pif != 0);
+    put_u32(
+        &mut b,
+        id_ctrl::CTRATT,
+        if elbas { id_ctrl::CTRATT_ELBAS } else { 0 },
+    );
     b[id_ctrl::CNTRLTYPE] = 1; // I/O controller
     put_u16(&mut b, id_ctrl::OACS, id_ctrl::OACS_DBBUF);
     b[id_ctrl::ACL] = 3;
