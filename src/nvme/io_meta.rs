@@ -184,20 +184,18 @@ fn pi_fail(op: &str, ns: &Namespace, lba: u64, st: Status) -> Status {
     st
 }
 
-/// Read or Write of `c` on `ns` (which has metadata). Checks before this: namespace
-/// lookup (and write protection, MDTS, range here, in the order of the plain path).
-pub(crate) fn read_write(
+/// The checks a Read, Write or Compare shares after the namespace lookup, in order
+/// (MDTS, LBA range, the host's buffers, Type 1's initial reference tag), and what they
+/// give: the command's tags, the metadata bytes per block that cross the bus, and the
+/// host's buffers.
+fn prepare<'m>(
     ctx: &IoCtx,
-    mem: &Mem,
+    mem: &'m Mem,
     ns: &Namespace,
     c: &RwCmd,
-    is_write: bool,
-) -> Result<u64, Status> {
+    to_host: bool,
+) -> Result<(Tags, u64, HostBufs<'m>), Status> {
     let f = *ns.meta();
-    let op = if is_write { "write" } else { "read" };
-    if is_write && ns.readonly() {
-        return Err(status::NAMESPACE_WRITE_PROTECTED.dnr());
-    }
     let (bs, nlb) = (ns.block_size(), c.nlb as u64);
     let tags = tags_of(&f, &c.pi);
     let xfer_ms = if f.transfers_meta(tags.prinfo) {
@@ -215,10 +213,29 @@ pub(crate) fn read_write(
     if !ns.in_range(c.slba, nlb) {
         return Err(status::LBA_OUT_OF_RANGE.dnr());
     }
-    let mut host = HostBufs::map(mem, &f, c, bs, xfer_ms, !is_write)?;
+    let host = HostBufs::map(mem, &f, c, bs, xfer_ms, to_host)?;
     if f.has_pi() {
         protection::check_initial_reftag(&f, tags.prinfo, c.slba, tags.reftag)?;
     }
+    Ok((tags, xfer_ms, host))
+}
+
+/// Read or Write of `c` on `ns` (which has metadata). Checks before this: namespace
+/// lookup (and write protection, MDTS, range here, in the order of the plain path).
+pub(crate) fn read_write(
+    ctx: &IoCtx,
+    mem: &Mem,
+    ns: &Namespace,
+    c: &RwCmd,
+    is_write: bool,
+) -> Result<u64, Status> {
+    let f = *ns.meta();
+    let op = if is_write { "write" } else { "read" };
+    if is_write && ns.readonly() {
+        return Err(status::NAMESPACE_WRITE_PROTECTED.dnr());
+    }
+    let (bs, nlb) = (ns.block_size(), c.nlb as u64);
+    let (tags, xfer_ms, mut host) = prepare(ctx, mem, ns, c, !is_write)?;
     let (bsz, ms) = (bs as usize, f.ms as usize);
     let mut bounce = Bounce::new(ns, nlb);
     let mut reftag = tags.reftag;
@@ -264,25 +281,7 @@ pub(crate) fn read_write(
 pub(crate) fn compare(ctx: &IoCtx, mem: &Mem, ns: &Namespace, c: &RwCmd) -> Result<(), Status> {
     let f = *ns.meta();
     let (bs, nlb) = (ns.block_size(), c.nlb as u64);
-    let tags = tags_of(&f, &c.pi);
-    let xfer_ms = if f.transfers_meta(tags.prinfo) {
-        f.ms as u64
-    } else {
-        0
-    };
-    let buf_len = nlb * bs + if f.extended { nlb * xfer_ms } else { 0 };
-    if let Some(max) = ctx.mdts_bytes() {
-        if buf_len > max {
-            return Err(status::INVALID_FIELD.dnr());
-        }
-    }
-    if !ns.in_range(c.slba, nlb) {
-        return Err(status::LBA_OUT_OF_RANGE.dnr());
-    }
-    let mut host = HostBufs::map(mem, &f, c, bs, xfer_ms, false)?;
-    if f.has_pi() {
-        protection::check_initial_reftag(&f, tags.prinfo, c.slba, tags.reftag)?;
-    }
+    let (tags, xfer_ms, mut host) = prepare(ctx, mem, ns, c, false)?;
     let (bsz, ms) = (bs as usize, f.ms as usize);
     let mut stored = Bounce::new(ns, nlb);
     let mut sent = Bounce::new(ns, nlb);
