@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::VhostUserBlkConfig;
 use crate::config::{Backing, ConfigError, ControllerConfig, DeviceConfig, NamespaceConfig};
+use crate::nvme::namespace::{LbaFormat, MAX_LBA_FORMATS};
 
 /// Size of the namespace made when no `--ns` is given.
 pub const DEFAULT_NS_SIZE: u64 = 1 << 30;
@@ -87,6 +88,23 @@ pub struct RunArgs {
     /// queue's last command; 0 = off, at most 1000000)
     #[arg(long = "ctrl", value_name = "KEY=VALUE,...")]
     pub ctrl: Vec<String>,
+
+    /// Where namespaces a host creates (Namespace Management, or the control socket's
+    /// create-namespace) get their sparse files; without it they live in memfds.
+    #[arg(long = "ns-dir", value_name = "DIR")]
+    pub ns_dir: Option<PathBuf>,
+
+    /// Total NVM capacity (Identify Controller TNVMCAP) that the --ns namespaces and the
+    /// ones created at run time share, e.g. 4G; default: what the --ns namespaces take.
+    #[arg(long, value_name = "SIZE")]
+    pub capacity: Option<String>,
+
+    /// The LBA formats every namespace offers, as BLOCK_SIZE:METADATA_BYTES,... (block
+    /// sizes 512 to 65536, powers of two); default QEMU's eight,
+    /// 512:0,512:8,512:16,512:64,4096:0,4096:8,4096:16,4096:64. A --ns whose own format
+    /// is not listed has it added at the end.
+    #[arg(long, value_name = "LIST")]
+    pub lbafs: Option<String>,
 
     /// Print the QEMU options that attach this device, then exit.
     #[arg(long)]
@@ -290,6 +308,21 @@ impl RunArgs {
         for spec in &self.ctrl {
             parse_ctrl(spec, &mut controller)?;
         }
+        if let Some(dir) = &self.ns_dir {
+            if !dir.is_dir() {
+                return Err(ConfigError(format!(
+                    "--ns-dir {}: not a directory",
+                    dir.display()
+                )));
+            }
+            controller.ns_dir = Some(dir.clone());
+        }
+        if let Some(c) = &self.capacity {
+            controller.capacity = Some(parse_size("--capacity", "", c)?);
+        }
+        if let Some(l) = &self.lbafs {
+            controller.lbafs = parse_lbafs(l)?;
+        }
         controller.validate().map_err(ConfigError)?;
         let mut namespaces = Vec::new();
         for spec in &self.ns {
@@ -385,7 +418,39 @@ fn parse_hex<const N: usize>(opt: &str, key: &str, v: &str) -> Result<[u8; N], C
 }
 
 const NS_KEYS: &str = "file, size, nsid, logical_block_size, mssrl, mcl, msrc, readonly, uuid, \
-     nguid, eui64, ms, mset, pi, pil, pif";
+     nguid, eui64, ms, mset, pi, pil, pif, owned";
+
+/// Parses `--lbafs 512:0,4096:8,...`.
+pub fn parse_lbafs(list: &str) -> Result<Vec<LbaFormat>, ConfigError> {
+    let opt = "--lbafs";
+    let mut out: Vec<LbaFormat> = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        let Some((bs, ms)) = item.split_once(':') else {
+            return Err(ConfigError(format!(
+                "{opt}: '{item}' is not BLOCK_SIZE:METADATA_BYTES"
+            )));
+        };
+        let bs: u32 = parse_int(opt, "block size", bs)?;
+        let ms: u16 = parse_int(opt, "metadata bytes", ms)?;
+        if !bs.is_power_of_two() || !(512..=65536).contains(&bs) {
+            return Err(ConfigError(format!(
+                "{opt}: block size {bs} is not a power of two from 512 to 65536"
+            )));
+        }
+        let f = LbaFormat::new(bs, ms);
+        if out.contains(&f) {
+            return Err(ConfigError(format!("{opt}: {bs}:{ms} given twice")));
+        }
+        out.push(f);
+    }
+    if out.len() > MAX_LBA_FORMATS {
+        return Err(ConfigError(format!(
+            "{opt}: {} formats, at most {MAX_LBA_FORMATS}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
 
 /// Parses one `--ns` list.
 pub fn parse_ns(spec: &str) -> Result<NamespaceConfig, ConfigError> {
@@ -419,6 +484,7 @@ pub fn parse_ns(spec: &str) -> Result<NamespaceConfig, ConfigError> {
             "pi" => ns.pi = parse_int(opt, &k, &v)?,
             "pil" => ns.pil = parse_int(opt, &k, &v)?,
             "pif" => ns.pif = parse_int(opt, &k, &v)?,
+            "owned" => ns.owned = parse_bool(opt, &k, &v)?,
             _ => {
                 return Err(ConfigError(format!(
                     "{opt}: unknown key '{k}' (known: {NS_KEYS})"
@@ -442,7 +508,7 @@ pub fn parse_ns(spec: &str) -> Result<NamespaceConfig, ConfigError> {
 }
 
 const CTRL_KEYS: &str = "serial, mdts, max_ioqpairs, mqes, vendor_id, device_id, \
-     subsystem_vendor_id, subsystem_id, copy, ocfs, cdfe, poll_us";
+     subsystem_vendor_id, subsystem_id, copy, ocfs, cdfe, poll_us, nn";
 
 /// Parses one `--ctrl` list into `c`.
 pub fn parse_ctrl(spec: &str, c: &mut ControllerConfig) -> Result<(), ConfigError> {
@@ -461,6 +527,7 @@ pub fn parse_ctrl(spec: &str, c: &mut ControllerConfig) -> Result<(), ConfigErro
             "ocfs" => c.ocfs = parse_int(opt, &k, &v)?,
             "cdfe" => c.cdfe = parse_int(opt, &k, &v)?,
             "poll_us" => c.poll_us = parse_int(opt, &k, &v)?,
+            "nn" => c.nn = parse_int(opt, &k, &v)?,
             _ => {
                 return Err(ConfigError(format!(
                     "{opt}: unknown key '{k}' (known: {CTRL_KEYS})"
@@ -531,6 +598,9 @@ mod tests {
             ns: ns.iter().map(|s| s.to_string()).collect(),
             ctrl: ctrl.iter().map(|s| s.to_string()).collect(),
             print_qemu_args: false,
+            ns_dir: None,
+            capacity: None,
+            lbafs: None,
         }
     }
 

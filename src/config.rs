@@ -60,6 +60,8 @@ pub struct NamespaceConfig {
     pub pil: u8,
     /// QEMU's `pif`: 0 = 16-bit guard, 2 = 64-bit guard.
     pub pif: u8,
+    /// `owned=on`: deleting the namespace (Namespace Management) removes its file.
+    pub owned: bool,
 }
 
 impl NamespaceConfig {
@@ -94,6 +96,7 @@ impl Default for NamespaceConfig {
             pi: 0,
             pil: 0,
             pif: 0,
+            owned: false,
         }
     }
 }

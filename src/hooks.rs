@@ -159,6 +159,11 @@ pub enum AdminKey {
     Identify { cns: u8, cntid: u16, csi: u8 },
     /// Get Log Page: Log Page Identifier (CDW10 7:0).
     LogPage { lid: u8 },
+    /// Namespace Management (0 create, 1 delete) / Namespace Attachment (0 attach,
+    /// 1 detach): SEL (CDW10 3:0).
+    Select { sel: u8 },
+    /// Format NVM: the LBA format index and the secure erase setting.
+    Format { lbaf: u8, ses: u8 },
 }
 
 /// One completed operation, reported after its completion was posted.

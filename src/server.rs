@@ -15,7 +15,7 @@ use crate::config::VhostUserBlkConfig;
 use crate::config::{Backing, ConfigError, DeviceConfig, NamespaceConfig};
 use crate::experiment::Experiment;
 use crate::hooks::Hooks;
-use crate::nvme::namespace::{CopyLimits, NamespaceIds};
+use crate::nvme::namespace::{CopyLimits, NamespaceIds, Origin};
 use crate::nvme::spec::reg::DOORBELL_BASE;
 use crate::nvme::DoorbellMemory;
 use crate::nvme::{Controller, InterruptSink, Namespace};
@@ -312,6 +312,14 @@ pub fn build_on(
     for (ns, (id, v)) in cfg.namespaces.iter().zip(volumes) {
         namespaces.push(namespace_on(ns, *id, v.clone()));
     }
+    let taken: u64 = volumes.iter().map(|(_, v)| v.store().size()).sum();
+    if let Some(c) = cfg.controller.capacity {
+        if c < taken {
+            return Err(ConfigError(format!(
+                "--capacity: {c} bytes is less than the {taken} bytes the --ns namespaces take"
+            )));
+        }
+    }
     let experiment = Arc::new(Experiment::new());
     let ctrl = Controller::new(&cfg.controller, namespaces, experiment.clone());
     Ok(NvmeFunction::new(cfg, ctrl, experiment))
@@ -373,7 +381,9 @@ pub fn namespace_on(cfg: &NamespaceConfig, nsid: u32, volume: Arc<Volume>) -> Na
         mcl: cfg.mcl,
         msrc: cfg.msrc,
     };
-    Namespace::new(nsid, volume, ids, limits).with_meta(cfg.meta_format())
+    Namespace::new(nsid, volume, ids, limits)
+        .with_meta(cfg.meta_format())
+        .with_origin(Origin::Configured { owned: cfg.owned })
 }
 
 /// Opens the volume of one `--ns` and makes it namespace `nsid`.

@@ -351,6 +351,9 @@ fn file_config(dir: &common::TempDir) -> vnvme::config::DeviceConfig {
         ns: vec![format!("file={}", path.display())],
         ctrl: vec!["max_ioqpairs=4".into()],
         print_qemu_args: false,
+        ns_dir: None,
+        capacity: None,
+        lbafs: None,
     };
     args.device_config().expect("config")
 }
@@ -663,11 +666,30 @@ fn bad_admin_commands_get_the_spec_statuses() {
     const GET_FEATURES: u8 = 0x0a;
     let cases: Vec<(&str, Sqe, u16)> = vec![
         ("unknown opcode", Sqe::new(0xc5, 0), 0x0001),
-        ("Format NVM (not supported)", Sqe::new(0x80, 1), 0x0001),
         (
-            "Namespace Management (not supported)",
-            Sqe::new(0x0d, 0),
-            0x0001,
+            "Format NVM, LBA format 15 (not offered)",
+            Sqe::new(0x80, 1).cdw(10, 0xf),
+            0x010a,
+        ),
+        (
+            "Format NVM, cryptographic erase",
+            Sqe::new(0x80, 1).cdw(10, 2 << 9),
+            0x0002,
+        ),
+        (
+            "Namespace Management, reserved SEL",
+            Sqe::new(0x0d, 1).cdw(10, 0xf),
+            0x0002,
+        ),
+        (
+            "Namespace Management delete, NSID 0",
+            Sqe::new(0x0d, 0).cdw(10, 1),
+            0x000b,
+        ),
+        (
+            "Namespace Attachment, empty controller list",
+            Sqe::new(0x15, 1).prp(buf, 0).cdw(10, 1),
+            0x011c,
         ),
         (
             "Identify CNS FFh",

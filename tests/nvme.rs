@@ -376,6 +376,9 @@ fn file_backed_namespaces_see_guest_writes() {
         ],
         ctrl: vec!["max_ioqpairs=2".into()],
         print_qemu_args: false,
+        ns_dir: None,
+        capacity: None,
+        lbafs: None,
     };
     let s = TestServer::start("nvme-file", &args.device_config().unwrap());
     let mut n = Nvme::new(&s);
@@ -436,6 +439,9 @@ fn copy_server(tag: &str, ns_keys: &str) -> TestServer {
         ns: vec![format!("size=4M{ns_keys}"), format!("size=4M{ns_keys}")],
         ctrl: vec!["max_ioqpairs=2".into()],
         print_qemu_args: false,
+        ns_dir: None,
+        capacity: None,
+        lbafs: None,
     };
     TestServer::start(tag, &args.device_config().unwrap())
 }

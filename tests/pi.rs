@@ -17,6 +17,9 @@ fn server(tag: &str) -> TestServer {
         ],
         ctrl: vec!["max_ioqpairs=2".into()],
         print_qemu_args: false,
+        ns_dir: None,
+        capacity: None,
+        lbafs: None,
     };
     TestServer::start(tag, &args.device_config().expect("config"))
 }
@@ -42,9 +45,13 @@ fn separate_metadata_tuples_made_by_pract_are_checked_and_returned() {
     let mut n = Nvme::new(&s);
     n.create_io_queues(1, 16);
     let id = n.identify(0, 1);
-    assert_eq!((id[26], id[29]), (0x00, 0x01), "FLBAS separate, DPS Type 1");
     assert_eq!(
-        u32::from_le_bytes(id[128..132].try_into().unwrap()) & 0xffff,
+        (id[26], id[29]),
+        (0x01, 0x01),
+        "FLBAS separate (format 1, 512+8), DPS Type 1"
+    );
+    assert_eq!(
+        u32::from_le_bytes(id[132..136].try_into().unwrap()) & 0xffff,
         8,
         "LBAF0 MS"
     );
@@ -81,7 +88,11 @@ fn extended_lbas_carry_the_64_bit_tuple_in_the_data_buffer() {
     let mut n = Nvme::new(&s);
     n.create_io_queues(1, 16);
     let id = n.identify(0, 2);
-    assert_eq!((id[26], id[29]), (0x10, 0x01), "FLBAS extended, DPS Type 1");
+    assert_eq!(
+        (id[26], id[29]),
+        (0x16, 0x01),
+        "FLBAS extended, format 6 (4096+16), DPS Type 1"
+    );
     // 4096 + 16 bytes: two pages; PRACT writes take data only (the tuple is all of it).
     let data = pattern(4096, 9);
     let buf = n.alloc(8192);

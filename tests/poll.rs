@@ -24,6 +24,9 @@ fn config(ctrl: &str) -> vnvme::config::DeviceConfig {
         ns: vec!["size=4M".into()],
         ctrl: vec![ctrl.into()],
         print_qemu_args: false,
+        ns_dir: None,
+        capacity: None,
+        lbafs: None,
     }
     .device_config()
     .expect("config")

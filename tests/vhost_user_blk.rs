@@ -202,6 +202,9 @@ fn nvme_and_virtio_views_share_the_volume() {
         ns: vec![format!("file={},size=4M", img.display())],
         ctrl: vec!["max_ioqpairs=4".into()],
         print_qemu_args: false,
+        ns_dir: None,
+        capacity: None,
+        lbafs: None,
     };
     let cfg = args.device_config().unwrap();
     let vh = vnvme::cli::VhostUserBlkArgs {

@@ -10,10 +10,12 @@
 pub mod direct_copy;
 pub mod file;
 pub mod memfd;
+pub mod pool;
 pub mod store;
 pub mod uring;
 pub mod volume;
 
 pub use file::FileStore;
+pub use pool::StorePool;
 pub use store::{copy_range_bounce, move_within, same_file, CopyError, Store, BOUNCE_LIMIT};
 pub use volume::{BlockError, Volume, VolumeError};

@@ -225,6 +225,33 @@ impl Volume {
         Ok(self)
     }
 
+    /// The same store seen with another geometry: `block_size`-byte blocks with
+    /// `meta_size` bytes of metadata each (a format change). The contents are not
+    /// touched; see [`Volume::erase_all`].
+    pub fn reshaped(&self, block_size: u64, meta_size: u64) -> Result<Volume, VolumeError> {
+        let mut v = Volume::new(
+            self.name.clone(),
+            self.store.clone(),
+            block_size,
+            self.read_only,
+        )?
+        .with_metadata(meta_size)?;
+        v.path = self.path.clone();
+        Ok(v)
+    }
+
+    /// Deallocates the whole store (data reads as zeroes, metadata as never written)
+    /// and makes that durable.
+    pub fn erase_all(&self) -> Result<(), BlockError> {
+        if self.read_only {
+            return Err(BlockError::ReadOnly);
+        }
+        self.store
+            .punch_hole(0, self.store.size())
+            .map_err(BlockError::Write)?;
+        self.store.flush().map_err(BlockError::Write)
+    }
+
     /// Metadata bytes per block (0: none).
     pub fn meta_size(&self) -> u64 {
         self.meta_size

@@ -20,6 +20,8 @@ use serde_json::{json, Map, Value};
 use super::lab::{Experiment, FaultInfo, FaultSpec, LatencySpec};
 use crate::hooks::Transport;
 use crate::nvme::names::{io_opcode_by_name, io_opcode_name};
+use crate::nvme::namespace::{Namespace, Origin};
+use crate::nvme::ns_table::{CreateSpec, FormatSpec};
 use crate::nvme::Controller;
 
 /// Longest request line accepted (bytes, without the newline).
@@ -77,7 +79,32 @@ pub const COMMANDS: &[CommandInfo] = &[
     CommandInfo {
         name: "query-namespaces",
         args: "",
-        help: "each namespace's configuration and its current copy limits",
+        help: "every allocated namespace (attached or not): configuration, LBA format, current copy limits; the NVM capacity and the LBA formats offered",
+    },
+    CommandInfo {
+        name: "create-namespace",
+        args: "blocks | size, lbaf?, pi?, pil?, mset?, attach?",
+        help: "create a namespace as Namespace Management would (lowest free nsid; a file in --ns-dir or a memfd); attach=true also attaches it; returns the nsid",
+    },
+    CommandInfo {
+        name: "delete-namespace",
+        args: "nsid",
+        help: "delete a namespace (nsid 0xffffffff: all) as Namespace Management would, with a Namespace Attribute Changed event if it was attached",
+    },
+    CommandInfo {
+        name: "attach-namespace",
+        args: "nsid",
+        help: "attach an allocated namespace to the controller and post a Namespace Attribute Changed event",
+    },
+    CommandInfo {
+        name: "detach-namespace",
+        args: "nsid",
+        help: "detach a namespace from the controller and post a Namespace Attribute Changed event",
+    },
+    CommandInfo {
+        name: "format-namespace",
+        args: "nsid, lbaf?, pi?, pil?, mset?, ses?",
+        help: "Format NVM a namespace (nsid 0xffffffff: all attached) to LBA format lbaf, erasing it, with a Namespace Attribute Changed event",
     },
     CommandInfo {
         name: "set-copy-limits",
@@ -441,6 +468,38 @@ fn latency_json(l: &LatencySpec) -> Value {
     })
 }
 
+/// One namespace in `query-namespaces`.
+fn namespace_json(ns: &Namespace, attached: bool) -> Value {
+    let v = ns.volume();
+    let (backing, file) = match v.path() {
+        Some(p) => ("file", Some(p.to_string_lossy().into_owned())),
+        None => ("memory", None),
+    };
+    let (limits, initial) = (ns.copy_limits(), ns.initial_copy_limits());
+    let m = ns.meta();
+    let origin = match ns.origin() {
+        Origin::Configured { owned } => json!({"configured": {"owned": owned}}),
+        Origin::Created => json!("created"),
+    };
+    json!({
+        "nsid": ns.nsid,
+        "attached": attached,
+        "origin": origin,
+        "backing": backing,
+        "file": file,
+        "size": v.blocks() * v.block_size(),
+        "block_size": v.block_size(),
+        "blocks": v.blocks(),
+        "lbaf": ns.format_index(),
+        "readonly": v.read_only(),
+        "mssrl": limits.mssrl,
+        "mcl": limits.mcl,
+        "msrc": limits.msrc,
+        "configured": {"mssrl": initial.mssrl, "mcl": initial.mcl, "msrc": initial.msrc},
+        "metadata": {"ms": m.ms, "mset": m.extended as u8, "pi": m.pi, "pil": m.pi_first as u8, "pif": m.pif},
+    })
+}
+
 fn no_args(a: &ArgMap) -> Result<(), CtlError> {
     a.only(&[]).map_err(CtlError::generic)
 }
@@ -482,33 +541,84 @@ pub fn execute(ctx: &Context, name: &str, args: &Map<String, Value>) -> Result<V
         "query-namespaces" => {
             no_args(&a)?;
             let mut out = Vec::new();
-            for nsid in ctx.ctrl.namespace_ids() {
-                let Some(ns) = ctx.ctrl.namespace(nsid) else {
-                    continue;
-                };
-                let v = ns.volume();
-                let (backing, file) = match v.path() {
-                    Some(p) => ("file", Some(p.to_string_lossy().into_owned())),
-                    None => ("memory", None),
-                };
-                let (limits, initial) = (ns.copy_limits(), ns.initial_copy_limits());
-                let m = ns.meta();
-                out.push(json!({
-                    "nsid": nsid,
-                    "backing": backing,
-                    "file": file,
-                    "size": v.blocks() * v.block_size(),
-                    "block_size": v.block_size(),
-                    "blocks": v.blocks(),
-                    "readonly": v.read_only(),
-                    "mssrl": limits.mssrl,
-                    "mcl": limits.mcl,
-                    "msrc": limits.msrc,
-                    "configured": {"mssrl": initial.mssrl, "mcl": initial.mcl, "msrc": initial.msrc},
-                    "metadata": {"ms": m.ms, "mset": m.extended as u8, "pi": m.pi, "pil": m.pi_first as u8, "pif": m.pif},
-                }));
+            for n in ctx.ctrl.allocated_namespaces() {
+                out.push(namespace_json(&n.ns, n.attached));
             }
-            Ok(json!({ "namespaces": out }))
+            let (total, free) = ctx.ctrl.nvm_capacity();
+            let formats: Vec<Value> = ctx
+                .ctrl
+                .lba_formats()
+                .iter()
+                .map(|f| json!({"block_size": f.block_size(), "ms": f.ms}))
+                .collect();
+            Ok(json!({
+                "namespaces": out,
+                "capacity": {"total": total, "unallocated": free},
+                "lba_formats": formats,
+            }))
+        }
+        "create-namespace" => {
+            a.only(&["blocks", "size", "lbaf", "pi", "pil", "mset", "attach"])
+                .map_err(g)?;
+            let lbaf = a.opt("lbaf", int::<u8>).map_err(g)?.unwrap_or(0);
+            let formats = ctx.ctrl.lba_formats();
+            let Some(f) = formats.get(lbaf as usize) else {
+                return Err(g(format!(
+                    "lbaf: {lbaf} is not one of the {} LBA formats",
+                    formats.len()
+                )));
+            };
+            let blocks = match (
+                a.opt("blocks", value_u64).map_err(g)?,
+                a.opt("size", value_u64).map_err(g)?,
+            ) {
+                (Some(b), None) => b,
+                (None, Some(sz)) => sz / f.bytes_per_block(),
+                _ => return Err(g("give one of blocks, size".into())),
+            };
+            let spec = CreateSpec {
+                nsze: blocks,
+                ncap: blocks,
+                format: lbaf,
+                extended: a.opt("mset", value_bool).map_err(g)?.unwrap_or(false),
+                pi: a.opt("pi", int::<u8>).map_err(g)?.unwrap_or(0),
+                pi_first: a.opt("pil", value_bool).map_err(g)?.unwrap_or(false),
+                shared: false,
+            };
+            let nsid = ctx.ctrl.create_namespace(&spec).map_err(g)?;
+            let attach = a.opt("attach", value_bool).map_err(g)?.unwrap_or(false);
+            if attach {
+                ctx.ctrl.attach_namespace(nsid, true).map_err(g)?;
+            }
+            Ok(json!({"nsid": nsid, "attached": attach}))
+        }
+        "delete-namespace" => {
+            a.only(&["nsid"]).map_err(g)?;
+            let nsid = a.req("nsid", int::<u32>).map_err(g)?;
+            let detached = ctx.ctrl.delete_namespace(nsid).map_err(g)?;
+            Ok(json!({ "detached": detached }))
+        }
+        "attach-namespace" | "detach-namespace" => {
+            a.only(&["nsid"]).map_err(g)?;
+            let nsid = a.req("nsid", int::<u32>).map_err(g)?;
+            ctx.ctrl
+                .attach_namespace(nsid, name == "attach-namespace")
+                .map_err(g)?;
+            Ok(json!({}))
+        }
+        "format-namespace" => {
+            a.only(&["nsid", "lbaf", "pi", "pil", "mset", "ses"])
+                .map_err(g)?;
+            let nsid = a.req("nsid", int::<u32>).map_err(g)?;
+            let spec = FormatSpec {
+                format: a.opt("lbaf", int::<u8>).map_err(g)?.unwrap_or(0),
+                extended: a.opt("mset", value_bool).map_err(g)?.unwrap_or(false),
+                pi: a.opt("pi", int::<u8>).map_err(g)?.unwrap_or(0),
+                pi_first: a.opt("pil", value_bool).map_err(g)?.unwrap_or(false),
+                ses: a.opt("ses", int::<u8>).map_err(g)?.unwrap_or(0),
+            };
+            let done = ctx.ctrl.format_namespace(nsid, &spec).map_err(g)?;
+            Ok(json!({ "formatted": done }))
         }
         "set-copy-limits" => {
             a.only(&["nsid", "mssrl", "mcl", "msrc"]).map_err(g)?;

@@ -59,6 +59,14 @@ pub struct TraceLine {
     /// Get Log Page: the log page id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lid: Option<u8>,
+    /// Namespace Management / Attachment: SEL (0 create or attach, 1 delete or detach).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sel: Option<u8>,
+    /// Format NVM: the LBA format index and the secure erase setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lbaf: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ses: Option<u8>,
     pub status: String,
     pub status_name: &'static str,
     pub dw0: u32,
@@ -110,6 +118,9 @@ struct AdminFields {
     cntid: Option<u16>,
     csi: Option<u8>,
     lid: Option<u8>,
+    sel: Option<u8>,
+    lbaf: Option<u8>,
+    ses: Option<u8>,
 }
 
 impl AdminFields {
@@ -127,6 +138,15 @@ impl AdminFields {
             },
             Some(AdminKey::LogPage { lid }) => AdminFields {
                 lid: Some(lid),
+                ..Default::default()
+            },
+            Some(AdminKey::Select { sel }) => AdminFields {
+                sel: Some(sel),
+                ..Default::default()
+            },
+            Some(AdminKey::Format { lbaf, ses }) => AdminFields {
+                lbaf: Some(lbaf),
+                ses: Some(ses),
                 ..Default::default()
             },
             None => AdminFields::default(),
@@ -169,6 +189,9 @@ impl TraceLine {
             cntid: a.cntid,
             csi: a.csi,
             lid: a.lid,
+            sel: a.sel,
+            lbaf: a.lbaf,
+            ses: a.ses,
             status: status_hex(r.status),
             status_name: if nvme {
                 status_name(r.status & 0x3fff)

@@ -420,6 +420,9 @@ fn server() -> MutexGuard<'static, Option<Shared>> {
             ns: vec!["size=1M".into()],
             ctrl: vec!["max_ioqpairs=2".into()],
             print_qemu_args: false,
+            ns_dir: None,
+            capacity: None,
+            lbafs: None,
         };
         let cfg = args.device_config().expect("device config");
         let dev = crate::server::build(&cfg).expect("build device");

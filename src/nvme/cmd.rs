@@ -188,8 +188,49 @@ pub enum AdminCmd {
         shadow: u64,
         event_idx: u64,
     },
+    NamespaceManagement(NsManagementCmd),
+    NamespaceAttachment(NsAttachmentCmd),
+    FormatNvm(FormatCmd),
     /// Any other opcode: Invalid Opcode.
     Unknown(u8),
+}
+
+/// Namespace Management.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NsManagementCmd {
+    pub nsid: u32,
+    /// SEL (CDW10 3:0): 0 create, 1 delete, other values reserved.
+    pub sel: u8,
+    /// CSI (CDW11 31:24) of the namespace to create.
+    pub csi: u8,
+    /// Create: the host's data structure (Identify Namespace layout, 4 KiB).
+    pub dptr: DataPtr,
+}
+
+/// Namespace Attachment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NsAttachmentCmd {
+    pub nsid: u32,
+    /// SEL (CDW10 3:0): 0 attach, 1 detach, other values reserved.
+    pub sel: u8,
+    /// The controller list (4 KiB).
+    pub dptr: DataPtr,
+}
+
+/// Format NVM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormatCmd {
+    pub nsid: u32,
+    /// Format index: LBAFU (CDW10 13:12) above LBAFL (CDW10 3:0).
+    pub lbaf: u8,
+    /// MSET (CDW10 bit 4): metadata at the end of each block's data.
+    pub mset: bool,
+    /// PI (CDW10 7:5): protection information type.
+    pub pi: u8,
+    /// PIL (CDW10 bit 8): the tuple is in the first bytes of the metadata.
+    pub pil: bool,
+    /// SES (CDW10 11:9): secure erase settings.
+    pub ses: u8,
 }
 
 impl AdminCmd {
@@ -204,6 +245,12 @@ impl AdminCmd {
                 csi: c.csi,
             }),
             AdminCmd::GetLogPage(c) => Some(AdminKey::LogPage { lid: c.lid }),
+            AdminCmd::NamespaceManagement(c) => Some(AdminKey::Select { sel: c.sel }),
+            AdminCmd::NamespaceAttachment(c) => Some(AdminKey::Select { sel: c.sel }),
+            AdminCmd::FormatNvm(c) => Some(AdminKey::Format {
+                lbaf: c.lbaf,
+                ses: c.ses,
+            }),
             _ => None,
         }
     }
@@ -403,7 +450,7 @@ pub const IO_OPCODES: [u8; 8] = [
 
 /// The admin opcodes [`decode_admin`] knows (the Commands Supported and Effects log
 /// lists these).
-pub const ADMIN_OPCODES: [u8; 12] = [
+pub const ADMIN_OPCODES: [u8; 15] = [
     admin_op::DELETE_IO_SQ,
     admin_op::CREATE_IO_SQ,
     admin_op::GET_LOG_PAGE,
@@ -416,6 +463,9 @@ pub const ADMIN_OPCODES: [u8; 12] = [
     admin_op::ASYNC_EVENT_REQUEST,
     admin_op::KEEP_ALIVE,
     admin_op::DOORBELL_BUFFER_CONFIG,
+    admin_op::NAMESPACE_MANAGEMENT,
+    admin_op::NAMESPACE_ATTACHMENT,
+    admin_op::FORMAT_NVM,
 ];
 
 /// Decodes an entry of the admin submission queue.
@@ -505,6 +555,25 @@ pub fn decode_admin(sqe: &Sqe) -> Result<AdminCmd, Status> {
                 event_idx: sqe.dptr2,
             }
         }
+        admin_op::NAMESPACE_MANAGEMENT => AdminCmd::NamespaceManagement(NsManagementCmd {
+            nsid: sqe.nsid,
+            sel: (cdw10 & 0xf) as u8,
+            csi: (cdw11 >> 24) as u8,
+            dptr: DataPtr::of(sqe),
+        }),
+        admin_op::NAMESPACE_ATTACHMENT => AdminCmd::NamespaceAttachment(NsAttachmentCmd {
+            nsid: sqe.nsid,
+            sel: (cdw10 & 0xf) as u8,
+            dptr: DataPtr::of(sqe),
+        }),
+        admin_op::FORMAT_NVM => AdminCmd::FormatNvm(FormatCmd {
+            nsid: sqe.nsid,
+            lbaf: ((cdw10 & 0xf) | ((cdw10 >> 8) & 0x30)) as u8,
+            mset: cdw10 & (1 << 4) != 0,
+            pi: ((cdw10 >> 5) & 7) as u8,
+            pil: cdw10 & (1 << 8) != 0,
+            ses: ((cdw10 >> 9) & 7) as u8,
+        }),
         op => return Ok(AdminCmd::Unknown(op)),
     };
     check_fuse(sqe)?;

@@ -1,7 +1,8 @@
 //! [`IoCtx`]: the narrow state an NVM command set I/O command (and Copy) may touch.
 
 use super::health::Stats;
-use super::namespace::{Namespace, NamespaceTable};
+use super::namespace::Namespace;
+use super::ns_table::NamespaceTable;
 use super::spec::{Status, PAGE_SIZE};
 use super::ControllerConfig;
 use crate::hooks::Hooks;
@@ -22,7 +23,7 @@ pub(crate) struct IoCtx<'a> {
 
 impl IoCtx<'_> {
     /// The namespace with this id, or the status the NSID rules name
-    /// ([`NamespaceTable::lookup`](super::namespace::NamespaceTable::lookup)).
+    /// ([`NamespaceTable::lookup`](super::ns_table::NamespaceTable::lookup)).
     pub fn namespace(&self, nsid: u32) -> Result<Arc<Namespace>, Status> {
         self.namespaces.lookup(nsid)
     }

@@ -41,6 +41,7 @@ pub(crate) mod io_context;
 pub(crate) mod io_meta;
 pub mod names;
 pub mod namespace;
+pub mod ns_table;
 pub mod pi;
 pub mod protection;
 pub mod prp;

@@ -1,15 +1,66 @@
-//! A namespace: NVMe identity (nsid, identifiers, Copy limits) over a shared block
-//! [`Volume`]. The volume is opened by the wiring and may be shown by other front ends
-//! too; the namespace only answers NVMe's questions about it.
+//! A namespace: NVMe identity (nsid, identifiers, LBA formats, Copy limits) over a
+//! shared block [`Volume`]. The volume is opened by the wiring (or made when a host
+//! creates the namespace) and may be shown by other front ends too; the namespace only
+//! answers NVMe's questions about it. The table of a controller's namespaces is in
+//! [`super::ns_table`].
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use super::protection::MetaFormat;
-use super::spec::{status, Status, NSID_ALL};
 use crate::block::Volume;
-use crate::sync::read;
+
+/// One LBA format: the data size (LBADS, a power of two) and metadata bytes per block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LbaFormat {
+    pub lbads: u8,
+    pub ms: u16,
+}
+
+impl LbaFormat {
+    pub const fn new(block_size: u32, ms: u16) -> LbaFormat {
+        LbaFormat {
+            lbads: block_size.trailing_zeros() as u8,
+            ms,
+        }
+    }
+
+    pub fn block_size(&self) -> u64 {
+        1 << self.lbads
+    }
+
+    /// Data and metadata bytes of one block.
+    pub fn bytes_per_block(&self) -> u64 {
+        self.block_size() + self.ms as u64
+    }
+}
+
+/// The LBA formats every namespace offers unless `--lbafs` says otherwise: QEMU's
+/// eight (512 and 4096 bytes, each with 0, 8, 16 and 64 bytes of metadata).
+pub const DEFAULT_LBA_FORMATS: [LbaFormat; 8] = [
+    LbaFormat::new(512, 0),
+    LbaFormat::new(512, 8),
+    LbaFormat::new(512, 16),
+    LbaFormat::new(512, 64),
+    LbaFormat::new(4096, 0),
+    LbaFormat::new(4096, 8),
+    LbaFormat::new(4096, 16),
+    LbaFormat::new(4096, 64),
+];
+
+/// Identify Namespace has room for 64 LBA formats (NLBAF is 0's based, at most 63).
+pub const MAX_LBA_FORMATS: usize = 64;
+
+/// Where a namespace came from, which decides what deleting it does to its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Given with `--ns`; `owned` (`--ns ...,owned=on`): its file is removed on delete,
+    /// else kept.
+    Configured { owned: bool },
+    /// Created by Namespace Management (or the control socket); its file, if any, is
+    /// removed on delete.
+    Created,
+}
 
 /// Current Copy limits of a namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +92,10 @@ pub struct Namespace {
     /// Metadata and protection information (none by default); the volume holds
     /// `meta.ms` bytes of metadata per block.
     meta: MetaFormat,
+    /// The LBA formats offered (Identify Namespace LBAF0..), and the one in use.
+    formats: Arc<[LbaFormat]>,
+    format_index: u8,
+    origin: Origin,
 }
 
 fn pack(l: CopyLimits) -> u64 {
@@ -66,7 +121,12 @@ impl std::fmt::Debug for Namespace {
 
 impl Namespace {
     /// A namespace over `volume` (whose block size is the LBA data size).
+    /// It offers one LBA format, its own, until [`Namespace::with_formats`].
     pub fn new(nsid: u32, volume: Arc<Volume>, ids: NamespaceIds, limits: CopyLimits) -> Namespace {
+        let own = LbaFormat {
+            lbads: volume.block_size().trailing_zeros() as u8,
+            ms: volume.meta_size() as u16,
+        };
         Namespace {
             nsid,
             volume,
@@ -74,6 +134,9 @@ impl Namespace {
             initial_limits: limits,
             copy_limits: AtomicU64::new(pack(limits)),
             meta: MetaFormat::default(),
+            formats: Arc::from([own]),
+            format_index: 0,
+            origin: Origin::Configured { owned: false },
         }
     }
 
@@ -83,6 +146,84 @@ impl Namespace {
         debug_assert_eq!(self.volume.meta_size(), meta.ms as u64);
         self.meta = meta;
         self
+    }
+
+    /// The same namespace offering `formats`; its own format is added at the end when
+    /// it is not one of them (and there is room).
+    pub fn with_formats(mut self, formats: &Arc<[LbaFormat]>) -> Namespace {
+        let own = self.lba_format();
+        match formats.iter().position(|f| *f == own) {
+            Some(i) => {
+                self.formats = formats.clone();
+                self.format_index = i as u8;
+            }
+            None if formats.len() < MAX_LBA_FORMATS => {
+                let mut v = formats.to_vec();
+                v.push(own);
+                self.format_index = (v.len() - 1) as u8;
+                self.formats = Arc::from(v);
+            }
+            None => {}
+        }
+        self
+    }
+
+    /// The same namespace with `origin` (what deleting it does to its file).
+    pub fn with_origin(mut self, origin: Origin) -> Namespace {
+        self.origin = origin;
+        self
+    }
+
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// The format in use.
+    pub fn lba_format(&self) -> LbaFormat {
+        LbaFormat {
+            lbads: self.lbads(),
+            ms: self.meta.ms,
+        }
+    }
+
+    /// The LBA formats offered, in Identify order.
+    pub fn formats(&self) -> &[LbaFormat] {
+        &self.formats
+    }
+
+    /// Index of the format in use (FLBAS).
+    pub fn format_index(&self) -> u8 {
+        self.format_index
+    }
+
+    /// This namespace formatted with format `index` and `meta` over the same store:
+    /// same nsid, identifiers, formats and current Copy limits, a new geometry (the
+    /// block count is the store's size over the new block and metadata size). The
+    /// caller checks `index` and `meta`; the contents are not touched.
+    pub fn reformatted(
+        &self,
+        index: u8,
+        meta: MetaFormat,
+    ) -> Result<Namespace, crate::block::VolumeError> {
+        let f = self.formats[index as usize];
+        let volume = Arc::new(self.volume.reshaped(f.block_size(), f.ms as u64)?);
+        let limits = self.copy_limits();
+        Ok(Namespace {
+            nsid: self.nsid,
+            volume,
+            ids: self.ids,
+            initial_limits: self.initial_limits,
+            copy_limits: AtomicU64::new(pack(limits)),
+            meta,
+            formats: self.formats.clone(),
+            format_index: index,
+            origin: self.origin,
+        })
+    }
+
+    /// Bytes of NVM the namespace takes (its store).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.volume.store().size()
     }
 
     /// How the namespace's blocks carry metadata and protection information.
@@ -142,23 +283,10 @@ impl Namespace {
     /// The UUID reported in the descriptor list: the configured one, or one derived from
     /// `serial` and the nsid so that it is stable across runs and differs per namespace.
     pub fn uuid(&self, serial: &str) -> [u8; 16] {
-        if let Some(u) = self.ids.uuid {
-            return u;
+        match self.ids.uuid {
+            Some(u) => u,
+            None => derived_uuid(serial, self.nsid, 0),
         }
-        let mut h1: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut h2: u64 = 0x8422_2325_cbf2_9ce4;
-        for b in serial.bytes().chain(self.nsid.to_le_bytes()) {
-            h1 = (h1 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-            h2 = (h2 ^ b as u64)
-                .wrapping_mul(0x0000_0100_0000_01b3)
-                .rotate_left(7);
-        }
-        let mut u = [0u8; 16];
-        u[..8].copy_from_slice(&h1.to_be_bytes());
-        u[8..].copy_from_slice(&h2.to_be_bytes());
-        u[6] = (u[6] & 0x0f) | 0x40; // version 4 layout
-        u[8] = (u[8] & 0x3f) | 0x80; // RFC 4122 variant
-        u
     }
 
     pub fn nguid(&self) -> [u8; 16] {
@@ -170,49 +298,30 @@ impl Namespace {
     }
 }
 
-/// The attached namespaces of a controller, by nsid.
-pub(crate) struct NamespaceTable(RwLock<BTreeMap<u32, Arc<Namespace>>>);
-
-impl NamespaceTable {
-    pub fn new(map: BTreeMap<u32, Arc<Namespace>>) -> NamespaceTable {
-        NamespaceTable(RwLock::new(map))
-    }
-
-    /// The namespace with this id, if attached.
-    pub fn get(&self, nsid: u32) -> Option<Arc<Namespace>> {
-        read(&self.0).get(&nsid).cloned()
-    }
-
-    /// All attached namespaces, by increasing nsid.
-    pub fn all(&self) -> Vec<Arc<Namespace>> {
-        read(&self.0).values().cloned().collect()
-    }
-
-    /// The namespace a command that addresses one namespace names (I/O commands, and the
-    /// source namespace of a Copy descriptor), by the NSID rules of NVMe Base 2.x
-    /// §3.2.1 (table in docs/hostile-host.md):
-    /// - 0, or above NN and not the broadcast value: an invalid NSID, Invalid Namespace
-    ///   or Format;
-    /// - 1..=NN without an active namespace (an inactive NSID): Invalid Field in Command;
-    /// - FFFFFFFFh where the command does not take the broadcast value: Invalid Field in
-    ///   Command (callers that do take it, Flush, handle it before asking).
-    pub fn lookup(&self, nsid: u32) -> Result<Arc<Namespace>, Status> {
-        if let Some(ns) = self.get(nsid) {
-            return Ok(ns);
+/// A version-4-layout UUID derived from `serial`, `nsid` and `generation` (0 for the
+/// namespaces given at start, so theirs stay what they always were; the creation count
+/// for namespaces a host creates, so a re-created nsid gets a new UUID).
+pub fn derived_uuid(serial: &str, nsid: u32, generation: u64) -> [u8; 16] {
+    {
+        let mut h1: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut h2: u64 = 0x8422_2325_cbf2_9ce4;
+        let salt = if generation == 0 {
+            Vec::new()
+        } else {
+            generation.to_le_bytes().to_vec()
+        };
+        for b in serial.bytes().chain(nsid.to_le_bytes()).chain(salt) {
+            h1 = (h1 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            h2 = (h2 ^ b as u64)
+                .wrapping_mul(0x0000_0100_0000_01b3)
+                .rotate_left(7);
         }
-        if nsid == NSID_ALL {
-            return Err(status::INVALID_FIELD.dnr());
-        }
-        if nsid == 0 || nsid > self.nn() {
-            return Err(status::INVALID_NAMESPACE.dnr());
-        }
-        Err(status::INVALID_FIELD.dnr())
-    }
-
-    /// Identify Controller NN: the largest valid nsid (at least 256).
-    pub fn nn(&self) -> u32 {
-        let max = read(&self.0).keys().next_back().copied().unwrap_or(0);
-        max.max(256)
+        let mut u = [0u8; 16];
+        u[..8].copy_from_slice(&h1.to_be_bytes());
+        u[8..].copy_from_slice(&h2.to_be_bytes());
+        u[6] = (u[6] & 0x0f) | 0x40; // version 4 layout
+        u[8] = (u[8] & 0x3f) | 0x80; // RFC 4122 variant
+        u
     }
 }
 

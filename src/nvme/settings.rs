@@ -48,7 +48,22 @@ pub struct ControllerConfig {
     /// the doorbell registers to the client as shared memory, and each queue worker
     /// polls them for N µs after its last command before it naps.
     pub poll_us: u32,
+    /// Identify Controller NN (`nn=N`): namespace ids are 1..=N (raised to the largest
+    /// `--ns` nsid), and the most namespaces a host can create.
+    pub nn: u32,
+    /// Total NVM capacity in bytes (`--capacity`; TNVMCAP), which namespaces created at
+    /// run time share with the given ones; `None`: what the given ones take.
+    pub capacity: Option<u64>,
+    /// The LBA formats every namespace offers (`--lbafs`).
+    pub lbafs: Vec<super::namespace::LbaFormat>,
+    /// Where created namespaces get their files (`--ns-dir`); `None`: memfds.
+    pub ns_dir: Option<std::path::PathBuf>,
+    /// Copy limits of namespaces created at run time (those of a default `--ns`).
+    pub created_limits: super::namespace::CopyLimits,
 }
+
+/// Most namespaces `nn` may allow.
+pub const MAX_NN: u32 = 1024;
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -65,6 +80,15 @@ impl Default for ControllerConfig {
             ocfs: 0xf,
             cdfe: 0,
             poll_us: 0,
+            nn: 256,
+            capacity: None,
+            lbafs: super::namespace::DEFAULT_LBA_FORMATS.to_vec(),
+            ns_dir: None,
+            created_limits: super::namespace::CopyLimits {
+                mssrl: 128,
+                mcl: 128,
+                msrc: 127,
+            },
         }
     }
 }
@@ -103,6 +127,15 @@ impl ControllerConfig {
             return Err(format!(
                 "--ctrl cdfe: {:#x} is not a mask of copy formats 0-3 (0 to 0xf)",
                 self.cdfe
+            ));
+        }
+        if self.nn == 0 || self.nn > MAX_NN {
+            return Err(format!("--ctrl nn: must be between 1 and {MAX_NN}"));
+        }
+        if self.lbafs.is_empty() || self.lbafs.len() > super::namespace::MAX_LBA_FORMATS {
+            return Err(format!(
+                "--lbafs: between 1 and {} formats",
+                super::namespace::MAX_LBA_FORMATS
             ));
         }
         if self.poll_us > MAX_POLL_US {

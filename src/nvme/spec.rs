@@ -190,6 +190,20 @@ pub mod status {
         INVALID_FORMAT = (COMMAND_SPECIFIC, 0x0a, "invalid-format");
         INVALID_QUEUE_DELETION = (COMMAND_SPECIFIC, 0x0c, "invalid-queue-deletion");
         FEATURE_NOT_SAVEABLE = (COMMAND_SPECIFIC, 0x0d, "feature-not-saveable");
+        /// Namespace Management create: not enough unallocated NVM capacity.
+        NS_INSUFFICIENT_CAPACITY = (COMMAND_SPECIFIC, 0x15, "namespace-insufficient-capacity");
+        /// Namespace Management create: every namespace identifier is in use.
+        NS_ID_UNAVAILABLE = (COMMAND_SPECIFIC, 0x16, "namespace-identifier-unavailable");
+        /// Namespace Attachment attach: the namespace is already attached.
+        NS_ALREADY_ATTACHED = (COMMAND_SPECIFIC, 0x18, "namespace-already-attached");
+        /// Namespace Attachment: a private namespace and more than one controller.
+        NS_IS_PRIVATE = (COMMAND_SPECIFIC, 0x19, "namespace-is-private");
+        /// Namespace Attachment detach: the namespace is not attached.
+        NS_NOT_ATTACHED = (COMMAND_SPECIFIC, 0x1a, "namespace-not-attached");
+        /// Namespace Management create: NCAP below NSZE without thin provisioning.
+        THIN_PROVISIONING_NOT_SUPPORTED = (COMMAND_SPECIFIC, 0x1b, "thin-provisioning-not-supported");
+        /// Namespace Attachment: the controller list names no controller here.
+        CONTROLLER_LIST_INVALID = (COMMAND_SPECIFIC, 0x1c, "controller-list-invalid");
         /// Read, Write, Compare, Verify, Write Zeroes, Copy: Invalid Protection
         /// Information (PRINFO inconsistent with the namespace's protection settings).
         INVALID_PROTECTION_INFO = (COMMAND_SPECIFIC, 0x81, "invalid-protection-information");
@@ -221,8 +235,11 @@ pub mod admin_op {
     pub const SET_FEATURES: u8 = 0x09;
     pub const GET_FEATURES: u8 = 0x0a;
     pub const ASYNC_EVENT_REQUEST: u8 = 0x0c;
+    pub const NAMESPACE_MANAGEMENT: u8 = 0x0d;
+    pub const NAMESPACE_ATTACHMENT: u8 = 0x15;
     pub const KEEP_ALIVE: u8 = 0x18;
     pub const DOORBELL_BUFFER_CONFIG: u8 = 0x7c;
+    pub const FORMAT_NVM: u8 = 0x80;
 }
 
 /// NVM command set I/O opcodes.
@@ -354,6 +371,10 @@ pub mod cns {
     pub const CS_INDEPENDENT_NAMESPACE: u8 = 0x08;
     pub const ALLOCATED_NS_LIST: u8 = 0x10;
     pub const ALLOCATED_NAMESPACE: u8 = 0x11;
+    /// Controllers attached to a namespace.
+    pub const NS_CONTROLLER_LIST: u8 = 0x12;
+    /// Controllers in the subsystem.
+    pub const CONTROLLER_LIST: u8 = 0x13;
 }
 
 /// Command Set Identifier of the NVM command set.
@@ -383,11 +404,15 @@ pub mod id_ctrl {
     pub const NPSS: usize = 263;
     pub const WCTEMP: usize = 266;
     pub const CCTEMP: usize = 268;
+    pub const TNVMCAP: usize = 280;
+    pub const UNVMCAP: usize = 296;
     pub const SQES: usize = 512;
     pub const CQES: usize = 513;
     pub const MAXCMD: usize = 514;
     pub const NN: usize = 516;
     pub const ONCS: usize = 520;
+    /// Format NVM Attributes.
+    pub const FNA: usize = 524;
     pub const VWC: usize = 525;
     pub const OCFS: usize = 534;
     pub const SGLS: usize = 536;
@@ -398,6 +423,10 @@ pub mod id_ctrl {
     pub const CTRATT_ELBAS: u32 = 1 << 15;
     /// OACS bit 8: Doorbell Buffer Config supported.
     pub const OACS_DBBUF: u16 = 1 << 8;
+    /// Format NVM supported.
+    pub const OACS_FORMAT: u16 = 1 << 1;
+    /// Namespace Management and Namespace Attachment supported.
+    pub const OACS_NS_MGMT: u16 = 1 << 3;
     /// OAES bit 8: Namespace Attribute Notices.
     pub const OAES_NS_ATTR: u32 = 1 << 8;
     pub const ONCS_COMPARE: u16 = 1 << 0;
@@ -424,6 +453,8 @@ pub mod id_ns {
     pub const DPC: usize = 28;
     /// End-to-end Data Protection Type Settings: type in 2:0, bit 3 PI first.
     pub const DPS: usize = 29;
+    /// Namespace Multi-path I/O and Namespace Sharing Capabilities.
+    pub const NMIC: usize = 30;
     pub const DLFEAT: usize = 33;
     pub const NVMCAP: usize = 48;
     pub const MSSRL: usize = 74;

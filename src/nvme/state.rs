@@ -14,7 +14,8 @@ use super::cmd::{CqParams, SqParams};
 use super::feature_values::Features;
 use super::health::Stats;
 use super::io_context::IoCtx;
-use super::namespace::{Namespace, NamespaceTable};
+use super::namespace::Namespace;
+use super::ns_table::{CreateSpec, FormatSpec, NamespaceTable, TableSettings};
 use super::prp::Mem;
 use super::queues::Queues;
 use super::spec::{status, Status};
@@ -48,7 +49,17 @@ impl Shared {
     ) -> Shared {
         Shared {
             cfg: cfg.clone(),
-            namespaces: NamespaceTable::new(namespaces),
+            namespaces: NamespaceTable::new(
+                namespaces,
+                TableSettings {
+                    nn: cfg.nn,
+                    capacity: cfg.capacity.unwrap_or(0),
+                    formats: std::sync::Arc::from(cfg.lbafs.clone()),
+                    serial: cfg.serial.clone(),
+                    limits: cfg.created_limits,
+                },
+                crate::block::StorePool::new(cfg.ns_dir.clone()),
+            ),
             features: Mutex::new(Features::new(cfg, cfg.cdfe)),
             reset_cdfe: AtomicU16::new(cfg.cdfe),
             aer: Mutex::new(AerState::default()),
@@ -120,6 +131,36 @@ impl Shared {
         for d in deliveries {
             self.complete_admin(d, status::SUCCESS);
         }
+    }
+
+    /// Namespace Management create (the new namespace is not attached: no event).
+    pub fn create_namespace(&self, spec: &CreateSpec) -> Result<u32, Status> {
+        self.namespaces.create(spec)
+    }
+
+    /// Namespace Management delete; the attached namespaces it removes are announced.
+    pub fn delete_namespace(&self, nsid: u32) -> Result<Vec<u32>, Status> {
+        let gone = self.namespaces.delete(nsid)?;
+        for id in &gone {
+            self.namespace_changed(*id);
+        }
+        Ok(gone)
+    }
+
+    /// Namespace Attachment for this controller, announced.
+    pub fn attach_namespace(&self, nsid: u32, attach: bool, ctrls: &[u16]) -> Result<(), Status> {
+        self.namespaces.attach(nsid, attach, ctrls)?;
+        self.namespace_changed(nsid);
+        Ok(())
+    }
+
+    /// Format NVM, announced for every namespace formatted.
+    pub fn format_namespace(&self, nsid: u32, spec: &FormatSpec) -> Result<Vec<u32>, Status> {
+        let done = self.namespaces.format(nsid, spec)?;
+        for id in &done {
+            self.namespace_changed(*id);
+        }
+        Ok(done)
     }
 
     pub fn create_cq(&self, p: &CqParams) -> Result<(), Status> {

@@ -86,3 +86,71 @@ impl Controller {
         Ok(self.host_behavior())
     }
 }
+
+/// A namespace as the control socket lists it: allocated, and attached or not.
+#[derive(Debug, Clone)]
+pub struct AllocatedNamespace {
+    pub ns: std::sync::Arc<super::Namespace>,
+    pub attached: bool,
+}
+
+/// Why a namespace change from the device side failed: the NVMe status a host would
+/// have got for the same request, by name.
+fn refused(s: super::spec::Status) -> String {
+    format!(
+        "refused with {} ({:#06x})",
+        super::names::status_name(s.0 & 0x3fff),
+        s.0
+    )
+}
+
+impl Controller {
+    /// Every allocated namespace, attached or not, by increasing nsid.
+    pub fn allocated_namespaces(&self) -> Vec<AllocatedNamespace> {
+        self.shared()
+            .namespaces
+            .all_allocated()
+            .into_iter()
+            .map(|(ns, attached)| AllocatedNamespace { ns, attached })
+            .collect()
+    }
+
+    /// TNVMCAP and UNVMCAP: bytes of NVM in all, and not taken by a namespace.
+    pub fn nvm_capacity(&self) -> (u64, u64) {
+        let t = &self.shared().namespaces;
+        (t.capacity(), t.unallocated())
+    }
+
+    /// The LBA formats a created namespace may use.
+    pub fn lba_formats(&self) -> Vec<super::namespace::LbaFormat> {
+        self.shared().namespaces.formats().to_vec()
+    }
+
+    /// Creates a namespace as Namespace Management would (not attached). Returns its nsid.
+    pub fn create_namespace(&self, spec: &super::ns_table::CreateSpec) -> Result<u32, String> {
+        self.shared().create_namespace(spec).map_err(refused)
+    }
+
+    /// Deletes namespace `nsid` (FFFFFFFFh: all), as Namespace Management would, with the
+    /// event for each attached one. Returns the nsids that were attached.
+    pub fn delete_namespace(&self, nsid: u32) -> Result<Vec<u32>, String> {
+        self.shared().delete_namespace(nsid).map_err(refused)
+    }
+
+    /// Attaches or detaches namespace `nsid` for this controller, with the event.
+    pub fn attach_namespace(&self, nsid: u32, attach: bool) -> Result<(), String> {
+        self.shared()
+            .attach_namespace(nsid, attach, &[super::ns_table::CNTLID])
+            .map_err(refused)
+    }
+
+    /// Formats namespace `nsid` (FFFFFFFFh: all attached) as Format NVM would, with the
+    /// event for each. Returns the nsids formatted.
+    pub fn format_namespace(
+        &self,
+        nsid: u32,
+        spec: &super::ns_table::FormatSpec,
+    ) -> Result<Vec<u32>, String> {
+        self.shared().format_namespace(nsid, spec).map_err(refused)
+    }
+}

@@ -68,6 +68,9 @@ impl BinServer {
             ns: ns.iter().map(|s| s.to_string()).collect(),
             ctrl: ctrl.iter().map(|s| s.to_string()).collect(),
             print_qemu_args: false,
+            ns_dir: None,
+            capacity: None,
+            lbafs: None,
         }
         .device_config()
         .expect("config");

@@ -80,6 +80,9 @@ pub fn small_config() -> DeviceConfig {
         ns: vec!["size=4M".into()],
         ctrl: vec!["max_ioqpairs=4".into()],
         print_qemu_args: false,
+        ns_dir: None,
+        capacity: None,
+        lbafs: None,
     };
     args.device_config().expect("config")
 }

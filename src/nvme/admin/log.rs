@@ -7,7 +7,7 @@ use crate::nvme::cmd::{LogPageCmd, ADMIN_OPCODES};
 use crate::nvme::identify;
 use crate::nvme::prp::{to_host_prefix, Mem};
 use crate::nvme::settings::COMPOSITE_TEMPERATURE;
-use crate::nvme::spec::{io_op, log, put_ascii, put_u16, put_u32, put_u64, status};
+use crate::nvme::spec::{admin_op, io_op, log, put_ascii, put_u16, put_u32, put_u64, status};
 use crate::nvme::spec::{Status, PAGE_SIZE};
 use crate::nvme::state::Shared;
 use crate::nvme::ControllerConfig;
@@ -80,12 +80,23 @@ fn firmware_slot_log() -> Vec<u8> {
 
 /// Commands Supported and Effects: CSUPP for every command we run, LBCC for the ones
 /// that change logical block content. Copy is listed only when `--ctrl copy=on`.
+/// Namespace Management and Attachment change the namespace inventory (NIC) and Format
+/// NVM a namespace's capabilities (NCC), so that a host rescans when they complete;
+/// Format also wants no other command to its namespace meanwhile (CSE 001b).
 fn effects_log(cfg: &ControllerConfig) -> Vec<u8> {
     const CSUPP: u32 = 1;
     const LBCC: u32 = 1 << 1;
+    const NCC: u32 = 1 << 2;
+    const NIC: u32 = 1 << 3;
+    const CSE_NAMESPACE: u32 = 1 << 16;
     let mut b = vec![0u8; 4096];
     for op in ADMIN_OPCODES {
-        put_u32(&mut b, op as usize * 4, CSUPP);
+        let fx = match op {
+            admin_op::NAMESPACE_MANAGEMENT | admin_op::NAMESPACE_ATTACHMENT => NIC | NCC,
+            admin_op::FORMAT_NVM => LBCC | NCC | CSE_NAMESPACE,
+            _ => 0,
+        };
+        put_u32(&mut b, op as usize * 4, CSUPP | fx);
     }
     for (op, fx) in crate::nvme::io::SUPPORTED {
         if *op == io_op::COPY && !cfg.copy {

@@ -5,6 +5,7 @@
 
 mod features;
 mod log;
+pub(crate) mod ns_mgmt;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,6 +53,9 @@ pub(crate) fn run(inner: &Arc<Shared>, mem: &Mem, cmd: &AdminCmd) -> Outcome {
         AdminCmd::DoorbellBufferConfig { shadow, event_idx } => {
             inner.set_dbbuf(mem, *shadow, *event_idx).map(|_| 0).into()
         }
+        AdminCmd::NamespaceManagement(c) => ns_mgmt::manage(inner, mem, c).into(),
+        AdminCmd::NamespaceAttachment(c) => ns_mgmt::attach(inner, mem, c).into(),
+        AdminCmd::FormatNvm(c) => ns_mgmt::format(inner, c).into(),
         AdminCmd::Unknown(_) => Outcome::err(status::INVALID_OPCODE.dnr()),
     }
 }

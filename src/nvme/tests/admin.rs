@@ -187,7 +187,10 @@ fn identify_controller_fields() {
         0xf
     );
     let oacs = u16::from_le_bytes([d[id_ctrl::OACS], d[id_ctrl::OACS + 1]]);
-    assert_eq!(oacs, id_ctrl::OACS_DBBUF);
+    assert_eq!(
+        oacs,
+        id_ctrl::OACS_DBBUF | id_ctrl::OACS_FORMAT | id_ctrl::OACS_NS_MGMT
+    );
     assert_eq!(d[id_ctrl::VWC], 0x07);
     assert_eq!(get_u32(&d, id_ctrl::SGLS) & 3, 1);
     assert_eq!(d[id_ctrl::AERL], crate::nvme::settings::AERL);
@@ -214,8 +217,9 @@ fn identify_namespace_fields() {
     assert_eq!(get_u64(&d, id_ns::NSZE), 2048);
     assert_eq!(get_u64(&d, id_ns::NCAP), 2048);
     assert_eq!(get_u64(&d, id_ns::NUSE), 2048);
-    assert_eq!(d[id_ns::NLBAF], 0);
-    assert_eq!(d[id_ns::FLBAS], 0);
+    assert_eq!(d[id_ns::NLBAF], 7, "the eight default formats");
+    assert_eq!(d[id_ns::FLBAS], 4, "format 4 is 4096+0");
+    assert_eq!(get_u32(&d, id_ns::LBAF0 + 16), 12 << 16);
     assert_eq!(d[id_ns::DLFEAT], 0x09);
     assert_eq!(u16::from_le_bytes([d[74], d[75]]), 8);
     assert_eq!(get_u32(&d, 76), 64);
@@ -223,7 +227,7 @@ fn identify_namespace_fields() {
     assert_eq!(d[id_ns::NSATTR], 1);
     assert_eq!(&d[104..120], &[0x11; 16]);
     assert_eq!(&d[120..128], &[0x22; 8]);
-    assert_eq!((get_u32(&d, id_ns::LBAF0) >> 16) & 0xff, 12);
+    assert_eq!((get_u32(&d, id_ns::LBAF0) >> 16) & 0xff, 9, "format 0 is 512+0");
     // Allocated namespace (CNS 0x11) is the same structure.
     assert_eq!(h.identify(cns::ALLOCATED_NAMESPACE, 2, 0).1, d);
     // Inactive but valid nsid: all zeroes. nsid 0 or > NN: Invalid Namespace.
@@ -296,7 +300,7 @@ fn identify_lists_descriptors_and_cs_variants() {
     assert!(c.ok());
     assert_eq!(d[13], 1, "namespace ready");
     // Unsupported CNS values are Invalid Field with DNR.
-    for cns_v in [0x04u8, 0x12, 0x13, 0x1c, 0xff] {
+    for cns_v in [0x04u8, 0x14, 0x1c, 0xff] {
         let (c, _) = h.identify(cns_v, 1, 0);
         assert_eq!(c.sc(), (0, 0x02), "cns {cns_v:#x}");
         assert!(c.status.is_dnr());
@@ -612,7 +616,7 @@ fn abort_keep_alive_unknown_opcode() {
         })
         .ok());
     let c = h.admin(Sqe {
-        opcode: 0x80,
+        opcode: 0xc5,
         ..Default::default()
     });
     assert_eq!(c.sc(), (0, 0x01));

@@ -313,15 +313,21 @@ fn identify_shows_the_format() {
     )]);
     let (c, id) = h.identify(0, 1, 0);
     assert!(c.ok());
-    assert_eq!(id[26], 0x10, "FLBAS: format 0, extended");
+    assert_eq!(id[26], 0x16, "FLBAS: format 6 (4096+16), extended");
     assert_eq!((id[27], id[28], id[29]), (0x03, 0x1f, 0x3 | 0x8));
+    assert_eq!(id[25], 7, "NLBAF: the eight default formats");
     assert_eq!(
-        u32::from_le_bytes(id[128..132].try_into().unwrap()),
+        u32::from_le_bytes(id[152..156].try_into().unwrap()),
         12 << 16 | 16
     );
     let (c, nvm) = h.identify(5, 1, 0);
     assert!(c.ok());
     assert_eq!(u32::from_le_bytes(nvm[12..16].try_into().unwrap()), 2 << 7);
+    assert_eq!(
+        u32::from_le_bytes(nvm[36..40].try_into().unwrap()),
+        2 << 7,
+        "ELBAF6"
+    );
     let (_, ctrl) = h.identify(1, 0, 0);
     assert_ne!(
         u32::from_le_bytes(ctrl[96..100].try_into().unwrap()) & 1 << 15,
