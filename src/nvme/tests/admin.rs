@@ -241,7 +241,8 @@ fn identify_namespace_fields() {
     let (c, d) = h.identify(cns::NAMESPACE, NSID_ALL, 0);
     assert!(c.ok());
     assert_eq!(get_u64(&d, id_ns::NSZE), 0);
-    assert_eq!((get_u32(&d, id_ns::LBAF0) >> 16) & 0xff, 12);
+    assert_eq!(d[id_ns::NLBAF], 7, "the formats a created namespace may use");
+    assert_eq!((get_u32(&d, id_ns::LBAF0) >> 16) & 0xff, 9);
 }
 
 #[test]
