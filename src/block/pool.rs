@@ -70,7 +70,6 @@ impl StorePool {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,7 +46,10 @@ impl Controller {
         let formats: Arc<[super::namespace::LbaFormat]> = Arc::from(cfg.lbafs.clone());
         for ns in namespaces {
             let nsid = ns.nsid;
-            if map.insert(nsid, Arc::new(ns.with_formats(&formats))).is_some() {
+            if map
+                .insert(nsid, Arc::new(ns.with_formats(&formats)))
+                .is_some()
+            {
                 log::warn!("namespace {nsid} given twice; the last one wins");
             }
         }

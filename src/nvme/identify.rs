@@ -206,7 +206,11 @@ pub(crate) fn controller(inner: &Shared) -> Vec<u8> {
 fn put_lbafs(b: &mut [u8], formats: &[LbaFormat]) {
     b[id_ns::NLBAF] = formats.len().saturating_sub(1) as u8;
     for (i, f) in formats.iter().enumerate() {
-        put_u32(b, id_ns::LBAF0 + 4 * i, (f.lbads as u32) << 16 | f.ms as u32);
+        put_u32(
+            b,
+            id_ns::LBAF0 + 4 * i,
+            (f.lbads as u32) << 16 | f.ms as u32,
+        );
     }
 }
 
@@ -264,7 +268,11 @@ pub(crate) fn namespace_common(inner: &Shared) -> Vec<u8> {
 /// A namespace list: the ids greater than `after`, ascending, 1024 at most.
 pub(crate) fn ns_list(ids: impl Iterator<Item = u32>, after: u32) -> Vec<u8> {
     let mut b = zeroes();
-    for (i, id) in ids.filter(|&id| id > after).take(IDENTIFY_SIZE / 4).enumerate() {
+    for (i, id) in ids
+        .filter(|&id| id > after)
+        .take(IDENTIFY_SIZE / 4)
+        .enumerate()
+    {
         put_u32(&mut b, i * 4, id);
     }
     b

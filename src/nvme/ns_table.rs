@@ -226,7 +226,9 @@ impl NamespaceTable {
         }
         if spec.shared {
             // CMIC is 0: one controller, no shared namespaces.
-            log::info!("namespace create: NMIC asks for a shared namespace; there is one controller");
+            log::info!(
+                "namespace create: NMIC asks for a shared namespace; there is one controller"
+            );
             return Err(status::INVALID_FIELD.dnr());
         }
         let meta = meta_format(f, spec.extended, spec.pi, spec.pi_first, PIF_16)?;
@@ -245,7 +247,10 @@ impl NamespaceTable {
             (1..=self.nn()).find(|id| !slots.contains_key(id))
         };
         let Some(nsid) = nsid else {
-            log::info!("namespace create: all {} namespace ids are in use", self.nn());
+            log::info!(
+                "namespace create: all {} namespace ids are in use",
+                self.nn()
+            );
             return Err(status::NS_ID_UNAVAILABLE.dnr());
         };
         let volume = self

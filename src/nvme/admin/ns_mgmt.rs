@@ -62,7 +62,9 @@ pub(super) fn manage(inner: &Shared, mem: &Mem, c: &NsManagementCmd) -> Result<u
 pub(crate) fn controller_list(b: &[u8]) -> Result<Vec<u16>, Status> {
     let n = u16::from_le_bytes([b[0], b[1]]) as usize;
     if n > MAX_CONTROLLERS {
-        log::info!("namespace attachment: controller list of {n} entries (at most {MAX_CONTROLLERS})");
+        log::info!(
+            "namespace attachment: controller list of {n} entries (at most {MAX_CONTROLLERS})"
+        );
         return Err(status::CONTROLLER_LIST_INVALID.dnr());
     }
     Ok((0..n)

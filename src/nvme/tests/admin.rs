@@ -227,7 +227,11 @@ fn identify_namespace_fields() {
     assert_eq!(d[id_ns::NSATTR], 1);
     assert_eq!(&d[104..120], &[0x11; 16]);
     assert_eq!(&d[120..128], &[0x22; 8]);
-    assert_eq!((get_u32(&d, id_ns::LBAF0) >> 16) & 0xff, 9, "format 0 is 512+0");
+    assert_eq!(
+        (get_u32(&d, id_ns::LBAF0) >> 16) & 0xff,
+        9,
+        "format 0 is 512+0"
+    );
     // Allocated namespace (CNS 0x11) is the same structure.
     assert_eq!(h.identify(cns::ALLOCATED_NAMESPACE, 2, 0).1, d);
     // Inactive but valid nsid: all zeroes. nsid 0 or > NN: Invalid Namespace.
@@ -241,7 +245,11 @@ fn identify_namespace_fields() {
     let (c, d) = h.identify(cns::NAMESPACE, NSID_ALL, 0);
     assert!(c.ok());
     assert_eq!(get_u64(&d, id_ns::NSZE), 0);
-    assert_eq!(d[id_ns::NLBAF], 7, "the formats a created namespace may use");
+    assert_eq!(
+        d[id_ns::NLBAF],
+        7,
+        "the formats a created namespace may use"
+    );
     assert_eq!((get_u32(&d, id_ns::LBAF0) >> 16) & 0xff, 9);
 }
 

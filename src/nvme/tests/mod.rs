@@ -317,6 +317,7 @@ impl Host {
 pub(crate) mod admin;
 pub(crate) mod copy;
 mod io;
+mod ns_mgmt;
 mod pi;
 mod poll;
 
