@@ -257,7 +257,7 @@ fn every_change_of_an_attached_namespace_is_announced() {
         opcode: admin_op::ASYNC_EVENT_REQUEST,
         ..Default::default()
     };
-    let mut expect_event = |h: &mut Host, nsids: &[u32]| {
+    let expect_event = |h: &mut Host, nsids: &[u32]| {
         let cid = h.submit(0, aer);
         let c = h.reap(0);
         assert_eq!((c.cid, c.dw0), (cid, AerState::NS_ATTR_CHANGED_DW0));
