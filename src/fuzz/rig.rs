@@ -203,9 +203,13 @@ pub struct Rig {
     after: Vec<u8>,
     /// The cache key of the controller.
     key: String,
+    /// The namespaces as built, restored before every case.
+    saved: Vec<Arc<Namespace>>,
 }
 
-type Parts = (Arc<Controller>, GuestMemory);
+/// A cached controller, its memory, and its namespaces as built (a case may delete,
+/// detach or format them; the next case gets these back).
+type Parts = (Arc<Controller>, GuestMemory, Vec<Arc<Namespace>>);
 
 static CACHE: Mutex<BTreeMap<String, Vec<Parts>>> = Mutex::new(BTreeMap::new());
 
@@ -232,7 +236,12 @@ fn build(cfg: &ControllerConfig, ns: &[NsSpec], has_b: bool) -> Parts {
         })
         .collect();
     let lab = Arc::new(crate::experiment::Experiment::new());
-    (Controller::new(cfg, namespaces, lab), mem)
+    let ctrl = Controller::new(cfg, namespaces, lab);
+    let saved = ns
+        .iter()
+        .map(|s| ctrl.namespace(s.nsid).expect("rig namespace"))
+        .collect();
+    (ctrl, mem, saved)
 }
 
 impl Drop for Rig {
@@ -241,7 +250,7 @@ impl Drop for Rig {
         if std::thread::panicking() {
             return;
         }
-        let parts = (self.ctrl.clone(), self.mem.clone());
+        let parts = (self.ctrl.clone(), self.mem.clone(), self.saved.clone());
         lock_cache()
             .entry(std::mem::take(&mut self.key))
             .or_default()
@@ -260,10 +269,11 @@ impl Rig {
     pub fn new(cfg: ControllerConfig, ns: Vec<NsSpec>, has_b: bool) -> Rig {
         let key = format!("{cfg:?}/{has_b}");
         let cached = lock_cache().get_mut(&key).and_then(|v| v.pop());
-        let (ctrl, mem) = match cached {
+        let (ctrl, mem, saved) = match cached {
             Some(c) => c,
             None => build(&cfg, &ns, has_b),
         };
+        ctrl.restore_namespaces(&saved);
         for s in &ns {
             let n = ctrl.namespace(s.nsid).expect("rig namespace");
             if s.meta.ms != 0 {
@@ -294,6 +304,7 @@ impl Rig {
             before: Vec::new(),
             after: Vec::new(),
             key,
+            saved,
         };
         // Queues zeroed, everything else canary.
         rig.write(ASQ, &[0u8; (0x6000 - ASQ) as usize]);

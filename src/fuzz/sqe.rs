@@ -122,10 +122,10 @@ fn walk_check(rig: &Rig, d: &Dptr, len: u64) {
 
 /// How many bytes a command moves, as the host means it (for building its pointer).
 fn transfer_len(rig: &Rig, qid: u16, sqe: &Sqe) -> u64 {
-    let spec = rig.ns.iter().find(|s| s.nsid == sqe.nsid);
-    let mut bs = spec.map_or(512, |s| s.block_size);
+    let spec = current_format(rig, sqe.nsid);
+    let mut bs = spec.map_or(512, |s| s.0);
     // Extended LBAs: each block's metadata follows its data in the data buffer.
-    if let Some(m) = spec.map(|s| s.meta).filter(|m| m.extended) {
+    if let Some(m) = spec.map(|s| s.1).filter(|m| m.extended) {
         if m.transfers_meta(((sqe.cdw12 >> 26) & 0xf) as u8) {
             bs += m.ms as u64;
         }
@@ -147,14 +147,21 @@ fn transfer_len(rig: &Rig, qid: u16, sqe: &Sqe) -> u64 {
     }
 }
 
+/// The block size and metadata format of namespace `nsid` as it is now (a Format NVM
+/// earlier in the case may have changed them), if it is attached.
+fn current_format(rig: &Rig, nsid: u32) -> Option<(u64, crate::nvme::protection::MetaFormat)> {
+    rig.ctrl
+        .namespace(nsid)
+        .map(|ns| (ns.block_size(), *ns.meta()))
+}
+
 /// Where a Read on a namespace with separate metadata may write its metadata: MPTR's
 /// contiguous buffer (PSDT 00b/01b), or the SGL MPTR points to (PSDT 10b), walked as
 /// the spec says (the model's walker: a descriptor list it refuses is written nowhere).
 fn metadata_writable(rig: &Rig, sqe: &Sqe) -> Vec<Range<u64>> {
-    let Some(s) = rig.ns.iter().find(|s| s.nsid == sqe.nsid) else {
+    let Some((_, m)) = current_format(rig, sqe.nsid) else {
         return Vec::new();
     };
-    let m = s.meta;
     let prinfo = ((sqe.cdw12 >> 26) & 0xf) as u8;
     if sqe.opcode != io_op::READ || m.extended || !m.transfers_meta(prinfo) {
         return Vec::new();

@@ -195,6 +195,22 @@ impl NamespaceTable {
         self.allocated(nsid).ok_or(status::INVALID_FIELD.dnr())
     }
 
+    /// Back to exactly `namespaces`, all attached (the fuzz rig's reuse of controllers).
+    #[cfg(any(test, feature = "fuzz"))]
+    pub fn restore(&self, namespaces: &[Arc<Namespace>]) {
+        let _g = lock(&self.change);
+        *write(&self.slots) = namespaces
+            .iter()
+            .map(|ns| {
+                let slot = Slot {
+                    ns: ns.clone(),
+                    attached: true,
+                };
+                (ns.nsid, slot)
+            })
+            .collect();
+    }
+
     /// Namespace Management create: allocates the lowest free nsid and its space,
     /// detached. Returns the nsid.
     pub fn create(&self, spec: &CreateSpec) -> Result<u32, Status> {

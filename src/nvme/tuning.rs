@@ -105,6 +105,14 @@ fn refused(s: super::spec::Status) -> String {
 }
 
 impl Controller {
+    /// Makes `namespaces` (as they were when the controller was built) the only ones,
+    /// all attached, whatever a host created, deleted, detached or formatted since: the
+    /// fuzz rig reuses controllers across cases. No events.
+    #[cfg(any(test, feature = "fuzz"))]
+    pub(crate) fn restore_namespaces(&self, namespaces: &[std::sync::Arc<super::Namespace>]) {
+        self.shared().namespaces.restore(namespaces);
+    }
+
     /// Every allocated namespace, attached or not, by increasing nsid.
     pub fn allocated_namespaces(&self) -> Vec<AllocatedNamespace> {
         self.shared()
