@@ -166,6 +166,24 @@ pub fn value_u64(v: &Value) -> Result<u64, String> {
     }
 }
 
+/// A size in bytes: a number, or a string with a K/M/G/T suffix (powers of 1024).
+pub fn value_size(v: &Value) -> Result<u64, String> {
+    if let Value::String(s) = v {
+        let t = s.trim();
+        let (num, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+            Some('K') => (&t[..t.len() - 1], 10),
+            Some('M') => (&t[..t.len() - 1], 20),
+            Some('G') => (&t[..t.len() - 1], 30),
+            Some('T') => (&t[..t.len() - 1], 40),
+            _ => (t, 0),
+        };
+        return parse_u64_str(num)
+            .and_then(|n| n.checked_mul(1u64 << shift))
+            .ok_or_else(|| format!("'{s}' is not a size (e.g. 4096, 64M)"));
+    }
+    value_u64(v)
+}
+
 fn parse_u64_str(s: &str) -> Option<u64> {
     let t = s.trim();
     match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
@@ -570,7 +588,7 @@ pub fn execute(ctx: &Context, name: &str, args: &Map<String, Value>) -> Result<V
             };
             let blocks = match (
                 a.opt("blocks", value_u64).map_err(g)?,
-                a.opt("size", value_u64).map_err(g)?,
+                a.opt("size", value_size).map_err(g)?,
             ) {
                 (Some(b), None) => b,
                 (None, Some(sz)) => sz / f.bytes_per_block(),
