@@ -49,6 +49,8 @@ pub enum OpKind {
     Compare,
     Verify,
     Copy,
+    /// NVMe Write Uncorrectable (mark blocks unreadable).
+    WriteUncorrectable,
     /// virtio-blk GET_ID.
     GetId,
     /// An NVMe admin command.
@@ -59,7 +61,7 @@ pub enum OpKind {
 
 impl OpKind {
     /// Every kind, in a fixed order (for tables indexed by kind).
-    pub const ALL: [OpKind; 11] = [
+    pub const ALL: [OpKind; 12] = [
         OpKind::Read,
         OpKind::Write,
         OpKind::Flush,
@@ -68,6 +70,7 @@ impl OpKind {
         OpKind::Compare,
         OpKind::Verify,
         OpKind::Copy,
+        OpKind::WriteUncorrectable,
         OpKind::GetId,
         OpKind::Admin,
         OpKind::Other,
@@ -88,6 +91,7 @@ impl OpKind {
             OpKind::Compare => "compare",
             OpKind::Verify => "verify",
             OpKind::Copy => "copy",
+            OpKind::WriteUncorrectable => "write-uncorrectable",
             OpKind::GetId => "get-id",
             OpKind::Admin => "admin",
             OpKind::Other => "other",

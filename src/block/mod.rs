@@ -12,6 +12,7 @@ pub mod file;
 pub mod memfd;
 pub mod pool;
 pub mod store;
+pub mod unreadable;
 pub mod uring;
 pub mod volume;
 

@@ -19,6 +19,7 @@ use vm_memory::VolatileSlice;
 
 use super::file::OpenError;
 use super::store::{move_within, same_file, CopyError, Store, BOUNCE_LIMIT};
+use super::unreadable::{Full, Unreadable};
 use super::{memfd, FileStore};
 
 /// Why a block operation failed. Host-memory faults (the buffer the data moves to or
@@ -42,6 +43,12 @@ pub enum BlockError {
     Miscompare,
     /// A metadata operation on a volume without metadata (a caller's bug).
     NoMetadata,
+    /// The read reached a block marked unreadable ([`Volume::mark_unreadable`]); `lba`
+    /// is the first such block.
+    Unreadable { lba: u64 },
+    /// Marking blocks unreadable needs more ranges than the volume keeps
+    /// ([`super::unreadable::MAX_RANGES`]).
+    TooManyUnreadable,
 }
 
 impl std::fmt::Display for BlockError {
@@ -57,6 +64,12 @@ impl std::fmt::Display for BlockError {
             BlockError::Flush(e) => write!(f, "flush failed: {e}"),
             BlockError::Miscompare => f.write_str("data differs"),
             BlockError::NoMetadata => f.write_str("the volume has no metadata"),
+            BlockError::Unreadable { lba } => write!(f, "block {lba} is marked unreadable"),
+            BlockError::TooManyUnreadable => write!(
+                f,
+                "more than {} ranges marked unreadable",
+                super::unreadable::MAX_RANGES
+            ),
         }
     }
 }
@@ -99,6 +112,8 @@ pub struct Volume {
     /// never written (a sparse file's holes, a fresh memfd) read as all ones.
     meta_size: u64,
     meta_base: u64,
+    /// Blocks marked unreadable until written again (in memory only).
+    unreadable: Unreadable,
 }
 
 impl std::fmt::Debug for Volume {
@@ -201,6 +216,7 @@ impl Volume {
             read_only,
             meta_size: 0,
             meta_base: 0,
+            unreadable: Unreadable::default(),
         })
     }
 
@@ -249,7 +265,37 @@ impl Volume {
         self.store
             .punch_hole(0, self.store.size())
             .map_err(BlockError::Write)?;
+        self.unreadable.clear_all();
         self.store.flush().map_err(BlockError::Write)
+    }
+
+    /// Marks the blocks unreadable: reads of them fail ([`BlockError::Unreadable`])
+    /// until they are written, zeroed, discarded, copied onto or erased. The marks live
+    /// in memory only (not across a restart of the process).
+    pub fn mark_unreadable(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {
+        self.check_writable(lba, blocks)?;
+        self.unreadable
+            .mark(lba, blocks)
+            .map_err(|Full| BlockError::TooManyUnreadable)
+    }
+
+    /// The ranges marked unreadable within `blocks` blocks from `lba` (clipped to it),
+    /// at most `max`, as (first block, blocks); and whether more were left out.
+    pub fn unreadable_ranges(&self, lba: u64, blocks: u64, max: usize) -> (Vec<(u64, u64)>, bool) {
+        self.unreadable.ranges_in(lba, blocks, max)
+    }
+
+    /// Blocks marked unreadable, and the number of changes to the marks so far.
+    pub fn unreadable_summary(&self) -> (u64, u64) {
+        (self.unreadable.blocks(), self.unreadable.generation())
+    }
+
+    /// Fails when a block of the range is marked unreadable.
+    fn check_readable(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {
+        match self.unreadable.first_in(lba, blocks) {
+            Some(lba) => Err(BlockError::Unreadable { lba }),
+            None => Ok(()),
+        }
     }
 
     /// Metadata bytes per block (0: none).
@@ -350,7 +396,16 @@ impl Volume {
         } else {
             self.check(lba, blocks)?
         };
-        Ok(self.store.raw_fd().map(|fd| (fd, off)))
+        let fd = self.store.raw_fd();
+        if fd.is_some() {
+            if write {
+                // The caller writes them (a failed write leaves them unmarked).
+                self.unreadable.clear(lba, blocks);
+            } else {
+                self.check_readable(lba, blocks)?;
+            }
+        }
+        Ok(fd.map(|fd| (fd, off)))
     }
 
     /// True if `blocks` blocks from `lba` lie inside the volume.
@@ -388,6 +443,7 @@ impl Volume {
     pub fn read(&self, lba: u64, slices: &[VolatileSlice<'_>]) -> Result<(), BlockError> {
         let blocks = self.blocks_of(slices);
         let (off, _) = self.check(lba, blocks)?;
+        self.check_readable(lba, blocks)?;
         self.store.read_to_slices(off, slices).map_err(read_err)
     }
 
@@ -403,20 +459,25 @@ impl Volume {
         self.store
             .write_from_slices(off, slices)
             .map_err(write_err)?;
+        self.unreadable.clear(lba, blocks);
         self.durable(fua)
     }
 
     /// Reads whole blocks from `lba` into `buf` (bounce buffers of callers that look at
     /// the bytes).
     pub fn read_buf(&self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        let (off, _) = self.check(lba, (buf.len() as u64).div_ceil(self.block_size))?;
+        let blocks = (buf.len() as u64).div_ceil(self.block_size);
+        let (off, _) = self.check(lba, blocks)?;
+        self.check_readable(lba, blocks)?;
         self.store.read(off, buf).map_err(BlockError::Read)
     }
 
     /// Writes whole blocks at `lba` from `buf`; with `fua` durable when this returns.
     pub fn write_buf(&self, lba: u64, buf: &[u8], fua: bool) -> Result<(), BlockError> {
-        let (off, _) = self.check_writable(lba, (buf.len() as u64).div_ceil(self.block_size))?;
+        let blocks = (buf.len() as u64).div_ceil(self.block_size);
+        let (off, _) = self.check_writable(lba, blocks)?;
         self.store.write(off, buf).map_err(BlockError::Write)?;
+        self.unreadable.clear(lba, blocks);
         self.durable(fua)
     }
 
@@ -439,6 +500,7 @@ impl Volume {
             return Ok(());
         }
         self.store.punch_hole(off, len).map_err(BlockError::Write)?;
+        self.unreadable.clear(lba, blocks);
         self.forget_meta(lba, blocks)
     }
 
@@ -459,6 +521,7 @@ impl Volume {
             self.store.write_zeroes(off, len)
         };
         r.map_err(BlockError::Write)?;
+        self.unreadable.clear(lba, blocks);
         if unmap {
             self.forget_meta(lba, blocks)?;
         }
@@ -469,6 +532,7 @@ impl Volume {
     pub fn compare(&self, lba: u64, slices: &[VolatileSlice<'_>]) -> Result<(), BlockError> {
         let blocks = self.blocks_of(slices);
         let (mut off, len) = self.check(lba, blocks)?;
+        self.check_readable(lba, blocks)?;
         let mut stored = vec![0u8; (len as usize).min(BOUNCE_LIMIT)];
         let mut host = vec![0u8; stored.len()];
         for s in slices {
@@ -495,6 +559,7 @@ impl Volume {
     /// Reads the blocks without transferring them (Verify), through a bounded buffer.
     pub fn verify(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {
         let (off, len) = self.check(lba, blocks)?;
+        self.check_readable(lba, blocks)?;
         let mut buf = vec![0u8; (len as usize).min(BOUNCE_LIMIT)];
         let mut done = 0u64;
         while done < len {
@@ -521,6 +586,7 @@ impl Volume {
     ) -> Result<(), BlockError> {
         let (s, _) = src.check(src_lba, blocks)?;
         let (d, len) = self.check_writable(dst_lba, blocks)?;
+        src.check_readable(src_lba, blocks)?;
         let overlap = s < d + len && d < s + len;
         let r = if overlap && (Arc::ptr_eq(self, src) || same_file(src.store(), self.store())) {
             move_within(self.store(), s, d, len)
@@ -543,6 +609,7 @@ impl Volume {
             };
             r.map_err(copy_err)?;
         }
+        self.unreadable.clear(dst_lba, blocks);
         self.durable(fua)
     }
 }

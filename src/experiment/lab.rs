@@ -564,7 +564,7 @@ fn validate_fault(spec: &FaultSpec) -> Result<(), String> {
     if !known_io_opcode(spec.opcode) {
         return Err(format!(
             "opcode: {:#04x} is not an I/O opcode the model runs (flush, write, read, \
-             compare, write-zeroes, dsm, verify, copy)",
+             write-uncorrectable, compare, write-zeroes, dsm, verify, copy)",
             spec.opcode
         ));
     }
@@ -778,7 +778,7 @@ mod tests {
             ),
             (
                 FaultSpec {
-                    opcode: 0x04,
+                    opcode: 0x0d,
                     ..spec(2)
                 },
                 "opcode:",

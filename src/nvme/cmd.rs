@@ -363,6 +363,13 @@ pub enum IoCmd {
         pi: PiFields,
     },
     Copy(CopyCmd),
+    /// Marks blocks unreadable until written.
+    WriteUncorrectable {
+        nsid: u32,
+        slba: u64,
+        /// 1-based.
+        nlb: u32,
+    },
     /// Any other opcode: Invalid Opcode.
     Unknown(u8),
 }
@@ -373,9 +380,9 @@ impl IoCmd {
     pub fn block(&self) -> Option<(u64, u32)> {
         match *self {
             IoCmd::Read(c) | IoCmd::Write(c) | IoCmd::Compare(c) => Some((c.slba, c.nlb)),
-            IoCmd::WriteZeroes { slba, nlb, .. } | IoCmd::Verify { slba, nlb, .. } => {
-                Some((slba, nlb))
-            }
+            IoCmd::WriteZeroes { slba, nlb, .. }
+            | IoCmd::Verify { slba, nlb, .. }
+            | IoCmd::WriteUncorrectable { slba, nlb, .. } => Some((slba, nlb)),
             _ => None,
         }
     }
@@ -391,6 +398,7 @@ impl IoCmd {
             IoCmd::DatasetManagement { .. } => OpKind::Discard,
             IoCmd::Verify { .. } => OpKind::Verify,
             IoCmd::Copy(_) => OpKind::Copy,
+            IoCmd::WriteUncorrectable { .. } => OpKind::WriteUncorrectable,
             IoCmd::Unknown(_) => OpKind::Other,
         }
     }
@@ -437,10 +445,11 @@ fn rw(sqe: &Sqe) -> RwCmd {
 }
 
 /// The NVM command set opcodes [`decode_io`] knows.
-pub const IO_OPCODES: [u8; 8] = [
+pub const IO_OPCODES: [u8; 9] = [
     io_op::FLUSH,
     io_op::WRITE,
     io_op::READ,
+    io_op::WRITE_UNCORRECTABLE,
     io_op::COMPARE,
     io_op::WRITE_ZEROES,
     io_op::DATASET_MANAGEMENT,
@@ -592,6 +601,11 @@ pub fn decode_io(sqe: &Sqe) -> Result<IoCmd, Status> {
         io_op::WRITE => IoCmd::Write(rw(sqe)),
         io_op::READ => IoCmd::Read(rw(sqe)),
         io_op::COMPARE => IoCmd::Compare(rw(sqe)),
+        io_op::WRITE_UNCORRECTABLE => IoCmd::WriteUncorrectable {
+            nsid,
+            slba: sqe.slba(),
+            nlb: nlb(sqe),
+        },
         io_op::WRITE_ZEROES => IoCmd::WriteZeroes {
             nsid,
             slba: sqe.slba(),

@@ -21,6 +21,9 @@ pub(crate) struct Features {
     /// Coalescing Disable per interrupt vector.
     pub vector_cd: Vec<bool>,
     pub aec: u32,
+    /// Write Atomicity Normal's Disable Normal bit (no effect: every write is atomic
+    /// only up to AWUN = AWUPF = 0, one block, either way).
+    pub write_atomicity: u32,
     /// Timestamp set by the host: (milliseconds, when).
     pub timestamp: Option<(u64, Instant)>,
     pub host_behavior: [u8; HOST_BEHAVIOR_SIZE],
@@ -41,6 +44,7 @@ impl Features {
             interrupt_coalescing: 0,
             vector_cd: vec![false; cfg.max_ioqpairs as usize + 1],
             aec: 0,
+            write_atomicity: 0,
             timestamp: None,
             host_behavior,
         }

@@ -27,6 +27,7 @@ pub const FIRMWARE_REVISION: &str = env!("CARGO_PKG_VERSION");
 
 /// Optional NVM Command Support without Copy (`--ctrl copy=on` adds bit 8).
 pub const ONCS_BASE: u16 = id_ctrl::ONCS_COMPARE
+    | id_ctrl::ONCS_WRITE_UNCORRECTABLE
     | id_ctrl::ONCS_DSM
     | id_ctrl::ONCS_WRITE_ZEROES
     | id_ctrl::ONCS_FEATURES_SAVE_SELECT

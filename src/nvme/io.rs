@@ -1,5 +1,5 @@
-//! NVM command set I/O commands: Read, Write, Flush, Write Zeroes, Dataset Management,
-//! Compare and Verify. Each command arrives decoded ([`IoCmd`]) and is checked here
+//! NVM command set I/O commands: Read, Write, Flush, Write Uncorrectable, Write Zeroes,
+//! Dataset Management, Compare and Verify. Each command arrives decoded ([`IoCmd`]) and is checked here
 //! (namespace, write protection, MDTS, LBA range), its data buffer is resolved completely
 //! into guest memory, and only then does the store move bytes — straight between the
 //! file and guest memory.
@@ -42,6 +42,7 @@ pub const SUPPORTED: &[(u8, bool)] = &[
     (io_op::FLUSH, false),
     (io_op::WRITE, true),
     (io_op::READ, false),
+    (io_op::WRITE_UNCORRECTABLE, true),
     (io_op::COMPARE, false),
     (io_op::WRITE_ZEROES, true),
     (io_op::DATASET_MANAGEMENT, true),
@@ -189,6 +190,9 @@ fn run(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd) -> Result<u32, Status> {
         IoCmd::Verify {
             nsid, slba, nlb, ..
         } => verify(ctx, nsid, slba, nlb as u64),
+        IoCmd::WriteUncorrectable { nsid, slba, nlb } => {
+            write_uncorrectable(ctx, nsid, slba, nlb as u64)
+        }
         // Copy with `--ctrl copy=off`, and every opcode not decoded.
         IoCmd::Copy(_) | IoCmd::Unknown(_) => Err(status::INVALID_OPCODE.dnr()),
     }
@@ -408,6 +412,25 @@ fn dataset_management(
             )
         })?;
     }
+    Ok(0)
+}
+
+/// Marks the blocks unreadable: Read, Compare, Verify and Copy from them end with
+/// Unrecovered Read Error until they are written again. No data moves, so MDTS does not
+/// apply; a namespace with metadata is marked the same way.
+fn write_uncorrectable(ctx: &IoCtx, nsid: u32, slba: u64, nlb: u64) -> Result<u32, Status> {
+    let ns = namespace(ctx, nsid)?;
+    check_writable(&ns)?;
+    check_range(&ns, slba, nlb)?;
+    ns.volume().mark_unreadable(slba, nlb).map_err(|e| {
+        of_block(
+            &format!(
+                "write uncorrectable on namespace {} at LBA {slba}+{nlb}",
+                ns.nsid
+            ),
+            &e,
+        )
+    })?;
     Ok(0)
 }
 

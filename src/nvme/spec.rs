@@ -247,6 +247,8 @@ pub mod io_op {
     pub const FLUSH: u8 = 0x00;
     pub const WRITE: u8 = 0x01;
     pub const READ: u8 = 0x02;
+    /// Write Uncorrectable: marks blocks so that reads of them fail until written.
+    pub const WRITE_UNCORRECTABLE: u8 = 0x04;
     pub const COMPARE: u8 = 0x05;
     pub const WRITE_ZEROES: u8 = 0x08;
     pub const DATASET_MANAGEMENT: u8 = 0x09;
@@ -339,6 +341,8 @@ pub mod feat {
     pub const NUMBER_OF_QUEUES: u8 = 0x07;
     pub const INTERRUPT_COALESCING: u8 = 0x08;
     pub const INTERRUPT_VECTOR_CONFIG: u8 = 0x09;
+    /// Write Atomicity Normal: DW11 bit 0, Disable Normal (only AWUPF then applies).
+    pub const WRITE_ATOMICITY: u8 = 0x0a;
     pub const ASYNC_EVENT_CONFIG: u8 = 0x0b;
     pub const TIMESTAMP: u8 = 0x0e;
     pub const HOST_BEHAVIOR_SUPPORT: u8 = 0x16;
@@ -430,6 +434,7 @@ pub mod id_ctrl {
     /// OAES bit 8: Namespace Attribute Notices.
     pub const OAES_NS_ATTR: u32 = 1 << 8;
     pub const ONCS_COMPARE: u16 = 1 << 0;
+    pub const ONCS_WRITE_UNCORRECTABLE: u16 = 1 << 1;
     pub const ONCS_DSM: u16 = 1 << 2;
     pub const ONCS_WRITE_ZEROES: u16 = 1 << 3;
     pub const ONCS_FEATURES_SAVE_SELECT: u16 = 1 << 4;

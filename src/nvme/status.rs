@@ -11,14 +11,18 @@ pub fn of_block(what: &str, e: &BlockError) -> Status {
         BlockError::OutOfRange { .. } => status::LBA_OUT_OF_RANGE,
         BlockError::ReadOnly => status::NAMESPACE_WRITE_PROTECTED,
         BlockError::HostMemory(_) => status::DATA_TRANSFER_ERROR,
-        BlockError::Read(_) => status::UNRECOVERED_READ_ERROR,
+        BlockError::Read(_) | BlockError::Unreadable { .. } => status::UNRECOVERED_READ_ERROR,
+        BlockError::TooManyUnreadable => status::INTERNAL_ERROR,
         BlockError::Write(_) => status::WRITE_FAULT,
         BlockError::Flush(_) | BlockError::NoMetadata => status::INTERNAL_ERROR,
         BlockError::Miscompare => status::COMPARE_FAILURE,
     }
     .dnr();
     match e {
-        BlockError::OutOfRange { .. } | BlockError::ReadOnly | BlockError::Miscompare => {
+        BlockError::OutOfRange { .. }
+        | BlockError::ReadOnly
+        | BlockError::Miscompare
+        | BlockError::Unreadable { .. } => {
             log::debug!("{what}: {e} (status {:#06x})", st.0)
         }
         _ => log::warn!("{what}: {e} (status {:#06x})", st.0),

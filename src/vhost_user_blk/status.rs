@@ -19,7 +19,9 @@ pub fn of_block(err: &BlockError, what: &dyn std::fmt::Display) -> u8 {
         | BlockError::Write(_)
         | BlockError::Flush(_)
         | BlockError::Miscompare
-        | BlockError::NoMetadata => S_IOERR,
+        | BlockError::NoMetadata
+        | BlockError::Unreadable { .. }
+        | BlockError::TooManyUnreadable => S_IOERR,
     };
     log::warn!("{what}: {err}: status {}", name(status));
     status

@@ -23,6 +23,7 @@ fn known_feature(fid: u8) -> bool {
             | feat::NUMBER_OF_QUEUES
             | feat::INTERRUPT_COALESCING
             | feat::INTERRUPT_VECTOR_CONFIG
+            | feat::WRITE_ATOMICITY
             | feat::ASYNC_EVENT_CONFIG
             | feat::TIMESTAMP
             | feat::HOST_BEHAVIOR_SUPPORT
@@ -115,6 +116,7 @@ pub(super) fn set(inner: &Shared, mem: &Mem, c: &SetFeaturesCmd) -> Result<u32, 
                 None => return Err(status::INVALID_FIELD.dnr()),
             }
         }
+        feat::WRITE_ATOMICITY => lock(&inner.features).write_atomicity = v & 1,
         feat::ASYNC_EVENT_CONFIG => lock(&inner.features).aec = v & 0x1ff,
         feat::TIMESTAMP => {
             let b = from_host(mem, &c.dptr, 8)?;
@@ -173,6 +175,7 @@ pub(super) fn get(inner: &Shared, mem: &Mem, c: &GetFeaturesCmd) -> Result<u32, 
                 None => return Err(status::INVALID_FIELD.dnr()),
             }
         }
+        feat::WRITE_ATOMICITY => f.write_atomicity,
         feat::ASYNC_EVENT_CONFIG => f.aec,
         feat::TIMESTAMP => {
             to_host(mem, &c.dptr, &timestamp_bytes(&f, inner.started))?;

@@ -180,7 +180,11 @@ fn identify_controller_fields() {
     assert_eq!(d[id_ctrl::CQES], 0x44);
     assert_eq!(get_u32(&d, id_ctrl::NN), 256);
     let oncs = u16::from_le_bytes([d[id_ctrl::ONCS], d[id_ctrl::ONCS + 1]]);
-    assert_eq!(oncs & 0x8f, 0x8d, "Compare, DSM, Write Zeroes, Verify");
+    assert_eq!(
+        oncs & 0x8f,
+        0x8f,
+        "Compare, Write Uncorrectable, DSM, Write Zeroes, Verify"
+    );
     assert_eq!(oncs & id_ctrl::ONCS_COPY, id_ctrl::ONCS_COPY);
     assert_eq!(
         u16::from_le_bytes([d[id_ctrl::OCFS], d[id_ctrl::OCFS + 1]]),
@@ -459,6 +463,16 @@ fn features() {
         get(&mut h, feat::INTERRUPT_VECTOR_CONFIG, 65).sc(),
         (0, 0x02)
     );
+    // Write Atomicity Normal: DN (bit 0) kept, other bits ignored.
+    assert_eq!(get(&mut h, feat::WRITE_ATOMICITY, 0).dw0, 0);
+    assert!(h
+        .admin(feat_sqe(
+            admin_op::SET_FEATURES,
+            feat::WRITE_ATOMICITY,
+            0xffff_ffff
+        ))
+        .ok());
+    assert_eq!(get(&mut h, feat::WRITE_ATOMICITY, 0).dw0, 1);
     assert!(h
         .admin(feat_sqe(
             admin_op::SET_FEATURES,

@@ -318,7 +318,7 @@ fn identify_and_effects_log_follow_copy_and_ocfs() {
     let mut h = host_with(cfg, vec![memns(1, limited(16, 64, 7))]);
     let (oncs, ocfs) = oncs_ocfs(&mut h);
     assert_eq!(oncs & id_ctrl::ONCS_COPY, 0, "ONCS bit 8 clear");
-    assert_eq!(oncs & 0x8f, 0x8d, "the other optional commands stay");
+    assert_eq!(oncs & 0x8f, 0x8f, "the other optional commands stay");
     assert_eq!(ocfs, 0, "no copy formats without Copy");
     let fx = effects_log(&mut h);
     assert_eq!(get_u32(&fx, 1024 + io_op::COPY as usize * 4), 0);

@@ -192,11 +192,22 @@ fn mdts_range_nsid_opcode_and_readonly_errors() {
     check(h.cmd(1, rw(io_op::FLUSH, 9, 0, 1, 0, 0)), 0, 0x02);
     check(h.cmd(1, rw(io_op::FLUSH, 0, 0, 1, 0, 0)), 0, 0x0b);
     check(h.cmd(1, rw(0x7f, 1, 0, 1, 0x800000, 0)), 0, 0x01);
-    check(h.cmd(1, rw(0x04, 1, 0, 1, 0x800000, 0)), 0, 0x01);
+    // Reservation Register: not supported.
+    check(h.cmd(1, rw(0x0d, 1, 0, 1, 0x800000, 0)), 0, 0x01);
+    check(
+        h.cmd(1, rw(io_op::WRITE_UNCORRECTABLE, 1, 2047, 2, 0, 0)),
+        0,
+        0x80,
+    );
     // Read-only namespace: reads work, every modifying command is refused.
     assert!(h.cmd(1, rw(io_op::READ, 2, 0, 1, 0x800000, 0)).ok());
     check(h.cmd(1, rw(io_op::WRITE, 2, 0, 1, 0x800000, 0)), 0, 0x20);
     check(h.cmd(1, rw(io_op::WRITE_ZEROES, 2, 0, 1, 0, 0)), 0, 0x20);
+    check(
+        h.cmd(1, rw(io_op::WRITE_UNCORRECTABLE, 2, 0, 1, 0, 0)),
+        0,
+        0x20,
+    );
     let mut dsm = rw(io_op::DATASET_MANAGEMENT, 2, 0, 1, 0x800000, 0);
     dsm.cdw10 = 0;
     dsm.cdw11 = 1 << 2;
@@ -761,4 +772,55 @@ fn a_read_the_file_cuts_short_reads_zeroes_past_its_end() {
     );
     drop(h);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn write_uncorrectable_fails_reads_until_written() {
+    let mut h = io_host();
+    let unrecovered = |c: Cqe| {
+        assert_eq!(c.sc(), (2, 0x81), "{c:?}");
+        assert!(c.status.is_dnr());
+    };
+    let data = pattern(8 * 512, 3);
+    h.write_mem(DATA, &data);
+    assert!(h.cmd(1, rw(io_op::WRITE, 1, 10, 8, DATA, DATA + 4096)).ok());
+    // Blocks 12..14 and 40..50 marked; the rest of the namespace reads as before.
+    assert!(h
+        .cmd(1, rw(io_op::WRITE_UNCORRECTABLE, 1, 12, 2, 0, 0))
+        .ok());
+    assert!(h
+        .cmd(1, rw(io_op::WRITE_UNCORRECTABLE, 1, 40, 10, 0, 0))
+        .ok());
+    assert!(h.cmd(1, rw(io_op::READ, 1, 10, 2, DATA, 0)).ok());
+    assert!(h.cmd(1, rw(io_op::READ, 1, 14, 4, DATA, 0)).ok());
+    unrecovered(h.cmd(1, rw(io_op::READ, 1, 10, 8, DATA, DATA + 4096)));
+    unrecovered(h.cmd(1, rw(io_op::READ, 1, 13, 1, DATA, 0)));
+    unrecovered(h.cmd(1, rw(io_op::VERIFY, 1, 0, 100, 0, 0)));
+    h.write_mem(DATA, &data[..1024]);
+    unrecovered(h.cmd(1, rw(io_op::COMPARE, 1, 12, 2, DATA, 0)));
+    // The data underneath is untouched (a marked block is not zeroed).
+    assert_eq!(h.store_bytes(1, 12 * 512, 1024), &data[1024..2048]);
+    // Copy from a marked source fails at that range; the range before it was copied.
+    let c = super::copy::copy_cmd(&mut h, 1, 200, 0, &[(0, 10, 2), (0, 13, 1)]);
+    unrecovered(c);
+    assert_eq!(h.store_bytes(1, 200 * 512, 1024), &data[..1024]);
+    // A write over part of a mark unmarks just those blocks.
+    h.write_mem(DATA, &data[..512]);
+    assert!(h.cmd(1, rw(io_op::WRITE, 1, 12, 1, DATA, 0)).ok());
+    assert!(h.cmd(1, rw(io_op::READ, 1, 12, 1, DATA, 0)).ok());
+    unrecovered(h.cmd(1, rw(io_op::READ, 1, 12, 2, DATA, 0)));
+    // Write Zeroes, Deallocate and a Copy onto marked blocks unmark them too.
+    assert!(h.cmd(1, rw(io_op::WRITE_ZEROES, 1, 13, 1, 0, 0)).ok());
+    assert!(h.cmd(1, rw(io_op::READ, 1, 10, 8, DATA, DATA + 4096)).ok());
+    let range = [0u8, 0, 0, 0, 4, 0, 0, 0, 40, 0, 0, 0, 0, 0, 0, 0];
+    h.write_mem(0x8f0000, &range);
+    let mut dsm = rw(io_op::DATASET_MANAGEMENT, 1, 0, 1, 0x8f0000, 0);
+    dsm.cdw10 = 0;
+    dsm.cdw11 = 1 << 2;
+    assert!(h.cmd(1, dsm).ok());
+    assert!(h.cmd(1, rw(io_op::VERIFY, 1, 40, 4, 0, 0)).ok());
+    unrecovered(h.cmd(1, rw(io_op::VERIFY, 1, 40, 5, 0, 0)));
+    let c = super::copy::copy_cmd(&mut h, 1, 44, 0, &[(0, 10, 6)]);
+    assert!(c.ok(), "{c:?}");
+    assert!(h.cmd(1, rw(io_op::VERIFY, 1, 0, 100, 0, 0)).ok());
 }

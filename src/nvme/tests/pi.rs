@@ -627,3 +627,21 @@ fn format_3_copies_between_64_bit_guard_namespaces_of_one_format_only() {
     assert!(h.cmd(1, probe).ok());
     assert_eq!(h.read_mem(META, 16), vec![0xff; 16], "range 1 not written");
 }
+
+#[test]
+fn write_uncorrectable_with_metadata_and_pi() {
+    // Metadata without PI (the bounce-buffer path) and Type 1 PI.
+    for f in [fmt(8, 0, PIF_16, false), fmt(8, T1, PIF_16, false)] {
+        let mut h = host(vec![pins(1, 512, f)]);
+        h.write_mem(DATA, &pattern_blocks(2, 512, 1));
+        let w = pcmd(io_op::WRITE, 4, 2, prinfo::PRACT, 4, 0, 0);
+        assert!(h.cmd(1, w).ok());
+        assert!(h.cmd(1, rw(io_op::WRITE_UNCORRECTABLE, 1, 5, 1, 0, 0)).ok());
+        let r = pcmd(io_op::READ, 4, 2, 0, 4, 0, 0);
+        assert_eq!(h.cmd(1, r).sc(), (2, 0x81), "{f:?}");
+        let v = pcmd(io_op::VERIFY, 5, 1, 0, 5, 0, 0);
+        assert_eq!(h.cmd(1, v).sc(), (2, 0x81), "{f:?}");
+        assert!(h.cmd(1, w).ok());
+        assert!(h.cmd(1, r).ok(), "{f:?}");
+    }
+}
