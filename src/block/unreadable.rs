@@ -193,7 +193,7 @@ mod tests {
             u.ranges_in(0, 100, 3),
             (vec![(0, 4), (10, 4), (20, 4)], true)
         );
-        assert_eq!(u.ranges_in(0, 100, 10).1, false);
+        assert!(!u.ranges_in(0, 100, 10).1);
     }
 
     #[test]

@@ -136,6 +136,7 @@ fn transfer_len(rig: &Rig, qid: u16, sqe: &Sqe) -> u64 {
                 ((((sqe.cdw11 & 0xffff) << 16) | (sqe.cdw10 >> 16)) as u64 + 1) * 4
             }
             admin_op::SET_FEATURES | admin_op::GET_FEATURES => 512,
+            admin_op::GET_LBA_STATUS => (sqe.cdw12 as u64 + 1) * 4,
             _ => PAGE,
         };
     }
@@ -187,7 +188,10 @@ fn to_host(qid: u16, opcode: u8) -> bool {
     if qid == 0 {
         matches!(
             opcode,
-            admin_op::IDENTIFY | admin_op::GET_LOG_PAGE | admin_op::GET_FEATURES
+            admin_op::IDENTIFY
+                | admin_op::GET_LOG_PAGE
+                | admin_op::GET_FEATURES
+                | admin_op::GET_LBA_STATUS
         )
     } else {
         opcode == io_op::READ

@@ -191,8 +191,24 @@ pub enum AdminCmd {
     NamespaceManagement(NsManagementCmd),
     NamespaceAttachment(NsAttachmentCmd),
     FormatNvm(FormatCmd),
+    GetLbaStatus(LbaStatusCmd),
     /// Any other opcode: Invalid Opcode.
     Unknown(u8),
+}
+
+/// Get LBA Status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LbaStatusCmd {
+    pub nsid: u32,
+    /// SLBA (CDW11:CDW10).
+    pub slba: u64,
+    /// Dwords the host's buffer holds, 1-based (MNDW, CDW12, is 0's based).
+    pub mndw: u64,
+    /// ATYPE (CDW13 31:24).
+    pub atype: u8,
+    /// RL (CDW13 15:0): blocks from SLBA; 0 is the rest of the namespace.
+    pub rl: u16,
+    pub dptr: DataPtr,
 }
 
 /// Namespace Management.
@@ -459,7 +475,7 @@ pub const IO_OPCODES: [u8; 9] = [
 
 /// The admin opcodes [`decode_admin`] knows (the Commands Supported and Effects log
 /// lists these).
-pub const ADMIN_OPCODES: [u8; 15] = [
+pub const ADMIN_OPCODES: [u8; 16] = [
     admin_op::DELETE_IO_SQ,
     admin_op::CREATE_IO_SQ,
     admin_op::GET_LOG_PAGE,
@@ -475,6 +491,7 @@ pub const ADMIN_OPCODES: [u8; 15] = [
     admin_op::NAMESPACE_MANAGEMENT,
     admin_op::NAMESPACE_ATTACHMENT,
     admin_op::FORMAT_NVM,
+    admin_op::GET_LBA_STATUS,
 ];
 
 /// Decodes an entry of the admin submission queue.
@@ -582,6 +599,14 @@ pub fn decode_admin(sqe: &Sqe) -> Result<AdminCmd, Status> {
             pi: ((cdw10 >> 5) & 7) as u8,
             pil: cdw10 & (1 << 8) != 0,
             ses: ((cdw10 >> 9) & 7) as u8,
+        }),
+        admin_op::GET_LBA_STATUS => AdminCmd::GetLbaStatus(LbaStatusCmd {
+            nsid: sqe.nsid,
+            slba: cdw10 as u64 | (cdw11 as u64) << 32,
+            mndw: sqe.cdw12 as u64 + 1,
+            atype: (sqe.cdw13 >> 24) as u8,
+            rl: sqe.cdw13 as u16,
+            dptr: DataPtr::of(sqe),
         }),
         op => return Ok(AdminCmd::Unknown(op)),
     };

@@ -24,6 +24,8 @@ pub(crate) struct Features {
     /// Write Atomicity Normal's Disable Normal bit (no effect: every write is atomic
     /// only up to AWUN = AWUPF = 0, one block, either way).
     pub write_atomicity: u32,
+    /// LBA Status Information Attributes (LSIRI, LSIPI; no alert is ever sent).
+    pub lba_status_attributes: u32,
     /// Timestamp set by the host: (milliseconds, when).
     pub timestamp: Option<(u64, Instant)>,
     pub host_behavior: [u8; HOST_BEHAVIOR_SIZE],
@@ -45,6 +47,7 @@ impl Features {
             vector_cd: vec![false; cfg.max_ioqpairs as usize + 1],
             aec: 0,
             write_atomicity: 0,
+            lba_status_attributes: 0,
             timestamp: None,
             host_behavior,
         }

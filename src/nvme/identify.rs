@@ -169,7 +169,10 @@ pub(crate) fn controller(inner: &Shared) -> Vec<u8> {
     put_u16(
         &mut b,
         id_ctrl::OACS,
-        id_ctrl::OACS_DBBUF | id_ctrl::OACS_FORMAT | id_ctrl::OACS_NS_MGMT,
+        id_ctrl::OACS_DBBUF
+            | id_ctrl::OACS_FORMAT
+            | id_ctrl::OACS_NS_MGMT
+            | id_ctrl::OACS_GET_LBA_STATUS,
     );
     b[id_ctrl::ACL] = 3;
     b[id_ctrl::AERL] = AERL;

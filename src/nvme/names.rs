@@ -49,7 +49,7 @@ pub fn admin_opcode_name(opcode: u8) -> &'static str {
         0x81 => "security-send",
         0x82 => "security-receive",
         0x84 => "sanitize",
-        0x86 => "get-lba-status",
+        admin_op::GET_LBA_STATUS => "get-lba-status",
         _ => "unknown",
     }
 }

@@ -240,6 +240,7 @@ pub mod admin_op {
     pub const KEEP_ALIVE: u8 = 0x18;
     pub const DOORBELL_BUFFER_CONFIG: u8 = 0x7c;
     pub const FORMAT_NVM: u8 = 0x80;
+    pub const GET_LBA_STATUS: u8 = 0x86;
 }
 
 /// NVM command set I/O opcodes.
@@ -329,6 +330,8 @@ pub mod log {
     pub const FIRMWARE_SLOT: u8 = 0x03;
     pub const CHANGED_NS_LIST: u8 = 0x04;
     pub const COMMANDS_EFFECTS: u8 = 0x05;
+    /// LBA Status Information.
+    pub const LBA_STATUS: u8 = 0x0e;
 }
 
 /// Feature identifiers.
@@ -345,6 +348,8 @@ pub mod feat {
     pub const WRITE_ATOMICITY: u8 = 0x0a;
     pub const ASYNC_EVENT_CONFIG: u8 = 0x0b;
     pub const TIMESTAMP: u8 = 0x0e;
+    /// LBA Status Information Attributes: LSIRI (DW11 15:0) and LSIPI (31:16).
+    pub const LBA_STATUS_ATTRIBUTES: u8 = 0x15;
     pub const HOST_BEHAVIOR_SUPPORT: u8 = 0x16;
 }
 
@@ -431,6 +436,8 @@ pub mod id_ctrl {
     pub const OACS_FORMAT: u16 = 1 << 1;
     /// Namespace Management and Namespace Attachment supported.
     pub const OACS_NS_MGMT: u16 = 1 << 3;
+    /// OACS bit 9: Get LBA Status capability.
+    pub const OACS_GET_LBA_STATUS: u16 = 1 << 9;
     /// OAES bit 8: Namespace Attribute Notices.
     pub const OAES_NS_ATTR: u32 = 1 << 8;
     pub const ONCS_COMPARE: u16 = 1 << 0;

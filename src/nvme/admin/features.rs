@@ -26,6 +26,7 @@ fn known_feature(fid: u8) -> bool {
             | feat::WRITE_ATOMICITY
             | feat::ASYNC_EVENT_CONFIG
             | feat::TIMESTAMP
+            | feat::LBA_STATUS_ATTRIBUTES
             | feat::HOST_BEHAVIOR_SUPPORT
     )
 }
@@ -117,6 +118,7 @@ pub(super) fn set(inner: &Shared, mem: &Mem, c: &SetFeaturesCmd) -> Result<u32, 
             }
         }
         feat::WRITE_ATOMICITY => lock(&inner.features).write_atomicity = v & 1,
+        feat::LBA_STATUS_ATTRIBUTES => lock(&inner.features).lba_status_attributes = v,
         feat::ASYNC_EVENT_CONFIG => lock(&inner.features).aec = v & 0x1ff,
         feat::TIMESTAMP => {
             let b = from_host(mem, &c.dptr, 8)?;
@@ -176,6 +178,7 @@ pub(super) fn get(inner: &Shared, mem: &Mem, c: &GetFeaturesCmd) -> Result<u32, 
             }
         }
         feat::WRITE_ATOMICITY => f.write_atomicity,
+        feat::LBA_STATUS_ATTRIBUTES => f.lba_status_attributes,
         feat::ASYNC_EVENT_CONFIG => f.aec,
         feat::TIMESTAMP => {
             to_host(mem, &c.dptr, &timestamp_bytes(&f, inner.started))?;

@@ -1,5 +1,6 @@
 //! Get Log Page: Error Information, SMART / Health Information, Firmware Slot
-//! Information, Changed Namespace List and Commands Supported and Effects.
+//! Information, Changed Namespace List, Commands Supported and Effects and LBA Status
+//! Information (built in [`super::lba_status`]).
 
 use std::sync::atomic::Ordering;
 
@@ -7,19 +8,14 @@ use crate::nvme::cmd::{LogPageCmd, ADMIN_OPCODES};
 use crate::nvme::identify;
 use crate::nvme::prp::{to_host_prefix, Mem};
 use crate::nvme::settings::COMPOSITE_TEMPERATURE;
+use crate::nvme::spec::Status;
 use crate::nvme::spec::{admin_op, io_op, log, put_ascii, put_u16, put_u32, put_u64, status};
-use crate::nvme::spec::{Status, PAGE_SIZE};
 use crate::nvme::state::Shared;
 use crate::nvme::ControllerConfig;
 use crate::sync::lock;
 
 pub(super) fn get_log_page(inner: &Shared, mem: &Mem, c: &LogPageCmd) -> Result<(), Status> {
-    // A transfer larger than MDTS is Invalid Field, for admin commands too.
-    if inner.cfg.mdts != 0
-        && PAGE_SIZE
-            .checked_shl(inner.cfg.mdts as u32)
-            .is_some_and(|max| c.len() > max)
-    {
+    if super::over_mdts(inner, c.len()) {
         return Err(status::INVALID_FIELD.dnr());
     }
     let data = match c.lid {
@@ -28,6 +24,7 @@ pub(super) fn get_log_page(inner: &Shared, mem: &Mem, c: &LogPageCmd) -> Result<
         log::FIRMWARE_SLOT => firmware_slot_log(),
         log::CHANGED_NS_LIST => lock(&inner.aer).changed_list(c.rae),
         log::COMMANDS_EFFECTS => effects_log(&inner.cfg),
+        log::LBA_STATUS => super::lba_status::log_page(inner),
         _ => return Err(status::INVALID_LOG_PAGE.dnr()),
     };
     let Ok(start) = usize::try_from(c.offset) else {

@@ -1,9 +1,10 @@
 //! Admin commands: each decoded [`AdminCmd`] runs here. Queue creation and deletion and
 //! Doorbell Buffer Config go to the controller's queue table, Identify to
-//! [`super::identify`], log pages to [`log`], features to [`features`], and event
-//! requests to [`aer`], which also holds the state they own.
+//! [`super::identify`], log pages to [`log`], features to [`features`], Get LBA Status
+//! to [`lba_status`], and event requests to [`aer`], which also holds the state they own.
 
 mod features;
+mod lba_status;
 mod log;
 pub(crate) mod ns_mgmt;
 
@@ -14,9 +15,17 @@ use super::cmd::AdminCmd;
 use super::identify;
 use super::prp::Mem;
 use super::queues::Outcome;
-use super::spec::status;
+use super::spec::{status, PAGE_SIZE};
 use super::state::Shared;
 use crate::sync::lock;
+
+/// A transfer larger than MDTS is Invalid Field, for admin commands too.
+fn over_mdts(inner: &Shared, len: u64) -> bool {
+    inner.cfg.mdts != 0
+        && PAGE_SIZE
+            .checked_shl(inner.cfg.mdts as u32)
+            .is_some_and(|max| len > max)
+}
 
 /// Runs one decoded admin command.
 pub(crate) fn run(inner: &Arc<Shared>, mem: &Mem, cmd: &AdminCmd) -> Outcome {
@@ -56,6 +65,7 @@ pub(crate) fn run(inner: &Arc<Shared>, mem: &Mem, cmd: &AdminCmd) -> Outcome {
         AdminCmd::NamespaceManagement(c) => ns_mgmt::manage(inner, mem, c).into(),
         AdminCmd::NamespaceAttachment(c) => ns_mgmt::attach(inner, mem, c).into(),
         AdminCmd::FormatNvm(c) => ns_mgmt::format(inner, c).into(),
+        AdminCmd::GetLbaStatus(c) => lba_status::get_lba_status(inner, mem, c).map(|_| 0).into(),
         AdminCmd::Unknown(_) => Outcome::err(status::INVALID_OPCODE.dnr()),
     }
 }

@@ -824,3 +824,118 @@ fn write_uncorrectable_fails_reads_until_written() {
     assert!(c.ok(), "{c:?}");
     assert!(h.cmd(1, rw(io_op::VERIFY, 1, 0, 100, 0, 0)).ok());
 }
+
+fn lba_status(h: &mut Host, nsid: u32, slba: u64, mndw: u32, atype: u8, rl: u16) -> (Cqe, Vec<u8>) {
+    h.fill(BUF, 4096, 0xee);
+    let c = h.admin(Sqe {
+        opcode: admin_op::GET_LBA_STATUS,
+        nsid,
+        dptr1: BUF,
+        cdw10: slba as u32,
+        cdw11: (slba >> 32) as u32,
+        cdw12: mndw - 1,
+        cdw13: (atype as u32) << 24 | rl as u32,
+        ..Default::default()
+    });
+    (c, h.read_mem(BUF, 4096))
+}
+
+/// (NLSD, CMPC, descriptors as (DSLBA, NLB)).
+fn lba_descriptors(d: &[u8]) -> (u32, u8, Vec<(u64, u32)>) {
+    let n = get_u32(d, 0);
+    let descs = (0..n.min(250) as usize)
+        .map(|i| (get_u64(d, 8 + i * 16), get_u32(d, 16 + i * 16)))
+        .collect();
+    (n, d[4], descs)
+}
+
+#[test]
+fn get_lba_status_and_its_log_page_list_marked_blocks() {
+    let mut h = io_host();
+    let (c, d) = h.identify(cns::CONTROLLER, 0, 0);
+    assert!(c.ok());
+    let oacs = u16::from_le_bytes([d[id_ctrl::OACS], d[id_ctrl::OACS + 1]]);
+    assert_ne!(oacs & id_ctrl::OACS_GET_LBA_STATUS, 0, "OACS bit 9");
+    // Nothing marked: an empty, complete list; the log page is its 16-byte header.
+    let (c, d) = lba_status(&mut h, 1, 0, 64, 0x11, 0);
+    assert!(c.ok(), "{c:?}");
+    assert_eq!(lba_descriptors(&d), (0, 2, vec![]));
+    assert_eq!(d[8], 0xee, "only the header was written");
+    let (c, l) = super::admin::get_log(&mut h, log::LBA_STATUS, 0, 16, 0, false);
+    assert!(c.ok(), "{c:?}");
+    assert_eq!((get_u32(&l, 0), get_u32(&l, 4), get_u32(&l, 8)), (16, 0, 0));
+    let gen0 = u16::from_le_bytes([l[14], l[15]]);
+
+    for (slba, nlb) in [(100, 4), (200, 1), (300, 16)] {
+        assert!(h
+            .cmd(1, rw(io_op::WRITE_UNCORRECTABLE, 1, slba, nlb, 0, 0))
+            .ok());
+    }
+    // Both action types report the marks, clipped to [SLBA, SLBA + RL).
+    for atype in [0x10, 0x11] {
+        let (c, d) = lba_status(&mut h, 1, 0, 256, atype, 0);
+        assert!(c.ok());
+        assert_eq!(
+            lba_descriptors(&d),
+            (3, 2, vec![(100, 4), (200, 1), (300, 16)])
+        );
+    }
+    let (_, d) = lba_status(&mut h, 1, 102, 256, 0x11, 100);
+    assert_eq!(lba_descriptors(&d), (2, 2, vec![(102, 2), (200, 1)]));
+    // A buffer of 2 descriptors (8 + 32 bytes = 10 dwords): incomplete.
+    let (_, d) = lba_status(&mut h, 1, 0, 10, 0x11, 0);
+    assert_eq!(lba_descriptors(&d), (2, 1, vec![(100, 4), (200, 1)]));
+    assert_eq!(d[40], 0xee, "nothing past the host's MNDW dwords");
+    // MNDW of 2 dwords: just the header, NLSD 0, incomplete.
+    let (c, d) = lba_status(&mut h, 1, 0, 2, 0x11, 0);
+    assert!(c.ok());
+    assert_eq!(lba_descriptors(&d).0, 0);
+    assert_eq!(d[4], 1);
+    // The statuses: action type, LBA past the namespace, the NSID rules.
+    let chk = |c: Cqe, sc: u8| {
+        assert_eq!(c.sc(), (0, sc), "{c:?}");
+        assert!(c.status.is_dnr());
+    };
+    chk(lba_status(&mut h, 1, 0, 64, 0x02, 0).0, 0x02);
+    chk(lba_status(&mut h, 1, 0, 64, 0x00, 0).0, 0x02);
+    chk(lba_status(&mut h, 1, 32768, 64, 0x11, 0).0, 0x80);
+    chk(lba_status(&mut h, 1, u64::MAX, 64, 0x11, 0).0, 0x80);
+    chk(lba_status(&mut h, 0, 0, 64, 0x11, 0).0, 0x0b);
+    chk(lba_status(&mut h, 5, 0, 64, 0x11, 0).0, 0x02);
+    chk(lba_status(&mut h, NSID_ALL, 0, 64, 0x11, 0).0, 0x02);
+
+    // The log page: one element for namespace 1 with its three ranges.
+    let (c, l) = super::admin::get_log(&mut h, log::LBA_STATUS, 0, 4096, 0, false);
+    assert!(c.ok());
+    assert_eq!(get_u32(&l, 0), 16 + 16 + 3 * 16, "LSLPLEN");
+    assert_eq!(
+        (get_u32(&l, 4), get_u32(&l, 8)),
+        (1, 21),
+        "one element, 21 blocks"
+    );
+    assert_ne!(u16::from_le_bytes([l[14], l[15]]), gen0, "LSGC moved");
+    assert_eq!((get_u32(&l, 16), get_u32(&l, 20), l[24]), (1, 3, 0x11));
+    let rd: Vec<(u64, u32)> = (0..3)
+        .map(|i| (get_u64(&l, 32 + i * 16), get_u32(&l, 40 + i * 16)))
+        .collect();
+    assert_eq!(rd, vec![(100, 4), (200, 1), (300, 16)]);
+    // Written blocks leave the lists.
+    let data = pattern(16 * 512, 1);
+    h.write_mem(DATA, &data);
+    put_u64s(&h, 0x900000, &[DATA + 4096]);
+    assert!(h
+        .cmd(1, rw(io_op::WRITE, 1, 300, 16, DATA, DATA + 4096))
+        .ok());
+    assert!(h.cmd(1, rw(io_op::WRITE_ZEROES, 1, 100, 4, 0, 0)).ok());
+    let (_, d) = lba_status(&mut h, 1, 0, 256, 0x11, 0);
+    assert_eq!(lba_descriptors(&d), (1, 2, vec![(200, 1)]));
+    // The feature that goes with the capability: LBA Status Information Attributes.
+    let set = super::admin::feat_sqe(
+        admin_op::SET_FEATURES,
+        feat::LBA_STATUS_ATTRIBUTES,
+        0x0032_000a,
+    );
+    assert!(h.admin(set).ok());
+    let get = super::admin::feat_sqe(admin_op::GET_FEATURES, feat::LBA_STATUS_ATTRIBUTES, 0);
+    assert_eq!(h.admin(get).dw0, 0x0032_000a);
+}
