@@ -107,6 +107,11 @@ pub const COMMANDS: &[CommandInfo] = &[
         help: "Format NVM a namespace (nsid 0xffffffff: all attached) to LBA format lbaf, erasing it, with a Namespace Attribute Changed event",
     },
     CommandInfo {
+        name: "mark-unreadable",
+        args: "nsid, slba, blocks",
+        help: "mark blocks of an attached namespace unreadable, as Write Uncorrectable does: reads fail with Unrecovered Read Error until the blocks are written",
+    },
+    CommandInfo {
         name: "set-copy-limits",
         args: "nsid, mssrl?, mcl?, msrc?",
         help: "change a namespace's copy limits now (Identify Namespace, the Copy checks) and post a Namespace Attribute Changed event",
@@ -487,6 +492,14 @@ fn latency_json(l: &LatencySpec) -> Value {
 }
 
 /// One namespace in `query-namespaces`.
+/// A volume's unreadable blocks: their count and the first ranges (at most 64).
+fn unreadable_json(v: &crate::block::Volume) -> Value {
+    let (blocks, _) = v.unreadable_summary();
+    let (ranges, more) = v.unreadable_ranges(0, u64::MAX, 64);
+    let ranges: Vec<Value> = ranges.iter().map(|&(s, n)| json!([s, n])).collect();
+    json!({"blocks": blocks, "ranges": ranges, "more": more})
+}
+
 fn namespace_json(ns: &Namespace, attached: bool) -> Value {
     let v = ns.volume();
     let (backing, file) = match v.path() {
@@ -515,6 +528,7 @@ fn namespace_json(ns: &Namespace, attached: bool) -> Value {
         "msrc": limits.msrc,
         "configured": {"mssrl": initial.mssrl, "mcl": initial.mcl, "msrc": initial.msrc},
         "metadata": {"ms": m.ms, "mset": m.extended as u8, "pi": m.pi, "pil": m.pi_first as u8, "pif": m.pif},
+        "unreadable": unreadable_json(v),
     })
 }
 
@@ -637,6 +651,20 @@ pub fn execute(ctx: &Context, name: &str, args: &Map<String, Value>) -> Result<V
             };
             let done = ctx.ctrl.format_namespace(nsid, &spec).map_err(g)?;
             Ok(json!({ "formatted": done }))
+        }
+        "mark-unreadable" => {
+            a.only(&["nsid", "slba", "blocks"]).map_err(g)?;
+            let nsid = a.req("nsid", int::<u32>).map_err(g)?;
+            let slba = a.req("slba", value_u64).map_err(g)?;
+            let blocks = a.req("blocks", value_u64).map_err(g)?;
+            let ns = ctx
+                .ctrl
+                .namespace(nsid)
+                .ok_or_else(|| g(format!("nsid: no attached namespace {nsid}")))?;
+            ns.volume()
+                .mark_unreadable(slba, blocks)
+                .map_err(|e| g(format!("slba/blocks: {e}")))?;
+            Ok(json!({"unreadable_blocks": ns.volume().unreadable_summary().0}))
         }
         "set-copy-limits" => {
             a.only(&["nsid", "mssrl", "mcl", "msrc"]).map_err(g)?;

@@ -193,7 +193,10 @@ fn identify_controller_fields() {
     let oacs = u16::from_le_bytes([d[id_ctrl::OACS], d[id_ctrl::OACS + 1]]);
     assert_eq!(
         oacs,
-        id_ctrl::OACS_DBBUF | id_ctrl::OACS_FORMAT | id_ctrl::OACS_NS_MGMT
+        id_ctrl::OACS_DBBUF
+            | id_ctrl::OACS_FORMAT
+            | id_ctrl::OACS_NS_MGMT
+            | id_ctrl::OACS_GET_LBA_STATUS
     );
     assert_eq!(d[id_ctrl::VWC], 0x07);
     assert_eq!(get_u32(&d, id_ctrl::SGLS) & 3, 1);
