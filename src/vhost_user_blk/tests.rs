@@ -591,3 +591,16 @@ fn features_and_config() {
     assert!(be.set_config(0, &[1]).is_err());
     assert_ne!(be.features() & (1 << 32), 0);
 }
+
+#[test]
+fn blocks_marked_unreadable_fail_reads_until_written() {
+    // The mark is the NVMe view's Write Uncorrectable on the shared volume.
+    let (m, dk) = (mem(), disk(512, 1 << 20, false));
+    dk.volume.mark_unreadable(20, 1).unwrap();
+    let o = io(&dk, &m, spec::T_IN, 16, 4096, W);
+    assert_eq!(o.status, Some(S_IOERR));
+    assert_eq!(io(&dk, &m, spec::T_IN, 0, 4096, W).status, Some(S_OK));
+    let o = io(&dk, &m, spec::T_OUT, 20, 512, 0);
+    assert_eq!(o.status, Some(S_OK));
+    assert_eq!(io(&dk, &m, spec::T_IN, 16, 4096, W).status, Some(S_OK));
+}
