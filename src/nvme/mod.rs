@@ -58,6 +58,7 @@ mod timer;
 #[cfg(test)]
 pub(crate) mod tests;
 pub mod tuning;
+pub mod zones;
 
 pub use controller::Controller;
 pub use doorbell_page::{DoorbellMemory, LocalDoorbells};

@@ -211,6 +211,23 @@ pub mod status {
         COMMAND_SIZE_LIMIT_EXCEEDED = (COMMAND_SPECIFIC, 0x83, "command-size-limit-exceeded");
         /// Copy: Incompatible Namespace or Format.
         INCOMPATIBLE_NS_OR_FORMAT = (COMMAND_SPECIFIC, 0x85, "incompatible-namespace-or-format");
+        /// Zoned Namespace command set (ZNS 1.1 figure "Status Code - Command Specific
+        /// Status Values"): an access crosses a zone boundary it may not cross.
+        ZONE_BOUNDARY_ERROR = (COMMAND_SPECIFIC, 0xb8, "zone-boundary-error");
+        /// A write to a zone in the ZSF:Full state.
+        ZONE_IS_FULL = (COMMAND_SPECIFIC, 0xb9, "zone-is-full");
+        /// A write to a zone in the ZSRO:Read Only state.
+        ZONE_IS_READ_ONLY = (COMMAND_SPECIFIC, 0xba, "zone-is-read-only");
+        /// An access to a zone in the ZSO:Offline state.
+        ZONE_IS_OFFLINE = (COMMAND_SPECIFIC, 0xbb, "zone-is-offline");
+        /// A write that does not start at the zone's write pointer.
+        ZONE_INVALID_WRITE = (COMMAND_SPECIFIC, 0xbc, "zone-invalid-write");
+        /// The write or zone action needs an active zone beyond MAR.
+        TOO_MANY_ACTIVE_ZONES = (COMMAND_SPECIFIC, 0xbd, "too-many-active-zones");
+        /// The write or zone action needs an open zone beyond MOR.
+        TOO_MANY_OPEN_ZONES = (COMMAND_SPECIFIC, 0xbe, "too-many-open-zones");
+        /// Zone Management Send: the zone's state does not allow the action.
+        INVALID_ZONE_STATE_TRANSITION = (COMMAND_SPECIFIC, 0xbf, "invalid-zone-state-transition");
 
         WRITE_FAULT = (MEDIA, 0x80, "write-fault");
         UNRECOVERED_READ_ERROR = (MEDIA, 0x81, "unrecovered-read-error");
@@ -254,8 +271,14 @@ pub mod io_op {
     pub const WRITE_ZEROES: u8 = 0x08;
     pub const DATASET_MANAGEMENT: u8 = 0x09;
     pub const VERIFY: u8 = 0x0c;
-    /// Copy (implemented by a later issue).
+    /// Copy.
     pub const COPY: u8 = 0x19;
+    /// Zoned Namespace command set: Zone Management Send (zone actions).
+    pub const ZONE_MGMT_SEND: u8 = 0x79;
+    /// Zoned Namespace command set: Zone Management Receive (zone reports).
+    pub const ZONE_MGMT_RECV: u8 = 0x7a;
+    /// Zoned Namespace command set: Zone Append (the controller picks the LBA).
+    pub const ZONE_APPEND: u8 = 0x7d;
 }
 
 /// Bits of NVM command set command dwords.
@@ -388,6 +411,8 @@ pub mod cns {
 
 /// Command Set Identifier of the NVM command set.
 pub const CSI_NVM: u8 = 0;
+/// Command Set Identifier of the Zoned Namespace command set.
+pub const CSI_ZNS: u8 = 2;
 
 /// Byte offsets in the Identify Controller structure.
 pub mod id_ctrl {
