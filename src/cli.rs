@@ -418,7 +418,8 @@ fn parse_hex<const N: usize>(opt: &str, key: &str, v: &str) -> Result<[u8; N], C
 }
 
 const NS_KEYS: &str = "file, size, nsid, logical_block_size, mssrl, mcl, msrc, readonly, uuid, \
-     nguid, eui64, ms, mset, pi, pil, pif, owned";
+     nguid, eui64, ms, mset, pi, pil, pif, owned, zoned, zoned.zone_size, zoned.zone_capacity, \
+     zoned.max_open, zoned.max_active, zoned.cross_read, zoned.zasl, zoned.descr_ext_size";
 
 /// Parses `--lbafs 512:0,4096:8,...`.
 pub fn parse_lbafs(list: &str) -> Result<Vec<LbaFormat>, ConfigError> {
@@ -456,6 +457,7 @@ pub fn parse_lbafs(list: &str) -> Result<Vec<LbaFormat>, ConfigError> {
 pub fn parse_ns(spec: &str) -> Result<NamespaceConfig, ConfigError> {
     let opt = "--ns";
     let mut ns = NamespaceConfig::default();
+    let (mut zoned_on, mut zoned) = (false, crate::config::ZonedConfig::default());
     let mut file = None;
     let mut seen = std::collections::HashSet::new();
     for (k, v) in split_kv(opt, spec)? {
@@ -485,12 +487,25 @@ pub fn parse_ns(spec: &str) -> Result<NamespaceConfig, ConfigError> {
             "pil" => ns.pil = parse_int(opt, &k, &v)?,
             "pif" => ns.pif = parse_int(opt, &k, &v)?,
             "owned" => ns.owned = parse_bool(opt, &k, &v)?,
+            "zoned" => zoned_on = parse_bool(opt, &k, &v)?,
+            "zoned.zone_size" => zoned.zone_size = parse_size(opt, &k, &v)?,
+            "zoned.zone_capacity" => zoned.zone_capacity = parse_size(opt, &k, &v)?,
+            "zoned.max_open" => zoned.max_open = parse_int(opt, &k, &v)?,
+            "zoned.max_active" => zoned.max_active = parse_int(opt, &k, &v)?,
+            "zoned.cross_read" => zoned.cross_read = parse_bool(opt, &k, &v)?,
+            "zoned.zasl" => zoned.zasl = parse_int(opt, &k, &v)?,
+            "zoned.descr_ext_size" => zoned.descr_ext_size = parse_int(opt, &k, &v)?,
             _ => {
                 return Err(ConfigError(format!(
                     "{opt}: unknown key '{k}' (known: {NS_KEYS})"
                 )))
             }
         }
+    }
+    if zoned_on {
+        ns.zoned = Some(zoned);
+    } else if let Some(k) = seen.iter().find(|k| k.starts_with("zoned.")) {
+        return Err(ConfigError(format!("{opt} {k}: needs zoned=true")));
     }
     match file {
         Some(f) => ns.backing = Backing::File(f),
@@ -859,6 +874,63 @@ mod tests {
         // With metadata, size is the whole store and need not be a block multiple.
         assert!(parse_ns("size=1000000,ms=8").is_ok());
         assert!(parse_ns("size=500,ms=8").is_err());
+    }
+
+    #[test]
+    fn zoned_options_take_qemus_names_defaults_and_checks() {
+        let c = parse_ns("size=64M,zoned=true").unwrap();
+        let z = c.zoned.unwrap();
+        assert_eq!(z, crate::config::ZonedConfig::default());
+        assert_eq!(z.zone_size, 128 << 20, "QEMU's default zone size");
+        let c = parse_ns(
+            "size=64M,lbs=4096,zoned=on,zoned.zone_size=8M,zoned.zone_capacity=6M,\
+             zoned.max_open=3,zoned.max_active=5,zoned.cross_read=on,zoned.zasl=2,\
+             zoned.descr_ext_size=128",
+        )
+        .unwrap();
+        let g = c.zoned.unwrap().geometry(4096, (64 << 20) / 4096).unwrap();
+        assert_eq!((g.zone_size, g.zone_cap, g.nr_zones), (2048, 1536, 8));
+        assert_eq!(
+            (g.max_open, g.max_active, g.cross_read, g.ext_size),
+            (3, 5, true, 128)
+        );
+        // max_open defaults to max_active.
+        let c = parse_ns("size=64M,zoned=on,zoned.zone_size=8M,zoned.max_active=4").unwrap();
+        assert_eq!(c.zoned.unwrap().geometry(512, 131072).unwrap().max_open, 4);
+        let e = parse_ns("size=64M,zoned.zone_size=8M").unwrap_err();
+        assert_eq!(e.0, "--ns zoned.zone_size: needs zoned=true");
+        assert!(parse_ns("size=64M,zoned=on,ms=8")
+            .unwrap_err()
+            .0
+            .starts_with("--ns zoned"));
+        let blocks = (64u64 << 20) / 512;
+        for (bad, needle) in [
+            (
+                "zoned.zone_size=8M,zoned.zone_capacity=9M",
+                "--ns zoned.zone_capacity",
+            ),
+            ("zoned.zone_size=100", "--ns zoned.zone_size"),
+            ("zoned.zone_size=128M", "--ns zoned.zone_size"),
+            ("zoned.zone_size=8M,zoned.max_open=9", "--ns zoned.max_open"),
+            (
+                "zoned.zone_size=8M,zoned.max_active=9",
+                "--ns zoned.max_active",
+            ),
+            (
+                "zoned.zone_size=8M,zoned.max_open=3,zoned.max_active=2",
+                "--ns zoned.max_open",
+            ),
+            (
+                "zoned.zone_size=8M,zoned.descr_ext_size=65",
+                "--ns zoned.descr_ext_size",
+            ),
+            ("zoned.zone_size=8M,zoned.zasl=16", "--ns zoned.zasl"),
+        ] {
+            let c = parse_ns(&format!("size=64M,zoned=on,{bad}")).unwrap();
+            let e = c.zoned.unwrap().geometry(512, blocks).unwrap_err();
+            assert!(e.0.starts_with(needle), "{bad}: {e}");
+            assert_eq!(e.0.lines().count(), 1);
+        }
     }
 
     #[test]

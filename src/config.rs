@@ -62,6 +62,139 @@ pub struct NamespaceConfig {
     pub pif: u8,
     /// `owned=on`: deleting the namespace (Namespace Management) removes its file.
     pub owned: bool,
+    /// `zoned=true` and its `zoned.*` keys: a zoned namespace (docs/zoned.md).
+    pub zoned: Option<ZonedConfig>,
+}
+
+/// A zoned namespace's options, with QEMU's nvme-ns names and defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZonedConfig {
+    /// `zoned.zone_size` in bytes (QEMU's default 128 MiB).
+    pub zone_size: u64,
+    /// `zoned.zone_capacity` in bytes; 0: the zone size.
+    pub zone_capacity: u64,
+    /// `zoned.max_open`: open zones at once; 0: no limit.
+    pub max_open: u32,
+    /// `zoned.max_active`: active zones at once; 0: no limit.
+    pub max_active: u32,
+    /// `zoned.cross_read`: reads may cross zone boundaries.
+    pub cross_read: bool,
+    /// `zoned.zasl`: Zone Append Size Limit, a power of two in 4 KiB pages; 0: MDTS.
+    pub zasl: u8,
+    /// `zoned.descr_ext_size`: Zone Descriptor Extension bytes, a multiple of 64.
+    pub descr_ext_size: u32,
+}
+
+impl Default for ZonedConfig {
+    fn default() -> Self {
+        ZonedConfig {
+            zone_size: 128 << 20,
+            zone_capacity: 0,
+            max_open: 0,
+            max_active: 0,
+            cross_read: false,
+            zasl: 0,
+            descr_ext_size: 0,
+        }
+    }
+}
+
+/// At most this many zones per namespace: the zone table lives in memory (16 bytes a
+/// zone) and some commands walk it.
+pub const MAX_ZONES: u64 = 1 << 22;
+
+impl ZonedConfig {
+    /// QEMU's checks of the zone geometry over a namespace of `blocks` blocks of
+    /// `block_size` bytes, and the geometry they give (zones in blocks; the namespace
+    /// ends at its last whole zone).
+    pub fn geometry(
+        &self,
+        block_size: u64,
+        blocks: u64,
+    ) -> Result<crate::nvme::zones::ZoneGeometry, ConfigError> {
+        let cap = if self.zone_capacity == 0 {
+            self.zone_size
+        } else {
+            self.zone_capacity
+        };
+        if cap > self.zone_size {
+            return Err(ConfigError(format!(
+                "--ns zoned.zone_capacity: {cap} bytes exceeds the zone size {} bytes",
+                self.zone_size
+            )));
+        }
+        if self.zone_size < block_size || !self.zone_size.is_multiple_of(block_size) {
+            return Err(ConfigError(format!(
+                "--ns zoned.zone_size: {} bytes is not a whole number of {block_size}-byte blocks",
+                self.zone_size
+            )));
+        }
+        if cap < block_size || !cap.is_multiple_of(block_size) {
+            return Err(ConfigError(format!(
+                "--ns zoned.zone_capacity: {cap} bytes is not a whole number of {block_size}-byte blocks"
+            )));
+        }
+        let zone_size = self.zone_size / block_size;
+        let nr_zones = blocks / zone_size;
+        if nr_zones == 0 {
+            return Err(ConfigError(format!(
+                "--ns zoned.zone_size: {} bytes is larger than the namespace ({} bytes)",
+                self.zone_size,
+                blocks * block_size
+            )));
+        }
+        if nr_zones > MAX_ZONES {
+            return Err(ConfigError(format!(
+                "--ns zoned.zone_size: {nr_zones} zones, at most {MAX_ZONES}; use larger zones"
+            )));
+        }
+        if self.max_open as u64 > nr_zones {
+            return Err(ConfigError(format!(
+                "--ns zoned.max_open: {} exceeds the number of zones {nr_zones}",
+                self.max_open
+            )));
+        }
+        if self.max_active as u64 > nr_zones {
+            return Err(ConfigError(format!(
+                "--ns zoned.max_active: {} exceeds the number of zones {nr_zones}",
+                self.max_active
+            )));
+        }
+        let mut max_open = self.max_open;
+        if self.max_active != 0 {
+            if max_open > self.max_active {
+                return Err(ConfigError(format!(
+                    "--ns zoned.max_open: {max_open} exceeds zoned.max_active {}",
+                    self.max_active
+                )));
+            }
+            if max_open == 0 {
+                max_open = self.max_active;
+            }
+        }
+        if !self.descr_ext_size.is_multiple_of(64) || self.descr_ext_size / 64 > 0xff {
+            return Err(ConfigError(format!(
+                "--ns zoned.descr_ext_size: {} is not a multiple of 64 up to 16320",
+                self.descr_ext_size
+            )));
+        }
+        if self.zasl > 15 {
+            return Err(ConfigError(format!(
+                "--ns zoned.zasl: {} is too large (at most 15: 4 KiB << 15 = 128 MiB)",
+                self.zasl
+            )));
+        }
+        Ok(crate::nvme::zones::ZoneGeometry {
+            zone_size,
+            zone_cap: cap / block_size,
+            nr_zones: nr_zones as u32,
+            max_open,
+            max_active: self.max_active,
+            cross_read: self.cross_read,
+            ext_size: self.descr_ext_size,
+            zasl: self.zasl,
+        })
+    }
 }
 
 impl NamespaceConfig {
@@ -97,6 +230,7 @@ impl Default for NamespaceConfig {
             pil: 0,
             pif: 0,
             owned: false,
+            zoned: None,
         }
     }
 }
@@ -129,6 +263,11 @@ impl NamespaceConfig {
             ));
         }
         self.validate_meta()?;
+        if self.zoned.is_some() && self.ms != 0 {
+            return Err(ConfigError(
+                "--ns zoned: a zoned namespace cannot have metadata (ms) yet".into(),
+            ));
+        }
         if let Some(size) = self.size {
             if self.ms == 0 && (size == 0 || size % self.logical_block_size as u64 != 0) {
                 return Err(ConfigError(format!(

@@ -51,6 +51,12 @@ pub enum OpKind {
     Copy,
     /// NVMe Write Uncorrectable (mark blocks unreadable).
     WriteUncorrectable,
+    /// NVMe Zone Management Send (zone actions).
+    ZoneSend,
+    /// NVMe Zone Management Receive (zone reports).
+    ZoneReceive,
+    /// NVMe Zone Append (a write whose LBA the device picks).
+    ZoneAppend,
     /// virtio-blk GET_ID.
     GetId,
     /// An NVMe admin command.
@@ -61,7 +67,7 @@ pub enum OpKind {
 
 impl OpKind {
     /// Every kind, in a fixed order (for tables indexed by kind).
-    pub const ALL: [OpKind; 12] = [
+    pub const ALL: [OpKind; 15] = [
         OpKind::Read,
         OpKind::Write,
         OpKind::Flush,
@@ -71,6 +77,9 @@ impl OpKind {
         OpKind::Verify,
         OpKind::Copy,
         OpKind::WriteUncorrectable,
+        OpKind::ZoneSend,
+        OpKind::ZoneReceive,
+        OpKind::ZoneAppend,
         OpKind::GetId,
         OpKind::Admin,
         OpKind::Other,
@@ -92,6 +101,9 @@ impl OpKind {
             OpKind::Verify => "verify",
             OpKind::Copy => "copy",
             OpKind::WriteUncorrectable => "write-uncorrectable",
+            OpKind::ZoneSend => "zone-mgmt-send",
+            OpKind::ZoneReceive => "zone-mgmt-recv",
+            OpKind::ZoneAppend => "zone-append",
             OpKind::GetId => "get-id",
             OpKind::Admin => "admin",
             OpKind::Other => "other",
@@ -189,6 +201,8 @@ pub struct Completed {
     /// (0 OK, 1 IOERR, 2 UNSUPP).
     pub status: u16,
     pub dw0: u32,
+    /// NVMe completion Dword 1 (Zone Append: the high half of the LBA it wrote at).
+    pub dw1: u32,
     /// When the operation was fetched (taken only while [`Hooks::observing`]).
     pub fetched: Option<Instant>,
 }

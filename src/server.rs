@@ -310,7 +310,7 @@ pub fn build_on(
     cfg.controller.validate().map_err(ConfigError)?;
     let mut namespaces = Vec::with_capacity(volumes.len());
     for (ns, (id, v)) in cfg.namespaces.iter().zip(volumes) {
-        namespaces.push(namespace_on(ns, *id, v.clone()));
+        namespaces.push(namespace_on(ns, *id, v.clone())?);
     }
     let taken: u64 = volumes.iter().map(|(_, v)| v.store().size()).sum();
     if let Some(c) = cfg.controller.capacity {
@@ -369,8 +369,17 @@ pub fn open_volume(cfg: &NamespaceConfig, nsid: u32) -> Result<Arc<Volume>, Conf
     Ok(Arc::new(v))
 }
 
-/// The NVMe namespace of one `--ns` over an already opened volume.
-pub fn namespace_on(cfg: &NamespaceConfig, nsid: u32, volume: Arc<Volume>) -> Namespace {
+/// The NVMe namespace of one `--ns` over an already opened volume (zoned with its
+/// `zoned.*` geometry, checked against the volume here).
+pub fn namespace_on(
+    cfg: &NamespaceConfig,
+    nsid: u32,
+    volume: Arc<Volume>,
+) -> Result<Namespace, ConfigError> {
+    let zones = match &cfg.zoned {
+        Some(z) => Some(z.geometry(volume.block_size(), volume.blocks())?),
+        None => None,
+    };
     let ids = NamespaceIds {
         uuid: cfg.uuid,
         nguid: cfg.nguid,
@@ -381,14 +390,18 @@ pub fn namespace_on(cfg: &NamespaceConfig, nsid: u32, volume: Arc<Volume>) -> Na
         mcl: cfg.mcl,
         msrc: cfg.msrc,
     };
-    Namespace::new(nsid, volume, ids, limits)
+    let ns = Namespace::new(nsid, volume, ids, limits)
         .with_meta(cfg.meta_format())
-        .with_origin(Origin::Configured { owned: cfg.owned })
+        .with_origin(Origin::Configured { owned: cfg.owned });
+    Ok(match zones {
+        Some(g) => ns.with_zones(g),
+        None => ns,
+    })
 }
 
 /// Opens the volume of one `--ns` and makes it namespace `nsid`.
 pub fn open_namespace(cfg: &NamespaceConfig, nsid: u32) -> Result<Namespace, ConfigError> {
-    Ok(namespace_on(cfg, nsid, open_volume(cfg, nsid)?))
+    namespace_on(cfg, nsid, open_volume(cfg, nsid)?)
 }
 
 /// A server running on its own thread (for tests and embedding). Stops when dropped.

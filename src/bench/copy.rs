@@ -357,7 +357,8 @@ impl Device {
         };
         let volume = Volume::new("bench".into(), store, LBS, false)
             .map_err(|e| Failure::Run(e.to_string()))?;
-        let ns = vnvme::server::namespace_on(&cfg, 1, Arc::new(volume));
+        let ns = vnvme::server::namespace_on(&cfg, 1, Arc::new(volume))
+            .map_err(|e| Failure::Run(e.to_string()))?;
         let ccfg = ControllerConfig {
             max_ioqpairs: 1,
             ..Default::default()

@@ -31,6 +31,8 @@ const PRPS_PER_PAGE: u64 = PAGE / 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cqe {
     pub dw0: u32,
+    /// Dword 1 (Zone Append: the high half of the LBA written).
+    pub dw1: u32,
     pub sqhd: u16,
     pub sqid: u16,
     pub cid: u16,
@@ -42,9 +44,10 @@ impl Cqe {
     /// Decodes 16 bytes; also returns the phase tag.
     pub fn parse(b: &[u8; 16]) -> (Cqe, bool) {
         let le32 = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        let (dw0, dw2, dw3) = (le32(0), le32(8), le32(12));
+        let (dw0, dw1, dw2, dw3) = (le32(0), le32(4), le32(8), le32(12));
         let cqe = Cqe {
             dw0,
+            dw1,
             sqhd: dw2 as u16,
             sqid: (dw2 >> 16) as u16,
             cid: dw3 as u16,

@@ -36,6 +36,7 @@
 
 use super::prp::DataPtr;
 use super::spec::{admin_op, io_op, nvm_cmd, status, Sqe, Status};
+use super::zones::{ZoneAction, ZoneFilter};
 use crate::hooks::{AdminKey, OpKind};
 
 /// FUSE (CDW0 bits 9:8) of a command that is not part of a fused operation.
@@ -310,6 +311,44 @@ pub struct RwCmd {
     pub pi: PiFields,
 }
 
+/// Zone Management Send (ZNS command set 1.1, 3.4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneSendCmd {
+    pub nsid: u32,
+    /// SLBA (CDW11:CDW10): the first LBA of the zone acted on (ignored with Select All).
+    pub slba: u64,
+    /// Zone Send Action (CDW13 7:0); `None`: a reserved value (Invalid Field).
+    pub action: Option<ZoneAction>,
+    /// Select All (CDW13 bit 8).
+    pub select_all: bool,
+    /// Set Zone Descriptor Extension's data.
+    pub dptr: DataPtr,
+}
+
+/// Zone Receive Action (Zone Management Receive CDW13 7:0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneReceiveAction {
+    Report,
+    ExtendedReport,
+}
+
+/// Zone Management Receive (ZNS command set 1.1, 3.4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneReceiveCmd {
+    pub nsid: u32,
+    /// SLBA (CDW11:CDW10): the report starts at the zone holding it.
+    pub slba: u64,
+    /// Bytes of the host buffer: (NUMD, CDW12, 0's based dwords, + 1) * 4.
+    pub bytes: u64,
+    /// `None`: a reserved Zone Receive Action (Invalid Field).
+    pub action: Option<ZoneReceiveAction>,
+    /// Zone Receive Action Specific Field (CDW13 15:8); `None`: reserved.
+    pub filter: Option<ZoneFilter>,
+    /// Partial Report (CDW13 bit 16).
+    pub partial: bool,
+    pub dptr: DataPtr,
+}
+
 /// Copy (NVM Command Set 1.0 §3.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CopyCmd {
@@ -386,6 +425,13 @@ pub enum IoCmd {
         /// 1-based.
         nlb: u32,
     },
+    /// Zoned namespaces: a zone action.
+    ZoneSend(ZoneSendCmd),
+    /// Zoned namespaces: a zone report.
+    ZoneReceive(ZoneReceiveCmd),
+    /// Zoned namespaces: a write at the zone's write pointer; `slba` is the zone's
+    /// first LBA (ZSLBA).
+    ZoneAppend(RwCmd),
     /// Any other opcode: Invalid Opcode.
     Unknown(u8),
 }
@@ -395,7 +441,9 @@ impl IoCmd {
     /// Write Zeroes, Compare, Verify.
     pub fn block(&self) -> Option<(u64, u32)> {
         match *self {
-            IoCmd::Read(c) | IoCmd::Write(c) | IoCmd::Compare(c) => Some((c.slba, c.nlb)),
+            IoCmd::Read(c) | IoCmd::Write(c) | IoCmd::Compare(c) | IoCmd::ZoneAppend(c) => {
+                Some((c.slba, c.nlb))
+            }
             IoCmd::WriteZeroes { slba, nlb, .. }
             | IoCmd::Verify { slba, nlb, .. }
             | IoCmd::WriteUncorrectable { slba, nlb, .. } => Some((slba, nlb)),
@@ -415,6 +463,9 @@ impl IoCmd {
             IoCmd::Verify { .. } => OpKind::Verify,
             IoCmd::Copy(_) => OpKind::Copy,
             IoCmd::WriteUncorrectable { .. } => OpKind::WriteUncorrectable,
+            IoCmd::ZoneSend(_) => OpKind::ZoneSend,
+            IoCmd::ZoneReceive(_) => OpKind::ZoneReceive,
+            IoCmd::ZoneAppend(_) => OpKind::ZoneAppend,
             IoCmd::Unknown(_) => OpKind::Other,
         }
     }
@@ -461,7 +512,7 @@ fn rw(sqe: &Sqe) -> RwCmd {
 }
 
 /// The NVM command set opcodes [`decode_io`] knows.
-pub const IO_OPCODES: [u8; 9] = [
+pub const IO_OPCODES: [u8; 12] = [
     io_op::FLUSH,
     io_op::WRITE,
     io_op::READ,
@@ -471,6 +522,9 @@ pub const IO_OPCODES: [u8; 9] = [
     io_op::DATASET_MANAGEMENT,
     io_op::VERIFY,
     io_op::COPY,
+    io_op::ZONE_MGMT_SEND,
+    io_op::ZONE_MGMT_RECV,
+    io_op::ZONE_APPEND,
 ];
 
 /// The admin opcodes [`decode_admin`] knows (the Commands Supported and Effects log
@@ -662,6 +716,27 @@ pub fn decode_io(sqe: &Sqe) -> Result<IoCmd, Status> {
             fua: sqe.cdw12 & nvm_cmd::FUA != 0,
             dptr: DataPtr::of(sqe),
         }),
+        io_op::ZONE_MGMT_SEND => IoCmd::ZoneSend(ZoneSendCmd {
+            nsid,
+            slba: sqe.slba(),
+            action: ZoneAction::from_code(sqe.cdw13 as u8),
+            select_all: sqe.cdw13 & (1 << 8) != 0,
+            dptr: DataPtr::of(sqe),
+        }),
+        io_op::ZONE_MGMT_RECV => IoCmd::ZoneReceive(ZoneReceiveCmd {
+            nsid,
+            slba: sqe.slba(),
+            bytes: (sqe.cdw12 as u64 + 1) * 4,
+            action: match sqe.cdw13 as u8 {
+                0 => Some(ZoneReceiveAction::Report),
+                1 => Some(ZoneReceiveAction::ExtendedReport),
+                _ => None,
+            },
+            filter: ZoneFilter::from_code((sqe.cdw13 >> 8) as u8),
+            partial: sqe.cdw13 & (1 << 16) != 0,
+            dptr: DataPtr::of(sqe),
+        }),
+        io_op::ZONE_APPEND => IoCmd::ZoneAppend(rw(sqe)),
         op => return Ok(IoCmd::Unknown(op)),
     };
     check_fuse(sqe)?;

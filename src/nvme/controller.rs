@@ -261,7 +261,8 @@ impl Inner {
         if self.shared.queues.link().is_none() {
             return Err("no client is connected".into());
         }
-        if cc::css(r.cc) != 0 {
+        // 000b: the NVM command set; 110b: every I/O command set CAP.CSS names.
+        if cc::css(r.cc) != 0 && cc::css(r.cc) != 6 {
             return Err(format!("CC.CSS {} is not supported", cc::css(r.cc)));
         }
         if cc::mps(r.cc) != 0 {

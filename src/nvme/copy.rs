@@ -150,10 +150,18 @@ pub(crate) fn execute(
     let stop_at = fault.map(|(k, _)| k as usize);
     let outcome = match run(ctx, mem, c, stop_at, &mut done) {
         Ok(()) => match fault {
-            Some((k, status)) => Outcome::Complete { status, dw0: k },
+            Some((k, status)) => Outcome::Complete {
+                status,
+                dw0: k,
+                dw1: 0,
+            },
             None => Outcome::ok(0),
         },
-        Err((status, range)) => Outcome::Complete { status, dw0: range },
+        Err((status, range)) => Outcome::Complete {
+            status,
+            dw0: range,
+            dw1: 0,
+        },
     };
     (outcome, done)
 }
@@ -221,6 +229,15 @@ fn run(
     if done.total_blocks() > limits.mcl as u64 {
         return Err(cmd(status::COMMAND_SIZE_LIMIT_EXCEEDED.dnr()));
     }
+    // A zoned destination: the whole copy is one write at the zone's write pointer,
+    // checked (and the pointer moved) before any range is copied (docs/zoned.md).
+    if dns.zones().is_some() {
+        let total = done.total_blocks();
+        if !dns.in_range(c.sdlba, total) {
+            return Err(cmd(status::LBA_OUT_OF_RANGE.dnr()));
+        }
+        super::zoned::check_write(&dns, c.sdlba, total).map_err(&cmd)?;
+    }
     let fua = ctx.durable(c.fua);
     let mut dlba = c.sdlba;
     // The destination's reference tags run on from range to range.
@@ -244,6 +261,7 @@ fn run(
         if !sns.in_range(r.slba, r.nlb) || !dns.in_range(dlba, r.nlb) {
             return Err(fail(status::LBA_OUT_OF_RANGE.dnr()));
         }
+        super::zoned::check_read(&sns, r.slba, r.nlb).map_err(&fail)?;
         if sns.meta().has_pi() || dns.meta().has_pi() {
             let pi = PiCopy {
                 src: &sns,

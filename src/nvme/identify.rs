@@ -15,7 +15,7 @@ use super::ControllerConfig;
 
 use super::spec::{
     cns, id_ctrl, id_ns, nidt, put_ascii, put_u16, put_u32, put_u64, status, Status, CSI_NVM,
-    NSID_ALL, NVME_VERSION,
+    CSI_ZNS, NSID_ALL, NVME_VERSION,
 };
 
 /// Size of every Identify data structure.
@@ -104,30 +104,37 @@ pub(crate) fn execute(inner: &Shared, mem: &Mem, c: &IdentifyCmd) -> Result<(), 
             Some(ns) => ns_descriptors(&ns, &inner.cfg.serial),
             None => return Err(status::INVALID_NAMESPACE.dnr()),
         },
-        cns::CS_NAMESPACE => {
-            if csi != CSI_NVM {
-                return Err(status::INVALID_FIELD.dnr());
-            }
-            match one_ns()? {
-                Some(ns) => nvm_namespace(&ns),
-                None => zeroes(),
-            }
-        }
-        cns::CS_CONTROLLER => {
-            if csi != CSI_NVM {
-                return Err(status::INVALID_FIELD.dnr());
-            }
-            nvm_controller()
-        }
+        cns::CS_NAMESPACE => match (csi, one_ns()?) {
+            (CSI_NVM, Some(ns)) => nvm_namespace(&ns),
+            (CSI_ZNS, Some(ns)) if ns.zones().is_some() => zoned_namespace(&ns),
+            // A namespace of another command set (QEMU: Invalid Field).
+            (CSI_ZNS, Some(_)) => return Err(status::INVALID_FIELD.dnr()),
+            (CSI_NVM | CSI_ZNS, None) => zeroes(),
+            _ => return Err(status::INVALID_FIELD.dnr()),
+        },
+        cns::CS_CONTROLLER => match csi {
+            CSI_NVM => nvm_controller(),
+            CSI_ZNS => zoned_controller(inner),
+            _ => return Err(status::INVALID_FIELD.dnr()),
+        },
         cns::CS_ACTIVE_NS_LIST => {
-            if csi != CSI_NVM {
+            if csi != CSI_NVM && csi != CSI_ZNS {
                 return Err(status::INVALID_FIELD.dnr());
             }
             if nsid >= NSID_ALL - 1 {
                 return Err(status::INVALID_NAMESPACE.dnr());
             }
-            ns_list(inner.namespaces().iter().map(|n| n.nsid), nsid)
+            // Namespaces of the NVM command set and those of command sets built on it
+            // (zoned) for CSI 0; the zoned ones for CSI 2.
+            let all = inner.namespaces();
+            ns_list(
+                all.iter()
+                    .filter(|n| csi == CSI_NVM || n.csi() == csi)
+                    .map(|n| n.nsid),
+                nsid,
+            )
         }
+        cns::IO_COMMAND_SET => io_command_sets(),
         cns::CS_INDEPENDENT_NAMESPACE => match one_ns()? {
             Some(ns) => cs_independent_namespace(&ns),
             None => zeroes(),
@@ -317,7 +324,52 @@ pub fn ns_descriptors(ns: &Namespace, serial: &str) -> Vec<u8> {
         add(&mut b, nidt::NGUID, &nguid);
     }
     add(&mut b, nidt::UUID, &ns.uuid(serial));
-    add(&mut b, nidt::CSI, &[CSI_NVM]);
+    add(&mut b, nidt::CSI, &[ns.csi()]);
+    b
+}
+
+/// I/O Command Set data structure (CNS 1Ch): one combination, index 0, of the NVM
+/// (bit 0) and Zoned Namespace (bit 2) command sets; the I/O Command Set Profile
+/// feature selects index 0.
+pub fn io_command_sets() -> Vec<u8> {
+    let mut b = zeroes();
+    put_u64(&mut b, 0, 1 | 1 << CSI_ZNS);
+    b
+}
+
+/// Zoned Namespace command set Identify Namespace (CNS 5, CSI 2): ZOC 0, OZCS RAZB
+/// (cross_read), MAR and MOR (0's based; FFFFFFFFh: no limit), no reset or finish
+/// recommendations, and for every LBA format of the namespace's block size without
+/// metadata the zone size (ZSZE) and the descriptor extension size (ZDES, 64-byte
+/// units).
+pub fn zoned_namespace(ns: &Namespace) -> Vec<u8> {
+    const OZCS: usize = 2;
+    const MAR: usize = 4;
+    const MOR: usize = 8;
+    const LBAFE: usize = 2816;
+    let mut b = zeroes();
+    let Some(z) = ns.zones() else {
+        return b;
+    };
+    let g = z.geometry();
+    put_u16(&mut b, OZCS, g.cross_read as u16);
+    let zero_based = |n: u32| if n == 0 { u32::MAX } else { n - 1 };
+    put_u32(&mut b, MAR, zero_based(g.max_active));
+    put_u32(&mut b, MOR, zero_based(g.max_open));
+    for (i, f) in ns.formats().iter().enumerate() {
+        if f.block_size() == ns.block_size() && f.ms == 0 {
+            put_u64(&mut b, LBAFE + 16 * i, g.zone_size);
+            b[LBAFE + 16 * i + 8] = (g.ext_size / 64) as u8;
+        }
+    }
+    b
+}
+
+/// Zoned Namespace command set Identify Controller (CNS 6, CSI 2): ZASL, the smallest
+/// Zone Append Size Limit of the zoned namespaces (0: MDTS).
+pub(crate) fn zoned_controller(inner: &Shared) -> Vec<u8> {
+    let mut b = zeroes();
+    b[0] = super::zoned::zasl(&inner.namespaces());
     b
 }
 

@@ -19,6 +19,7 @@ use super::prp::{DataPtr, Dma, Mem};
 use super::queues::Outcome;
 use super::spec::{io_op, status, Status, NSID_ALL};
 use super::status::of_block;
+use super::zoned;
 use crate::block::uring::AsyncIo;
 use crate::hooks::Op;
 
@@ -94,6 +95,9 @@ pub(crate) fn execute(
     if let (Some(c), true) = (copy, ctx.cfg.copy) {
         let (o, done) = super::copy::execute(ctx, mem, c, None);
         return (o, Some(done));
+    }
+    if let IoCmd::ZoneAppend(c) = cmd {
+        return (super::zoned::append(ctx, mem, c), None);
     }
     if let Some(f) = inflight {
         if let Some(o) = try_queue(ctx, mem, cmd, f) {
@@ -193,6 +197,10 @@ fn run(ctx: &IoCtx, mem: &Mem, cmd: &IoCmd) -> Result<u32, Status> {
         IoCmd::WriteUncorrectable { nsid, slba, nlb } => {
             write_uncorrectable(ctx, nsid, slba, nlb as u64)
         }
+        IoCmd::ZoneSend(c) => super::zoned::send(ctx, mem, &c),
+        IoCmd::ZoneReceive(c) => super::zoned::receive(ctx, mem, &c),
+        // Zone Append completes with the LBA: it returns from `execute`.
+        IoCmd::ZoneAppend(_) => Err(status::INTERNAL_ERROR),
         // Copy with `--ctrl copy=off`, and every opcode not decoded.
         IoCmd::Copy(_) | IoCmd::Unknown(_) => Err(status::INVALID_OPCODE.dnr()),
     }
@@ -294,11 +302,18 @@ fn prepare_rw<'m>(
     let len = nlb * ns.block_size();
     check_mdts(ctx, len)?;
     check_range(&ns, slba, nlb)?;
+    if !is_write {
+        zoned::check_read(&ns, slba, nlb)?;
+    }
     let dma = if is_write {
         Dma::map(mem, &c.dptr, len)?
     } else {
         Dma::map_to_host(mem, &c.dptr, len)?
     };
+    if is_write {
+        // Last: a write that passed its zone checks has moved the write pointer.
+        zoned::check_write(&ns, slba, nlb)?;
+    }
     Ok((ns, dma, len))
 }
 
@@ -341,6 +356,7 @@ fn compare(ctx: &IoCtx, mem: &Mem, c: &RwCmd) -> Result<u32, Status> {
     let len = nlb * ns.block_size();
     check_mdts(ctx, len)?;
     check_range(&ns, slba, nlb)?;
+    zoned::check_read(&ns, slba, nlb)?;
     let dma = Dma::map(mem, &c.dptr, len)?;
     ns.volume().compare(slba, dma.slices()).map_err(|e| {
         of_block(
@@ -362,6 +378,7 @@ fn write_zeroes(
     let ns = namespace(ctx, nsid)?;
     check_writable(&ns)?;
     check_range(&ns, slba, nlb)?;
+    zoned::check_write(&ns, slba, nlb)?;
     let durable = ctx.durable(fua);
     ns.volume()
         .write_zeroes(slba, nlb, deac, durable)
@@ -422,6 +439,7 @@ fn write_uncorrectable(ctx: &IoCtx, nsid: u32, slba: u64, nlb: u64) -> Result<u3
     let ns = namespace(ctx, nsid)?;
     check_writable(&ns)?;
     check_range(&ns, slba, nlb)?;
+    zoned::check_write(&ns, slba, nlb)?;
     ns.volume().mark_unreadable(slba, nlb).map_err(|e| {
         of_block(
             &format!(
@@ -437,6 +455,7 @@ fn write_uncorrectable(ctx: &IoCtx, nsid: u32, slba: u64, nlb: u64) -> Result<u3
 fn verify(ctx: &IoCtx, nsid: u32, slba: u64, nlb: u64) -> Result<u32, Status> {
     let ns = namespace(ctx, nsid)?;
     check_range(&ns, slba, nlb)?;
+    zoned::check_read(&ns, slba, nlb)?;
     ns.volume().verify(slba, nlb).map_err(|e| {
         of_block(
             &format!("verify on namespace {} at LBA {slba}+{nlb}", ns.nsid),

@@ -16,6 +16,9 @@ pub fn io_opcode_name(opcode: u8) -> &'static str {
         io_op::DATASET_MANAGEMENT => "dsm",
         io_op::VERIFY => "verify",
         io_op::COPY => "copy",
+        io_op::ZONE_MGMT_SEND => "zone-mgmt-send",
+        io_op::ZONE_MGMT_RECV => "zone-mgmt-recv",
+        io_op::ZONE_APPEND => "zone-append",
         _ => "unknown",
     }
 }
@@ -88,6 +91,9 @@ pub fn io_kind(opcode: u8) -> OpKind {
         io_op::DATASET_MANAGEMENT => OpKind::Discard,
         io_op::VERIFY => OpKind::Verify,
         io_op::COPY => OpKind::Copy,
+        io_op::ZONE_MGMT_SEND => OpKind::ZoneSend,
+        io_op::ZONE_MGMT_RECV => OpKind::ZoneReceive,
+        io_op::ZONE_APPEND => OpKind::ZoneAppend,
         _ => OpKind::Other,
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::protection::MetaFormat;
+use super::zones::{ZoneGeometry, Zones};
 use crate::block::Volume;
 
 /// One LBA format: the data size (LBADS, a power of two) and metadata bytes per block.
@@ -96,6 +97,8 @@ pub struct Namespace {
     formats: Arc<[LbaFormat]>,
     format_index: u8,
     origin: Origin,
+    /// The zones of a zoned namespace (Zoned Namespace command set); `None`: NVM.
+    zones: Option<Arc<Zones>>,
 }
 
 fn pack(l: CopyLimits) -> u64 {
@@ -137,6 +140,7 @@ impl Namespace {
             formats: Arc::from([own]),
             format_index: 0,
             origin: Origin::Configured { owned: false },
+            zones: None,
         }
     }
 
@@ -174,6 +178,27 @@ impl Namespace {
         self
     }
 
+    /// The same namespace, zoned with `geo` (every zone empty). The namespace ends at
+    /// its last whole zone.
+    pub fn with_zones(mut self, geo: ZoneGeometry) -> Namespace {
+        self.zones = Some(Arc::new(Zones::new(geo)));
+        self
+    }
+
+    /// The zones, if the namespace is zoned.
+    pub fn zones(&self) -> Option<&Arc<Zones>> {
+        self.zones.as_ref()
+    }
+
+    /// The namespace's command set: CSI 2 (zoned) or 0 (NVM).
+    pub fn csi(&self) -> u8 {
+        if self.zones.is_some() {
+            super::spec::CSI_ZNS
+        } else {
+            super::spec::CSI_NVM
+        }
+    }
+
     pub fn origin(&self) -> Origin {
         self.origin
     }
@@ -199,7 +224,8 @@ impl Namespace {
     /// This namespace formatted with format `index` and `meta` over the same store:
     /// same nsid, identifiers, formats and current Copy limits, a new geometry (the
     /// block count is the store's size over the new block and metadata size). The
-    /// caller checks `index` and `meta`; the contents are not touched.
+    /// caller checks `index` and `meta`; the contents are not touched. A zoned
+    /// namespace comes back with every zone empty (the caller erases the store).
     pub fn reformatted(
         &self,
         index: u8,
@@ -218,6 +244,10 @@ impl Namespace {
             formats: self.formats.clone(),
             format_index: index,
             origin: self.origin,
+            zones: self
+                .zones
+                .as_ref()
+                .map(|z| Arc::new(Zones::new(*z.geometry()))),
         })
     }
 
@@ -263,7 +293,13 @@ impl Namespace {
 
     /// Namespace size in logical blocks.
     pub fn nsze(&self) -> u64 {
-        self.volume.blocks()
+        match &self.zones {
+            Some(z) => {
+                let g = z.geometry();
+                (g.nr_zones as u64 * g.zone_size).min(self.volume.blocks())
+            }
+            None => self.volume.blocks(),
+        }
     }
 
     pub fn readonly(&self) -> bool {
@@ -277,7 +313,10 @@ impl Namespace {
 
     /// True if `nlb` blocks from `slba` lie inside the namespace.
     pub fn in_range(&self, slba: u64, nlb: u64) -> bool {
-        self.volume.in_range(slba, nlb)
+        match &self.zones {
+            Some(_) => slba.checked_add(nlb).is_some_and(|end| end <= self.nsze()),
+            None => self.volume.in_range(slba, nlb),
+        }
     }
 
     /// The UUID reported in the descriptor list: the configured one, or one derived from

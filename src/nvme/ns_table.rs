@@ -400,6 +400,13 @@ impl NamespaceTable {
                 log::info!("format: namespace {} is read-only", ns.nsid);
                 return Err(status::NAMESPACE_WRITE_PROTECTED.dnr());
             }
+            if ns.zones().is_some() && (f.block_size() != ns.block_size() || f.ms != 0) {
+                log::info!(
+                    "format: zoned namespace {} keeps its block size and has no metadata",
+                    ns.nsid
+                );
+                return Err(status::INVALID_FORMAT.dnr());
+            }
             let meta = meta_format(f, spec.extended, spec.pi, spec.pi_first, ns.meta().pif)?;
             let new = ns.reformatted(spec.format, meta).map_err(|e| {
                 log::info!("format: namespace {}: {e}", ns.nsid);

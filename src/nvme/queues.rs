@@ -34,8 +34,8 @@ use crate::sync::{lock, read, write};
 /// What a command handler decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Post a completion with this status and Dword 0.
-    Complete { status: Status, dw0: u32 },
+    /// Post a completion with this status and Dwords 0 and 1.
+    Complete { status: Status, dw0: u32, dw1: u32 },
     /// Completed later by someone else (Asynchronous Event Request).
     Deferred,
     /// Queued in flight in this slot of the worker's [`AsyncIo`]; the worker ends it
@@ -48,16 +48,30 @@ impl Outcome {
         Outcome::Complete {
             status: status::SUCCESS,
             dw0,
+            dw1: 0,
         }
     }
     pub fn err(status: Status) -> Outcome {
-        Outcome::Complete { status, dw0: 0 }
+        Outcome::Complete {
+            status,
+            dw0: 0,
+            dw1: 0,
+        }
+    }
+
+    /// Success with a 64-bit result in Dwords 0 (low half) and 1 (high half).
+    pub fn ok64(v: u64) -> Outcome {
+        Outcome::Complete {
+            status: status::SUCCESS,
+            dw0: v as u32,
+            dw1: (v >> 32) as u32,
+        }
     }
 }
 
 impl From<Status> for Outcome {
     fn from(status: Status) -> Outcome {
-        Outcome::Complete { status, dw0: 0 }
+        Outcome::err(status)
     }
 }
 
@@ -606,6 +620,7 @@ impl Queues {
             admin: None,
             status: st.0,
             dw0,
+            dw1: 0,
             fetched: Some(since),
         };
         let c = Completion {
@@ -714,8 +729,8 @@ impl Queues {
                         }
                     }
                     Outcome::Deferred => {}
-                    Outcome::Complete { status, dw0 } => {
-                        self.ended(sq, cq, mem, m, &sqe, done, status, dw0, &mut irq)
+                    Outcome::Complete { status, dw0, dw1 } => {
+                        self.ended(sq, cq, mem, m, &sqe, done, status, (dw0, dw1), &mut irq)
                     }
                 }
             }
@@ -744,11 +759,11 @@ impl Queues {
                     else {
                         continue;
                     };
-                    let (status, dw0) = match exec.finish(m, &sqe, result) {
-                        Outcome::Complete { status, dw0 } => (status, dw0),
-                        _ => (status::INTERNAL_ERROR, 0),
+                    let (status, dw) = match exec.finish(m, &sqe, result) {
+                        Outcome::Complete { status, dw0, dw1 } => (status, (dw0, dw1)),
+                        _ => (status::INTERNAL_ERROR, (0, 0)),
                     };
-                    self.ended(sq, cq, mem, m, &sqe, done, status, dw0, &mut irq);
+                    self.ended(sq, cq, mem, m, &sqe, done, status, dw, &mut irq);
                 }
                 if wait {
                     continue;
@@ -790,7 +805,7 @@ impl Queues {
         sqe: &Sqe,
         mut done: Completed,
         status: Status,
-        dw0: u32,
+        (dw0, dw1): (u32, u32),
         posted: &mut bool,
     ) {
         if !status.is_success() {
@@ -798,6 +813,7 @@ impl Queues {
         }
         done.status = status.0;
         done.dw0 = dw0;
+        done.dw1 = dw1;
         let delay = if sq.id == 0 {
             None
         } else {
@@ -822,7 +838,7 @@ impl Queues {
         }
         let c = Completion {
             dw0,
-            dw1: 0,
+            dw1,
             sqhd: sq.head() as u16,
             sqid: sq.id,
             cid: sqe.cid,
@@ -915,7 +931,7 @@ impl Queues {
             let m = job.mem.memory();
             let c = Completion {
                 dw0: job.done.dw0,
-                dw1: 0,
+                dw1: job.done.dw1,
                 sqhd: job.sq.head() as u16,
                 sqid: job.sq.id,
                 cid: job.done.tag,

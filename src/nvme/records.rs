@@ -28,6 +28,7 @@ pub(crate) fn fetched(qid: u16, sqe: &Sqe, fetched: Option<Instant>) -> Complete
         admin: None,
         status: 0,
         dw0: 0,
+        dw1: 0,
         fetched,
     }
 }

@@ -31,8 +31,9 @@ impl Regs {
         let mqes = (cfg.mqes.clamp(2, 65536) - 1) as u64;
         Regs {
             // MQES, CQR=1, AMS=0 (round robin only), TO, DSTRD=0, CSS bit 0 (NVM command
-            // set), MPSMIN=0 and MPSMAX=0 (4 KiB pages).
-            cap: mqes | (1 << 16) | (CAP_TO << 24) | (1 << 37),
+            // set) and bit 6 (I/O command sets: CC.CSS 110b, the zoned command set, as
+            // QEMU), MPSMIN=0 and MPSMAX=0 (4 KiB pages).
+            cap: mqes | (1 << 16) | (CAP_TO << 24) | (1 << 37) | (1 << 43),
             vs: NVME_VERSION,
             intms: 0,
             cc: 0,
@@ -136,7 +137,7 @@ mod tests {
         assert_eq!((r.cap >> 16) & 1, 1, "CQR");
         assert_eq!((r.cap >> 24) & 0xff, CAP_TO);
         assert_eq!((r.cap >> 32) & 0xf, 0, "DSTRD");
-        assert_eq!((r.cap >> 37) & 0xff, 1, "CSS NVM");
+        assert_eq!((r.cap >> 37) & 0xff, 0x41, "CSS: NVM and I/O command sets");
         assert_eq!((r.cap >> 48) & 0xff, 0, "MPSMIN/MPSMAX");
         assert_eq!(r.max_queue_entries(), 1024);
         let mut b = [0u8; 4];

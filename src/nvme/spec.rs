@@ -407,6 +407,8 @@ pub mod cns {
     pub const NS_CONTROLLER_LIST: u8 = 0x12;
     /// Controllers in the subsystem.
     pub const CONTROLLER_LIST: u8 = 0x13;
+    /// I/O Command Set data structure (the command set combinations).
+    pub const IO_COMMAND_SET: u8 = 0x1c;
 }
 
 /// Command Set Identifier of the NVM command set.

@@ -145,6 +145,8 @@ pub struct ZoneGeometry {
     pub cross_read: bool,
     /// Zone Descriptor Extension size in bytes (a multiple of 64; 0: none).
     pub ext_size: u32,
+    /// Zone Append Size Limit: a power of two in 4 KiB pages; 0: MDTS.
+    pub zasl: u8,
 }
 
 /// Zone Descriptor size, and the report header before the descriptors.
@@ -506,9 +508,11 @@ impl Zones {
     }
 
     /// Zone Management Receive: the report for zones from the one holding `slba` on,
-    /// those `filter` selects, into a buffer of `len` bytes (header, then a descriptor
-    /// and, with `extended`, its extension per zone). The header counts every matching
-    /// zone, or with `partial` only those that fit.
+    /// those `filter` selects, for a host buffer of `len` bytes (header, then a
+    /// descriptor and, with `extended`, its extension per zone). The header counts
+    /// every matching zone, or with `partial` only those that fit. The report returned
+    /// is only as long as what it holds (at most `len` bytes): the rest of the host's
+    /// buffer is not written, and nothing here grows with `len` itself.
     pub fn report(
         &self,
         slba: u64,
@@ -527,9 +531,9 @@ impl Zones {
             } else {
                 0
             };
-        let room = len.saturating_sub(REPORT_HEADER_SIZE) / per;
-        let mut out = vec![0u8; len];
         let t = self.lock();
+        let room = (len.saturating_sub(REPORT_HEADER_SIZE) / per).min(t.zones.len() - first);
+        let mut out = vec![0u8; REPORT_HEADER_SIZE + room * per];
         let mut listed = 0usize;
         let mut matching = 0u64;
         for i in first..t.zones.len() {
@@ -551,12 +555,8 @@ impl Zones {
             }
         }
         let count = if partial { listed as u64 } else { matching };
-        if len >= 8 {
-            put_u64(&mut out, 0, count);
-        } else {
-            let b = count.to_le_bytes();
-            out.copy_from_slice(&b[..len]);
-        }
+        put_u64(&mut out, 0, count);
+        out.truncate((REPORT_HEADER_SIZE + listed * per).min(len));
         Ok(out)
     }
 
@@ -654,6 +654,7 @@ mod tests {
             max_active,
             cross_read: false,
             ext_size: 64,
+            zasl: 0,
         })
     }
 
@@ -796,6 +797,11 @@ mod tests {
         );
         let r = z.report(0, ZoneFilter::All, true, false, 64 + 128).unwrap();
         assert_eq!(r.len(), 192);
+        // A huge buffer gets only what the report holds.
+        let r = z
+            .report(16, ZoneFilter::All, false, false, 1 << 40)
+            .unwrap();
+        assert_eq!(r.len(), 64 + 3 * 64);
         // A buffer smaller than the header still gets the count's first bytes.
         assert_eq!(
             z.report(0, ZoneFilter::All, false, false, 4).unwrap(),

@@ -90,6 +90,7 @@ impl BlkBackend {
                 admin: None,
                 status: out.status.map_or(spec::S_IOERR as u16, u16::from),
                 dw0: 0,
+                dw1: 0,
                 fetched,
             });
             let delay = out.op.and_then(|op| self.hooks.delay(&op, out.blocks));

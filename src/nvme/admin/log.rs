@@ -9,7 +9,9 @@ use crate::nvme::identify;
 use crate::nvme::prp::{to_host_prefix, Mem};
 use crate::nvme::settings::COMPOSITE_TEMPERATURE;
 use crate::nvme::spec::Status;
-use crate::nvme::spec::{admin_op, io_op, log, put_ascii, put_u16, put_u32, put_u64, status};
+use crate::nvme::spec::{
+    admin_op, io_op, log, put_ascii, put_u16, put_u32, put_u64, status, CSI_NVM, CSI_ZNS,
+};
 use crate::nvme::state::Shared;
 use crate::nvme::ControllerConfig;
 use crate::sync::lock;
@@ -23,7 +25,7 @@ pub(super) fn get_log_page(inner: &Shared, mem: &Mem, c: &LogPageCmd) -> Result<
         log::SMART => smart_log(inner),
         log::FIRMWARE_SLOT => firmware_slot_log(),
         log::CHANGED_NS_LIST => lock(&inner.aer).changed_list(c.rae),
-        log::COMMANDS_EFFECTS => effects_log(&inner.cfg),
+        log::COMMANDS_EFFECTS => effects_log(&inner.cfg, c.csi)?,
         log::LBA_STATUS => super::lba_status::log_page(inner),
         _ => return Err(status::INVALID_LOG_PAGE.dnr()),
     };
@@ -80,7 +82,13 @@ fn firmware_slot_log() -> Vec<u8> {
 /// Namespace Management and Attachment change the namespace inventory (NIC) and Format
 /// NVM a namespace's capabilities (NCC), so that a host rescans when they complete;
 /// Format also wants no other command to its namespace meanwhile (CSE 001b).
-fn effects_log(cfg: &ControllerConfig) -> Vec<u8> {
+/// For CSI 2 (zoned) the I/O part also lists Zone Management Send (LBCC: a reset
+/// deallocates), Zone Management Receive and Zone Append (LBCC); another CSI gets
+/// Invalid Field.
+fn effects_log(cfg: &ControllerConfig, csi: u8) -> Result<Vec<u8>, Status> {
+    if csi != CSI_NVM && csi != CSI_ZNS {
+        return Err(status::INVALID_FIELD.dnr());
+    }
     const CSUPP: u32 = 1;
     const LBCC: u32 = 1 << 1;
     const NCC: u32 = 1 << 2;
@@ -102,5 +110,11 @@ fn effects_log(cfg: &ControllerConfig) -> Vec<u8> {
         let v = CSUPP | if *fx { LBCC } else { 0 };
         put_u32(&mut b, 1024 + *op as usize * 4, v);
     }
-    b
+    if csi == CSI_ZNS {
+        for (op, fx) in crate::nvme::zoned::SUPPORTED {
+            let v = CSUPP | if *fx { LBCC } else { 0 };
+            put_u32(&mut b, 1024 + *op as usize * 4, v);
+        }
+    }
+    Ok(b)
 }

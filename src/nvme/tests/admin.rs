@@ -289,7 +289,11 @@ fn identify_lists_descriptors_and_cs_variants() {
     let (c, d) = h.identify(cns::CS_ACTIVE_NS_LIST, 0, CSI_NVM);
     assert!(c.ok());
     assert_eq!((get_u32(&d, 0), get_u32(&d, 4)), (1, 5));
-    assert_eq!(h.identify(cns::CS_ACTIVE_NS_LIST, 0, 2).0.sc(), (0, 0x02));
+    // CSI 2 (zoned): none of these namespaces is zoned; CSI 1 is not a command set here.
+    let (c, d) = h.identify(cns::CS_ACTIVE_NS_LIST, 0, 2);
+    assert!(c.ok());
+    assert_eq!(get_u32(&d, 0), 0);
+    assert_eq!(h.identify(cns::CS_ACTIVE_NS_LIST, 0, 1).0.sc(), (0, 0x02));
 
     // Descriptors of ns 5: EUI64, UUID, CSI (no NGUID configured).
     let (c, d) = h.identify(cns::NS_DESCRIPTORS, 5, 0);
@@ -311,12 +315,20 @@ fn identify_lists_descriptors_and_cs_variants() {
     assert_eq!(h.identify(cns::CS_NAMESPACE, 1, 2).0.sc(), (0, 0x02));
     let (c, d) = h.identify(cns::CS_CONTROLLER, 0, CSI_NVM);
     assert!(c.ok() && d.iter().all(|&b| b == 0));
-    assert_eq!(h.identify(cns::CS_CONTROLLER, 0, 2).0.sc(), (0, 0x02));
+    // The zoned controller structure: ZASL 0 (MDTS) with no zoned namespace.
+    let (c, d) = h.identify(cns::CS_CONTROLLER, 0, 2);
+    assert!(c.ok() && d[0] == 0);
+    assert_eq!(h.identify(cns::CS_CONTROLLER, 0, 1).0.sc(), (0, 0x02));
+    // I/O Command Set data structure: one combination, NVM and zoned.
+    let (c, d) = h.identify(cns::IO_COMMAND_SET, 0, 0);
+    assert!(c.ok());
+    assert_eq!(get_u64(&d, 0), 0b101);
+    assert!(d[8..].iter().all(|&b| b == 0));
     let (c, d) = h.identify(cns::CS_INDEPENDENT_NAMESPACE, 5, 0);
     assert!(c.ok());
     assert_eq!(d[13], 1, "namespace ready");
     // Unsupported CNS values are Invalid Field with DNR.
-    for cns_v in [0x04u8, 0x14, 0x1c, 0xff] {
+    for cns_v in [0x04u8, 0x14, 0x16, 0xff] {
         let (c, _) = h.identify(cns_v, 1, 0);
         assert_eq!(c.sc(), (0, 0x02), "cns {cns_v:#x}");
         assert!(c.status.is_dnr());

@@ -320,6 +320,7 @@ mod io;
 mod ns_mgmt;
 mod pi;
 mod poll;
+mod zoned;
 
 #[test]
 fn controller_is_shareable_between_threads() {
