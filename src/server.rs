@@ -340,6 +340,17 @@ pub fn spawn_vhost_user_blk(
             disk.nsid
         )));
     };
+    let zoned = volumes
+        .iter()
+        .zip(&cfg.namespaces)
+        .any(|((id, _), ns)| *id == disk.nsid && ns.zoned.is_some());
+    if zoned {
+        // virtio-blk writes would bypass the zone rules (write pointers, states).
+        return Err(ConfigError(format!(
+            "--vhost-user-blk ns: namespace {} is zoned; a virtio-blk view of a zoned namespace is not offered",
+            disk.nsid
+        )));
+    }
     let id = crate::vhost_user_blk::spec::device_id(&cfg.controller.serial, disk.nsid);
     let d =
         crate::vhost_user_blk::Disk::new(volume.clone(), disk.nsid, disk.queues, disk.readonly, id);
@@ -393,10 +404,20 @@ pub fn namespace_on(
     let ns = Namespace::new(nsid, volume, ids, limits)
         .with_meta(cfg.meta_format())
         .with_origin(Origin::Configured { owned: cfg.owned });
-    Ok(match zones {
-        Some(g) => ns.with_zones(g),
-        None => ns,
-    })
+    let Some(g) = zones else {
+        return Ok(ns);
+    };
+    let ns = ns.with_zones(g);
+    match &cfg.backing {
+        // The zone states live beside the file (docs/zoned.md).
+        Backing::File(path) => {
+            let mut side = path.clone().into_os_string();
+            side.push(".zones");
+            ns.with_zone_file(std::path::Path::new(&side))
+                .map_err(|e| ConfigError(format!("--ns file={}: {e}", path.display())))
+        }
+        Backing::Memory => Ok(ns),
+    }
 }
 
 /// Opens the volume of one `--ns` and makes it namespace `nsid`.

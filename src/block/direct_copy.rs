@@ -397,8 +397,17 @@ mod tests {
             8192,
             super::super::file::FileKind::Regular,
         );
-        store.drop_cache().unwrap();
-        assert!(!cached(fd, 0));
+        // Dropping is best effort in the kernel (a page still under writeback, or busy,
+        // stays): a few tries, as a loaded machine may need.
+        let dropped = (0..5).any(|_| {
+            store.drop_cache().unwrap();
+            let gone = !cached(fd, 0);
+            if !gone {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            gone
+        });
+        assert!(dropped, "page 0 still reported cached after five drops");
         std::fs::remove_file(&p).unwrap();
     }
 }

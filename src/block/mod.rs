@@ -11,6 +11,7 @@ pub mod direct_copy;
 pub mod file;
 pub mod memfd;
 pub mod pool;
+pub mod side_file;
 pub mod store;
 pub mod unreadable;
 pub mod uring;
@@ -18,5 +19,6 @@ pub mod volume;
 
 pub use file::FileStore;
 pub use pool::StorePool;
+pub use side_file::SideFile;
 pub use store::{copy_range_bounce, move_within, same_file, CopyError, Store, BOUNCE_LIMIT};
 pub use volume::{BlockError, Volume, VolumeError};

@@ -210,6 +210,9 @@ impl Drop for Controller {
         let _g = lock(&self.inner.cc_lock);
         self.inner.full_reset();
         self.inner.shared.queues.shutdown();
+        for (ns, _) in self.inner.shared.namespaces.all_allocated() {
+            let _ = ns.save_zones();
+        }
     }
 }
 
@@ -245,6 +248,7 @@ impl Inner {
                 if let Err(e) = ns.volume().flush() {
                     log::error!("namespace {}: flush at shutdown failed: {e}", ns.nsid);
                 }
+                let _ = ns.save_zones();
             }
             let c = self.csts.load(Ordering::Acquire);
             self.csts.store(

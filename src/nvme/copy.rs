@@ -292,6 +292,7 @@ fn run(
         st.bytes_read.fetch_add(bytes, Ordering::Relaxed);
         dlba += r.nlb;
     }
+    super::zoned::persist(&dns, fua).map_err(&cmd)?;
     Ok(())
 }
 

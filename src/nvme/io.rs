@@ -282,6 +282,7 @@ fn flush(ctx: &IoCtx, nsid: u32) -> Result<u32, Status> {
         ns.volume()
             .flush()
             .map_err(|e| of_block(&format!("flush of namespace {}", ns.nsid), &e))?;
+        zoned::persist(&ns, true)?;
     }
     Ok(0)
 }
@@ -346,6 +347,9 @@ fn read_write(ctx: &IoCtx, mem: &Mem, c: &RwCmd, is_write: bool) -> Result<u32, 
         ns.volume().read(c.slba, dma.slices())
     };
     r.map_err(|e| of_block(&rw_what(&ns, c, is_write), &e))?;
+    if is_write {
+        zoned::persist(&ns, ctx.durable(c.fua))?;
+    }
     count_rw(ctx, is_write, len);
     Ok(0)
 }
@@ -388,6 +392,7 @@ fn write_zeroes(
                 &e,
             )
         })?;
+    zoned::persist(&ns, durable)?;
     Ok(0)
 }
 
@@ -449,6 +454,7 @@ fn write_uncorrectable(ctx: &IoCtx, nsid: u32, slba: u64, nlb: u64) -> Result<u3
             &e,
         )
     })?;
+    zoned::persist(&ns, ctx.durable(false))?;
     Ok(0)
 }
 

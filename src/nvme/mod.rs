@@ -58,6 +58,7 @@ mod timer;
 #[cfg(test)]
 pub(crate) mod tests;
 pub mod tuning;
+pub mod zone_file;
 pub mod zoned;
 pub mod zones;
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::protection::MetaFormat;
+use super::zone_file::ZoneFile;
 use super::zones::{ZoneGeometry, Zones};
 use crate::block::Volume;
 
@@ -99,6 +100,8 @@ pub struct Namespace {
     origin: Origin,
     /// The zones of a zoned namespace (Zoned Namespace command set); `None`: NVM.
     zones: Option<Arc<Zones>>,
+    /// Where the zones are kept across restarts (file-backed zoned namespaces).
+    zone_file: Option<Arc<ZoneFile>>,
 }
 
 fn pack(l: CopyLimits) -> u64 {
@@ -141,6 +144,7 @@ impl Namespace {
             format_index: 0,
             origin: Origin::Configured { owned: false },
             zones: None,
+            zone_file: None,
         }
     }
 
@@ -183,6 +187,31 @@ impl Namespace {
     pub fn with_zones(mut self, geo: ZoneGeometry) -> Namespace {
         self.zones = Some(Arc::new(Zones::new(geo)));
         self
+    }
+
+    /// The same zoned namespace keeping its zones in the zone file at `path` (created,
+    /// or read back into the zones). Errors name the file.
+    pub fn with_zone_file(mut self, path: &std::path::Path) -> Result<Namespace, String> {
+        if let Some(z) = &self.zones {
+            let f = ZoneFile::open(path, z, self.block_size())?;
+            self.zone_file = Some(Arc::new(f));
+        }
+        Ok(self)
+    }
+
+    /// Writes the zones changed since the last save to the zone file, durably (nothing
+    /// to do without one).
+    pub fn save_zones(&self) -> std::io::Result<()> {
+        match (&self.zones, &self.zone_file) {
+            (Some(z), Some(f)) => f.save(z).inspect_err(|e| {
+                log::error!(
+                    "namespace {}: saving its zones to {} failed: {e}",
+                    self.nsid,
+                    f.path().display()
+                )
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The zones, if the namespace is zoned.
@@ -244,10 +273,12 @@ impl Namespace {
             formats: self.formats.clone(),
             format_index: index,
             origin: self.origin,
-            zones: self
-                .zones
-                .as_ref()
-                .map(|z| Arc::new(Zones::new(*z.geometry()))),
+            zones: self.zones.as_ref().map(|z| {
+                let fresh = Zones::new(*z.geometry());
+                fresh.mark_all_dirty();
+                Arc::new(fresh)
+            }),
+            zone_file: self.zone_file.clone(),
         })
     }
 

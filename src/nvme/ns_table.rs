@@ -422,6 +422,10 @@ impl NamespaceTable {
                 log::error!("format: erasing namespace {} failed: {e}", new.nsid);
                 return Err(status::INTERNAL_ERROR);
             }
+            // Every zone empty again, in the zone file too.
+            if new.save_zones().is_err() {
+                return Err(status::INTERNAL_ERROR);
+            }
             let id = new.nsid;
             log::info!(
                 "namespace {id} formatted: LBA format {} ({} bytes + {} metadata), PI type {}, {} blocks",

@@ -50,6 +50,16 @@ pub(crate) fn check_write(ns: &Namespace, slba: u64, nlb: u64) -> Result<(), Sta
     }
 }
 
+/// After a write that must be durable (FUA, or the write cache off), a Flush or a zone
+/// action: the zone states and write pointers go to the zone file too. A zone file
+/// that cannot be written fails the command with Internal Error (logged).
+pub(crate) fn persist(ns: &Namespace, durable: bool) -> Result<(), Status> {
+    if durable && ns.zones().is_some() {
+        ns.save_zones().map_err(|_| status::INTERNAL_ERROR)?;
+    }
+    Ok(())
+}
+
 /// A read of `nlb` blocks at `slba` (Read, Compare, Verify, a Copy's source): on a
 /// zoned namespace no offline zone, and no zone boundary unless cross_read is on.
 pub(crate) fn check_read(ns: &Namespace, slba: u64, nlb: u64) -> Result<(), Status> {
@@ -114,6 +124,7 @@ fn run_append(ctx: &IoCtx, mem: &Mem, c: &RwCmd) -> Result<u64, Status> {
                 &e,
             )
         })?;
+    persist(&ns, ctx.durable(c.fua))?;
     let st = ctx.stats;
     st.write_commands
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -161,6 +172,7 @@ pub(crate) fn send(ctx: &IoCtx, mem: &Mem, c: &ZoneSendCmd) -> Result<u32, Statu
             )
         })?;
     }
+    persist(&ns, true)?;
     Ok(0)
 }
 

@@ -172,8 +172,32 @@ struct Table {
     implicit: VecDeque<u32>,
     /// Zone Descriptor Extensions, `ext_size` bytes per zone (empty without them).
     ext: Vec<u8>,
-    /// Changed since the last `take_changed` (for the sidecar that keeps them).
+    /// Changed since the last `take_changed`.
     changed: bool,
+    /// Zones whose state, attributes or write pointer changed since the last
+    /// `take_dirty` (a bit per zone, and their indices), for the zone file.
+    dirty_bits: Vec<u64>,
+    dirty: Vec<u32>,
+}
+
+impl Table {
+    fn mark(&mut self, i: usize) {
+        let (w, b) = (i / 64, 1u64 << (i % 64));
+        if self.dirty_bits[w] & b == 0 {
+            self.dirty_bits[w] |= b;
+            self.dirty.push(i as u32);
+        }
+        self.changed = true;
+    }
+}
+
+/// What the zone file keeps of one zone: state code, attributes, write pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneRecord {
+    pub index: u32,
+    pub state: ZoneState,
+    pub za: u8,
+    pub wp: u64,
 }
 
 /// One zoned namespace's zones.
@@ -220,6 +244,8 @@ impl Zones {
                 implicit: VecDeque::new(),
                 ext: vec![0; geo.ext_size as usize * geo.nr_zones as usize],
                 changed: false,
+                dirty_bits: vec![0; (geo.nr_zones as usize).div_ceil(64)],
+                dirty: Vec::new(),
             }),
         }
     }
@@ -304,12 +330,11 @@ impl Zones {
             return Ok(start);
         }
         self.open_zone(&mut t, i, false)?;
-        let z = &mut t.zones[i];
-        z.wp = start + nlb;
-        if z.wp == boundary {
+        t.zones[i].wp = start + nlb;
+        if start + nlb == boundary {
             self.set_state(&mut t, i, ZoneState::Full);
         }
-        t.changed = true;
+        t.mark(i);
         Ok(start)
     }
 
@@ -375,7 +400,7 @@ impl Zones {
             t.implicit.push_back(i as u32);
         }
         t.zones[i].state = to;
-        t.changed = true;
+        t.mark(i);
     }
 
     /// Zone Management Send: `action` on the zone starting at `slba`, or with
@@ -450,6 +475,7 @@ impl Zones {
                     }
                     t.zones[i].wp = self.zslba(i) + self.geo.zone_cap;
                     self.set_state(t, i, Full);
+                    t.mark(i);
                 }
                 Full => {}
                 _ => return invalid,
@@ -464,7 +490,7 @@ impl Zones {
                     t.zones[i].za &= !ZA_ZDEV;
                     self.clear_ext(t, i);
                     self.set_state(t, i, Empty);
-                    t.changed = true;
+                    t.mark(i);
                 }
                 _ => return invalid,
             },
@@ -494,6 +520,7 @@ impl Zones {
                 t.ext[at + take..at + n].fill(0);
                 t.zones[i].za |= ZA_ZDEV;
                 self.set_state(t, i, Closed);
+                t.mark(i);
             }
         }
         if t.zones[i].state != before {
@@ -604,6 +631,42 @@ impl Zones {
         std::mem::take(&mut self.lock().changed)
     }
 
+    /// The zones changed since the last call, as the zone file keeps them.
+    pub fn take_dirty(&self) -> Vec<ZoneRecord> {
+        let mut t = self.lock();
+        let dirty = std::mem::take(&mut t.dirty);
+        dirty
+            .into_iter()
+            .map(|i| {
+                let i = i as usize;
+                t.dirty_bits[i / 64] &= !(1u64 << (i % 64));
+                let z = t.zones[i];
+                ZoneRecord {
+                    index: i as u32,
+                    state: z.state,
+                    za: z.za,
+                    wp: z.wp,
+                }
+            })
+            .collect()
+    }
+
+    /// Marks zone `i` changed again (a save of it failed).
+    pub fn mark_dirty(&self, i: u32) {
+        let mut t = self.lock();
+        if (i as usize) < t.zones.len() {
+            t.mark(i as usize);
+        }
+    }
+
+    /// Marks every zone changed (a fresh zone file, or a format).
+    pub fn mark_all_dirty(&self) {
+        let mut t = self.lock();
+        for i in 0..t.zones.len() {
+            t.mark(i);
+        }
+    }
+
     /// Puts zone `i` into `state` with write pointer `wp` (a restored sidecar, or the
     /// control socket making a zone read-only or offline). Open states come back as
     /// Closed (a restart closes every zone, as a power cycle does); a write pointer
@@ -629,14 +692,16 @@ impl Zones {
             }
             _ => wp,
         };
-        if state == ZoneState::Closed && wp == zslba && t.zones[i].za & ZA_ZDEV == 0 {
-            // A closed zone with nothing written and no extension is empty.
+        // A closed zone with nothing written is empty (descriptor extensions are not
+        // kept across a restart).
+        t.zones[i].za = 0;
+        if state == ZoneState::Closed && wp == zslba {
             self.set_state(&mut t, i, ZoneState::Empty);
         } else {
             self.set_state(&mut t, i, state);
         }
         t.zones[i].wp = wp;
-        t.changed = true;
+        t.mark(i);
         Ok(())
     }
 }

@@ -105,6 +105,7 @@ impl Sqe {
 #[derive(Debug, Clone, Copy)]
 pub struct Cqe {
     pub dw0: u32,
+    pub dw1: u32,
     pub sq_head: u16,
     pub sq_id: u16,
     pub cid: u16,
@@ -123,6 +124,7 @@ impl From<vnvme::host::Cqe> for Cqe {
     fn from(c: vnvme::host::Cqe) -> Cqe {
         Cqe {
             dw0: c.dw0,
+            dw1: c.dw1,
             sq_head: c.sqhd,
             sq_id: c.sqid,
             cid: c.cid,
