@@ -75,7 +75,10 @@ pub struct RunArgs {
     /// A namespace: file=PATH[,size=SIZE][,nsid=N][,logical_block_size=512|4096][,mssrl=N]
     /// [,mcl=N][,msrc=N][,readonly=on|off][,uuid=..][,nguid=..][,eui64=..]
     /// [,ms=BYTES][,mset=0|1][,pi=0-3][,pil=0|1][,pif=0|2] (metadata and protection
-    /// information, QEMU's nvme-ns names; docs/configuration.md).
+    /// information, QEMU's nvme-ns names; docs/configuration.md)
+    /// [,zoned=on][,zoned.zone_size=SIZE][,zoned.zone_capacity=SIZE][,zoned.max_open=N]
+    /// [,zoned.max_active=N][,zoned.cross_read=on|off][,zoned.zasl=N]
+    /// [,zoned.descr_ext_size=N] (a zoned namespace, QEMU's names; docs/zoned.md).
     /// Without file= the namespace lives in memory (size= required). Repeatable; with no
     /// --ns, one 1 GiB memory namespace.
     #[arg(long = "ns", value_name = "KEY=VALUE,...")]

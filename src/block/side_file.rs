@@ -2,6 +2,8 @@
 //! data (the NVMe model keeps zone states and write pointers in `FILE.zones`). It holds
 //! bytes at offsets; what they mean is the front end's.
 
+#![forbid(unsafe_code)]
+
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;

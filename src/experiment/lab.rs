@@ -63,6 +63,8 @@ pub struct CommandRecord {
     /// 7:0 (the form nvme-cli prints, e.g. 0x4183). virtio-blk: the status byte.
     pub status: u16,
     pub dw0: u32,
+    /// NVMe Dword 1 (Zone Append: the high half of the LBA it wrote at).
+    pub dw1: u32,
     /// From fetching the SQE to posting the CQE, in microseconds.
     pub latency_us: u64,
 }
@@ -440,6 +442,7 @@ impl Experiment {
             admin: done.admin,
             status: done.status,
             dw0: done.dw0,
+            dw1: done.dw1,
             latency_us: now.duration_since(fetched).as_micros() as u64,
         };
         obs.completed(&rec);

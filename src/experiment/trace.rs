@@ -70,7 +70,14 @@ pub struct TraceLine {
     pub status: String,
     pub status_name: &'static str,
     pub dw0: u32,
+    /// Only when not zero (Zone Append: the high half of the LBA written).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dw1: u32,
     pub latency_us: u64,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// One Copy source range in a trace line.
@@ -199,6 +206,7 @@ impl TraceLine {
                 virtio_status_name(r.status)
             },
             dw0: r.dw0,
+            dw1: r.dw1,
             latency_us: r.latency_us,
         }
     }
@@ -388,6 +396,7 @@ mod tests {
             admin: None,
             status: 0,
             dw0: 0,
+            dw1: 0,
             latency_us: 15,
         }
     }
@@ -423,6 +432,7 @@ mod tests {
             admin: None,
             status: 0x4281,
             dw0: 1,
+            dw1: 0,
             latency_us: 40,
         }
     }
