@@ -56,12 +56,15 @@ pub struct NsSpec {
     pub limits: CopyLimits,
     /// Metadata and protection information (none: `MetaFormat::default()`).
     pub meta: MetaFormat,
+    /// A zoned namespace's zones (every case starts with them empty).
+    pub zones: Option<crate::nvme::zones::ZoneGeometry>,
 }
 
 /// The namespaces: 1 and 2 (512-byte blocks), 3 inactive, 4 (4096-byte blocks), 5
 /// read-only, 6 (512-byte blocks, Type 1 protection information with a 16-bit guard in
 /// separate metadata), 7 (4096-byte blocks, Type 1 with the 64-bit guard, extended
-/// LBAs); NN is 256 (the table's minimum).
+/// LBAs), 8 (zoned: four zones of 16 blocks, capacity 12, at most 2 open and 3 active);
+/// NN is 256 (the table's minimum).
 pub fn namespaces(inp: &mut Input) -> Vec<NsSpec> {
     let lim = |inp: &mut Input| CopyLimits {
         mssrl: inp.pick(&[1, 2, 8, 128, 0xffff]),
@@ -76,6 +79,7 @@ pub fn namespaces(inp: &mut Input) -> Vec<NsSpec> {
             readonly: false,
             limits: lim(inp),
             meta: MetaFormat::default(),
+            zones: None,
         },
         NsSpec {
             nsid: 2,
@@ -84,6 +88,7 @@ pub fn namespaces(inp: &mut Input) -> Vec<NsSpec> {
             readonly: false,
             limits: lim(inp),
             meta: MetaFormat::default(),
+            zones: None,
         },
         NsSpec {
             nsid: 4,
@@ -92,6 +97,7 @@ pub fn namespaces(inp: &mut Input) -> Vec<NsSpec> {
             readonly: false,
             limits: lim(inp),
             meta: MetaFormat::default(),
+            zones: None,
         },
         NsSpec {
             nsid: 5,
@@ -100,6 +106,7 @@ pub fn namespaces(inp: &mut Input) -> Vec<NsSpec> {
             readonly: true,
             limits: lim(inp),
             meta: MetaFormat::default(),
+            zones: None,
         },
         NsSpec {
             nsid: 6,
@@ -114,6 +121,7 @@ pub fn namespaces(inp: &mut Input) -> Vec<NsSpec> {
                 pi_first: false,
                 pif: PIF_16,
             },
+            zones: None,
         },
         NsSpec {
             nsid: 7,
@@ -128,6 +136,25 @@ pub fn namespaces(inp: &mut Input) -> Vec<NsSpec> {
                 pi_first: false,
                 pif: PIF_64,
             },
+            zones: None,
+        },
+        NsSpec {
+            nsid: 8,
+            block_size: 512,
+            blocks: 64,
+            readonly: false,
+            limits: lim(inp),
+            meta: MetaFormat::default(),
+            zones: Some(crate::nvme::zones::ZoneGeometry {
+                zone_size: 16,
+                zone_cap: 12,
+                nr_zones: 4,
+                max_open: 2,
+                max_active: 3,
+                cross_read: false,
+                ext_size: 64,
+                zasl: 1,
+            }),
         },
     ]
 }
@@ -140,7 +167,7 @@ pub fn nsid(inp: &mut Input) -> u32 {
         1..=3 => 1,
         4 => 2,
         5 => 3,
-        6 => inp.pick(&[4, 5, 6, 7]),
+        6 => inp.pick(&[4, 5, 6, 7, 8, 8]),
         7 => inp.pick(&[256, 257]),
         8 => 0xffff_ffff,
         _ => inp.u32(),
@@ -232,7 +259,12 @@ fn build(cfg: &ControllerConfig, ns: &[NsSpec], has_b: bool) -> Parts {
             let v = Volume::new("fuzz".into(), Arc::new(store), s.block_size, s.readonly)
                 .and_then(|v| v.with_metadata(s.meta.ms as u64))
                 .expect("volume");
-            Namespace::new(s.nsid, Arc::new(v), NamespaceIds::default(), s.limits).with_meta(s.meta)
+            let n = Namespace::new(s.nsid, Arc::new(v), NamespaceIds::default(), s.limits)
+                .with_meta(s.meta);
+            match s.zones {
+                Some(g) => n.with_zones(g),
+                None => n,
+            }
         })
         .collect();
     let lab = Arc::new(crate::experiment::Experiment::new());
@@ -284,6 +316,10 @@ impl Rig {
                 .write(0, &ns_pattern(s.nsid, (s.blocks * s.block_size) as usize))
                 .expect("restore namespace");
             n.set_copy_limits(s.limits);
+            if let Some(z) = n.zones() {
+                // Every zone empty (a reset of all of them), the pattern above in them.
+                let _ = z.send(crate::nvme::zones::ZoneAction::Reset, 0, true, &[]);
+            }
         }
         let bus = InProcess::connect(ctrl.clone(), mem.clone());
         let mut drv = Driver::new(bus, 0..0);

@@ -144,6 +144,9 @@ fn transfer_len(rig: &Rig, qid: u16, sqe: &Sqe) -> u64 {
         io_op::READ | io_op::WRITE | io_op::COMPARE => ((sqe.cdw12 & 0xffff) as u64 + 1) * bs,
         io_op::DATASET_MANAGEMENT => ((sqe.cdw10 & 0xff) as u64 + 1) * 16,
         io_op::COPY => ((sqe.cdw12 & 0xff) as u64 + 1) * 40,
+        io_op::ZONE_APPEND => ((sqe.cdw12 & 0xffff) as u64 + 1) * bs,
+        io_op::ZONE_MGMT_RECV => (sqe.cdw12 as u64 + 1) * 4,
+        io_op::ZONE_MGMT_SEND => 64,
         _ => 0,
     }
 }
@@ -194,7 +197,7 @@ fn to_host(qid: u16, opcode: u8) -> bool {
                 | admin_op::GET_LBA_STATUS
         )
     } else {
-        opcode == io_op::READ
+        matches!(opcode, io_op::READ | io_op::ZONE_MGMT_RECV)
     }
 }
 
