@@ -8,11 +8,11 @@
 //! `IoCtx::namespace`, which cross-namespace copy needs.
 
 use std::io as stdio;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::cmd::{IoCmd, RwCmd};
 use super::copy::CopyDone;
+use super::io_checks::{check_mdts, check_range, check_writable, count_rw};
 use super::io_context::IoCtx;
 use super::namespace::Namespace;
 use super::prp::{DataPtr, Dma, Mem};
@@ -249,29 +249,6 @@ fn namespace(ctx: &IoCtx, nsid: u32) -> Result<Arc<Namespace>, Status> {
     ctx.namespace(nsid)
 }
 
-fn check_mdts(ctx: &IoCtx, len: u64) -> Result<(), Status> {
-    match ctx.mdts_bytes() {
-        Some(max) if len > max => Err(status::INVALID_FIELD.dnr()),
-        _ => Ok(()),
-    }
-}
-
-fn check_writable(ns: &Namespace) -> Result<(), Status> {
-    if ns.readonly() {
-        Err(status::NAMESPACE_WRITE_PROTECTED.dnr())
-    } else {
-        Ok(())
-    }
-}
-
-fn check_range(ns: &Namespace, slba: u64, nlb: u64) -> Result<(), Status> {
-    if ns.in_range(slba, nlb) {
-        Ok(())
-    } else {
-        Err(status::LBA_OUT_OF_RANGE.dnr())
-    }
-}
-
 fn flush(ctx: &IoCtx, nsid: u32) -> Result<u32, Status> {
     let targets = if nsid == NSID_ALL {
         ctx.namespaces.all()
@@ -326,17 +303,6 @@ fn rw_what(ns: &Namespace, c: &RwCmd, is_write: bool) -> String {
         c.slba,
         c.nlb
     )
-}
-
-fn count_rw(ctx: &IoCtx, is_write: bool, len: u64) {
-    let st = ctx.stats;
-    if is_write {
-        st.write_commands.fetch_add(1, Ordering::Relaxed);
-        st.bytes_written.fetch_add(len, Ordering::Relaxed);
-    } else {
-        st.read_commands.fetch_add(1, Ordering::Relaxed);
-        st.bytes_read.fetch_add(len, Ordering::Relaxed);
-    }
 }
 
 fn read_write(ctx: &IoCtx, mem: &Mem, c: &RwCmd, is_write: bool) -> Result<u32, Status> {

@@ -37,6 +37,7 @@ pub mod feature_values;
 pub(crate) mod health;
 pub mod identify;
 pub mod io;
+pub(crate) mod io_checks;
 pub(crate) mod io_context;
 pub(crate) mod io_meta;
 pub mod names;

@@ -4,6 +4,7 @@
 //! itself is [`super::zones`]; this module moves the data and the reports.
 
 use super::cmd::{RwCmd, ZoneReceiveAction, ZoneReceiveCmd, ZoneSendCmd};
+use super::io_checks::{check_mdts, check_range, check_writable, count_rw};
 use super::io_context::IoCtx;
 use super::namespace::Namespace;
 use super::prp::{to_host_prefix, Dma, Mem};
@@ -99,17 +100,11 @@ pub(crate) fn append(ctx: &IoCtx, mem: &Mem, c: &RwCmd) -> Outcome {
 fn run_append(ctx: &IoCtx, mem: &Mem, c: &RwCmd) -> Result<u64, Status> {
     let ns = ctx.namespace(c.nsid)?;
     let zones = zones_of(&ns)?;
-    if ns.readonly() {
-        return Err(status::NAMESPACE_WRITE_PROTECTED.dnr());
-    }
+    check_writable(&ns)?;
     let nlb = c.nlb as u64;
     let len = nlb * ns.block_size();
-    if ctx.mdts_bytes().is_some_and(|max| len > max) {
-        return Err(status::INVALID_FIELD.dnr());
-    }
-    if !ns.in_range(c.slba, nlb) {
-        return Err(status::LBA_OUT_OF_RANGE.dnr());
-    }
+    check_mdts(ctx, len)?;
+    check_range(&ns, c.slba, nlb)?;
     let zasl = zasl(&ctx.namespaces.all());
     if zasl != 0 && len > PAGE << zasl {
         return Err(status::INVALID_FIELD.dnr());
@@ -125,11 +120,7 @@ fn run_append(ctx: &IoCtx, mem: &Mem, c: &RwCmd) -> Result<u64, Status> {
             )
         })?;
     persist(&ns, ctx.durable(c.fua))?;
-    let st = ctx.stats;
-    st.write_commands
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    st.bytes_written
-        .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+    count_rw(ctx, true, len);
     Ok(lba)
 }
 
@@ -143,8 +134,8 @@ pub(crate) fn send(ctx: &IoCtx, mem: &Mem, c: &ZoneSendCmd) -> Result<u32, Statu
         action,
         ZoneAction::Reset | ZoneAction::Finish | ZoneAction::SetExtension
     );
-    if changes_data && ns.readonly() {
-        return Err(status::NAMESPACE_WRITE_PROTECTED.dnr());
+    if changes_data {
+        check_writable(&ns)?;
     }
     let ext_size = zones.geometry().ext_size as usize;
     let ext = if action == ZoneAction::SetExtension && ext_size != 0 && !c.select_all {
@@ -183,9 +174,7 @@ pub(crate) fn receive(ctx: &IoCtx, mem: &Mem, c: &ZoneReceiveCmd) -> Result<u32,
     let zones = zones_of(&ns)?;
     let action = c.action.ok_or(status::INVALID_FIELD.dnr())?;
     let filter = c.filter.ok_or(status::INVALID_FIELD.dnr())?;
-    if ctx.mdts_bytes().is_some_and(|max| c.bytes > max) {
-        return Err(status::INVALID_FIELD.dnr());
-    }
+    check_mdts(ctx, c.bytes)?;
     let extended = action == ZoneReceiveAction::ExtendedReport;
     let len = usize::try_from(c.bytes).unwrap_or(usize::MAX);
     let report = zones.report(c.slba, filter, extended, c.partial, len)?;

@@ -172,8 +172,6 @@ struct Table {
     implicit: VecDeque<u32>,
     /// Zone Descriptor Extensions, `ext_size` bytes per zone (empty without them).
     ext: Vec<u8>,
-    /// Changed since the last `take_changed`.
-    changed: bool,
     /// Zones whose state, attributes or write pointer changed since the last
     /// `take_dirty` (a bit per zone, and their indices), for the zone file.
     dirty_bits: Vec<u64>,
@@ -187,7 +185,6 @@ impl Table {
             self.dirty_bits[w] |= b;
             self.dirty.push(i as u32);
         }
-        self.changed = true;
     }
 }
 
@@ -243,7 +240,6 @@ impl Zones {
                 active: 0,
                 implicit: VecDeque::new(),
                 ext: vec![0; geo.ext_size as usize * geo.nr_zones as usize],
-                changed: false,
                 dirty_bits: vec![0; (geo.nr_zones as usize).div_ceil(64)],
                 dirty: Vec::new(),
             }),
@@ -624,11 +620,6 @@ impl Zones {
     pub fn counts(&self) -> (u32, u32) {
         let t = self.lock();
         (t.open, t.active)
-    }
-
-    /// Whether anything changed since the last call (and clears the mark).
-    pub fn take_changed(&self) -> bool {
-        std::mem::take(&mut self.lock().changed)
     }
 
     /// The zones changed since the last call, as the zone file keeps them.
