@@ -51,6 +51,20 @@ kc() {
     fi
 }
 
+# kc_outcome LEN: after a kc that failed, KC_ERR is kcopy's line and KC_OUTCOME what the
+# kernel gave the caller for a copy of LEN bytes: a short copy without an errno, or an error.
+kc_outcome() {
+    KC_ERR=$(head -n1 /tmp/kc.out)
+    # "cfr: requested N copied M calls C errno E (text) ..." / "blkcpy: ... errno E ..."
+    _copied=$(echo "$KC_ERR" | sed -n 's/.* copied \([0-9]*\).*/\1/p')
+    _errno=$(echo "$KC_ERR" | sed -n 's/.* errno \([0-9]*\).*/\1/p')
+    if [ "${_errno:-0}" = 0 ] && [ -n "$_copied" ]; then
+        KC_OUTCOME="a short copy: $_copied of $1 bytes, no error (the call returned 0)"
+    else
+        KC_OUTCOME="an error to the caller: $(echo "$KC_ERR" | sed -n 's/.*\(errno [0-9]* ([^)]*)\).*/\1/p')"
+    fi
+}
+
 _seed=100
 # copy_check WHAT DEV SRC_BLOCK DST_BLOCK NBLOCKS: fill the source, and one guard block on
 # each side of the destination where that block is not part of the source; copy through
@@ -82,15 +96,7 @@ copy_check() {
         return 1
     fi
     if [ $_rc != 0 ]; then
-        KC_ERR=$(head -n1 /tmp/kc.out)
-        # "cfr: requested N copied M calls C errno E (text) ..." / "blkcpy: ... errno E ..."
-        _copied=$(echo "$KC_ERR" | sed -n 's/.* copied \([0-9]*\).*/\1/p')
-        _errno=$(echo "$KC_ERR" | sed -n 's/.* errno \([0-9]*\).*/\1/p')
-        if [ "${_errno:-0}" = 0 ] && [ -n "$_copied" ]; then
-            KC_OUTCOME="a short copy: $_copied of $(($_nb * LBS)) bytes, no error (the call returned 0)"
-        else
-            KC_OUTCOME="an error to the caller: $(echo "$KC_ERR" | sed -n 's/.*\(errno [0-9]* ([^)]*)\).*/\1/p')"
-        fi
+        kc_outcome $((_nb * LBS))
         echo "$_what: the kernel returned $KC_OUTCOME: $KC_ERR"
         return 1
     fi
