@@ -166,6 +166,20 @@ impl CopyDone {
     }
 }
 
+/// What a Zone Management Send or Receive asked for: the trace's `zone_action`, `slba`,
+/// `select_all` and `partial`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneKey {
+    /// The action's name (`reset`, `report`, ...), `reserved` for a reserved code.
+    pub action: &'static str,
+    /// The command's SLBA (CDW11:CDW10).
+    pub slba: u64,
+    /// Zone Management Send's Select All (CDW13 bit 8).
+    pub select_all: bool,
+    /// Zone Management Receive's Partial Report (CDW13 bit 16).
+    pub partial: bool,
+}
+
 /// The field that says what an NVMe admin command asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdminKey {
@@ -197,6 +211,8 @@ pub struct Completed {
     pub block: Option<(u64, u32)>,
     pub copy: Option<CopyDone>,
     pub admin: Option<AdminKey>,
+    /// Zone Management Send / Receive: what they asked for.
+    pub zone: Option<ZoneKey>,
     /// NVMe status field without the phase tag; for virtio-blk the status byte
     /// (0 OK, 1 IOERR, 2 UNSUPP).
     pub status: u16,

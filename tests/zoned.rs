@@ -94,6 +94,18 @@ fn zone_states_survive_restarts() {
     assert_eq!(send(&mut n, 3 * ZONE, 3), 0, "explicitly open zone 3");
     drop(n);
     assert_eq!(s.stop(), 0);
+    // The trace names the zone action and the zone.
+    let open = s
+        .trace_lines()
+        .into_iter()
+        .find(|l| l["opcode_name"] == "zone-mgmt-send")
+        .expect("a zone-mgmt-send line in the trace");
+    assert_eq!(
+        (&open["zone_action"], &open["slba"]),
+        (&"open".into(), &(3 * ZONE).into()),
+        "{open}"
+    );
+    assert!(open.get("select_all").is_none(), "{open}");
     let s = BinServer::start("zoned3", &[&ns], &["max_ioqpairs=2"], &[]);
     let mut n = Nvme::new(&s.server);
     n.create_io_queues(1, 16);

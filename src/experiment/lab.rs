@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::hooks::{AdminKey, RangeRecord, Transport};
+pub use crate::hooks::{AdminKey, RangeRecord, Transport, ZoneKey};
 use crate::hooks::{Completed, Hooks, Injection, Op, OpKind};
 use crate::nvme::names::{admin_opcode_name, io_kind, io_opcode_name, kind_io_opcode};
 use crate::nvme::spec::io_op;
@@ -59,6 +59,8 @@ pub struct CommandRecord {
     pub copy: Option<CopyRecord>,
     /// Admin commands: what they asked for (feature, identify structure, log page).
     pub admin: Option<AdminKey>,
+    /// Zone Management Send / Receive: action, SLBA, Select All, Partial Report.
+    pub zone: Option<ZoneKey>,
     /// NVMe: the CQE status field without the phase tag: DNR in bit 14, SCT 10:8, SC
     /// 7:0 (the form nvme-cli prints, e.g. 0x4183). virtio-blk: the status byte.
     pub status: u16,
@@ -440,6 +442,7 @@ impl Experiment {
                 ranges: c.ranges,
             }),
             admin: done.admin,
+            zone: done.zone,
             status: done.status,
             dw0: done.dw0,
             dw1: done.dw1,

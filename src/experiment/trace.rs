@@ -46,6 +46,14 @@ pub struct TraceLine {
     pub nr: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ranges: Option<Vec<TraceRange>>,
+    /// Zone Management Send / Receive: the action (`slba` is the command's SLBA), and
+    /// Select All / Partial Report when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone_action: Option<&'static str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub select_all: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
     /// Set/Get Features: the feature id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fid: Option<u8>,
@@ -182,7 +190,7 @@ impl TraceLine {
                 r.kind.name()
             },
             nsid: r.nsid,
-            slba: r.slba,
+            slba: r.slba.or(r.zone.map(|z| z.slba)),
             nlb: r.nlb,
             sdlba: r.copy.as_ref().map(|c| c.sdlba),
             format: r.copy.as_ref().map(|c| c.format),
@@ -191,6 +199,9 @@ impl TraceLine {
                 .copy
                 .as_ref()
                 .map(|c| c.ranges.iter().map(TraceRange::from).collect()),
+            zone_action: r.zone.map(|z| z.action),
+            select_all: r.zone.is_some_and(|z| z.select_all),
+            partial: r.zone.is_some_and(|z| z.partial),
             fid: a.fid,
             cns: a.cns,
             cntid: a.cntid,
@@ -379,6 +390,7 @@ fn write_loop(
 mod tests {
     use super::*;
     use crate::experiment::CopyRecord;
+    use crate::hooks::ZoneKey;
     use std::sync::Mutex;
 
     fn read_rec() -> CommandRecord {
@@ -394,6 +406,7 @@ mod tests {
             nlb: Some(8),
             copy: None,
             admin: None,
+            zone: None,
             status: 0,
             dw0: 0,
             dw1: 0,
@@ -430,6 +443,7 @@ mod tests {
                 ],
             }),
             admin: None,
+            zone: None,
             status: 0x4281,
             dw0: 1,
             dw1: 0,
@@ -506,6 +520,37 @@ mod tests {
         r.admin = Some(AdminKey::LogPage { lid: 4 });
         let v: serde_json::Value = serde_json::from_str(&format_record(&r)).unwrap();
         assert_eq!(v["lid"], 4);
+    }
+
+    #[test]
+    fn zone_records_carry_action_slba_and_flags() {
+        let mut r = read_rec();
+        r.opcode = 0x79;
+        r.slba = None;
+        r.nlb = None;
+        r.zone = Some(ZoneKey {
+            action: "reset",
+            slba: 4096,
+            select_all: true,
+            partial: false,
+        });
+        let v: serde_json::Value = serde_json::from_str(&format_record(&r)).unwrap();
+        assert_eq!(v["opcode_name"], "zone-mgmt-send");
+        assert_eq!((&v["zone_action"], &v["slba"]), (&"reset".into(), &4096.into()));
+        assert_eq!(v["select_all"], true);
+        assert!(v.get("partial").is_none() && v.get("nlb").is_none());
+        r.opcode = 0x7a;
+        r.zone = Some(ZoneKey {
+            action: "report",
+            slba: 0,
+            select_all: false,
+            partial: true,
+        });
+        let v: serde_json::Value = serde_json::from_str(&format_record(&r)).unwrap();
+        assert_eq!((&v["zone_action"], &v["partial"]), (&"report".into(), &true.into()));
+        assert!(v.get("select_all").is_none());
+        r.zone = None;
+        assert!(!format_record(&r).contains("zone_action"));
     }
 
     /// A writer that blocks until released (a slow trace file).

@@ -37,7 +37,7 @@
 use super::prp::DataPtr;
 use super::spec::{admin_op, io_op, nvm_cmd, status, Sqe, Status};
 use super::zones::{ZoneAction, ZoneFilter};
-use crate::hooks::{AdminKey, OpKind};
+use crate::hooks::{AdminKey, OpKind, ZoneKey};
 
 /// FUSE (CDW0 bits 9:8) of a command that is not part of a fused operation.
 pub const FUSE_NORMAL: u8 = 0;
@@ -447,6 +447,29 @@ impl IoCmd {
             IoCmd::WriteZeroes { slba, nlb, .. }
             | IoCmd::Verify { slba, nlb, .. }
             | IoCmd::WriteUncorrectable { slba, nlb, .. } => Some((slba, nlb)),
+            _ => None,
+        }
+    }
+
+    /// What a Zone Management Send or Receive asks for (the trace's zone fields).
+    pub fn zone(&self) -> Option<ZoneKey> {
+        match *self {
+            IoCmd::ZoneSend(c) => Some(ZoneKey {
+                action: c.action.map_or("reserved", ZoneAction::name),
+                slba: c.slba,
+                select_all: c.select_all,
+                partial: false,
+            }),
+            IoCmd::ZoneReceive(c) => Some(ZoneKey {
+                action: match c.action {
+                    Some(ZoneReceiveAction::Report) => "report",
+                    Some(ZoneReceiveAction::ExtendedReport) => "extended-report",
+                    None => "reserved",
+                },
+                slba: c.slba,
+                select_all: false,
+                partial: c.partial,
+            }),
             _ => None,
         }
     }
@@ -935,6 +958,29 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    #[test]
+    fn zone_management_commands_name_their_action() {
+        let mut s = sqe(io_op::ZONE_MGMT_SEND);
+        s.cdw10 = 0x800;
+        s.cdw11 = 1;
+        s.cdw13 = 0x04 | (1 << 8);
+        let c = decode_io(&s).unwrap();
+        let want = ZoneKey {
+            action: "reset",
+            slba: (1 << 32) | 0x800,
+            select_all: true,
+            partial: false,
+        };
+        assert_eq!((c.zone(), c.block()), (Some(want), None));
+        s.cdw13 = 0x77;
+        assert_eq!(decode_io(&s).unwrap().zone().map(|z| z.action), Some("reserved"));
+        let mut s = sqe(io_op::ZONE_MGMT_RECV);
+        s.cdw13 = 1 | (1 << 16);
+        let z = decode_io(&s).unwrap().zone().unwrap();
+        assert_eq!((z.action, z.partial, z.select_all), ("extended-report", true, false));
+        assert_eq!(decode_io(&sqe(io_op::READ)).unwrap().zone(), None);
     }
 
     #[test]

@@ -343,6 +343,7 @@ impl Executor for Dispatcher {
             match decode_io(sqe) {
                 Ok(cmd) => {
                     done.block = cmd.block();
+                    done.zone = cmd.zone();
                     let op = Op {
                         transport: Transport::Nvme,
                         kind: cmd.kind(),

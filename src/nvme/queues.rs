@@ -618,6 +618,7 @@ impl Queues {
             block: None,
             copy: None,
             admin: None,
+            zone: None,
             status: st.0,
             dw0,
             dw1: 0,

@@ -26,6 +26,7 @@ pub(crate) fn fetched(qid: u16, sqe: &Sqe, fetched: Option<Instant>) -> Complete
         block: None,
         copy: None,
         admin: None,
+        zone: None,
         status: 0,
         dw0: 0,
         dw1: 0,

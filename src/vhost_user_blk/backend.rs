@@ -88,6 +88,7 @@ impl BlkBackend {
                 block: out.block,
                 copy: None,
                 admin: None,
+                zone: None,
                 status: out.status.map_or(spec::S_IOERR as u16, u16::from),
                 dw0: 0,
                 dw1: 0,
