@@ -99,8 +99,12 @@ offloaded() {
 
 z=2
 n=64
-zcopy "64 blocks to empty zone $z at its write pointer" 0 $((z * zsze)) $n ||
-    fail "a copy to an empty zone at its write pointer failed"
+zcopy "64 blocks to empty zone $z at its write pointer" 0 $((z * zsze)) $n
+case $? in
+0) ;;
+2) skip "the first copy already hit a known kernel bug (above; firmware-tests/kernels/$KERNEL_SERIES.known): the zoned cases need Copies that work${VNVME_ROUNDS:+ (scripts/test runs them again on vnvme with --ctrl $VNVME_ROUNDS)}" ;;
+*) fail "a copy to an empty zone at its write pointer failed" ;;
+esac
 offloaded "64 blocks to zone $z" $n
 expect_eq "zone $z write pointer" "$(zone $z wp)" $((z * zsze + n))
 expect_eq "zone $z state" "$(zone $z state)" IMP_OPENED

@@ -1,4 +1,4 @@
-# CHECKS: zonefs on a zoned namespace: blkzone report lists every zone, mkzonefs formats the device, the mount shows one sequential file per zone after the super block zone (no conventional zones), O_DIRECT appends land at the zone's write pointer and read back, a write not at the end of the file fails and leaves the zone alone, the size survives a remount (read from the device's write pointer), a file filled to the zone capacity is full and refuses more, truncate to 0 resets the zone
+# CHECKS: zonefs on a zoned namespace: blkzone report lists every zone, mkzonefs formats the device, the mount shows one sequential file per zone after the super block zone (no conventional zones), O_DIRECT appends land at the zone's write pointer and read back, a write not at the end of the file fails and leaves the zone alone, the size survives a remount (read from the device's write pointer), a file filled to the zone capacity is full and refuses more, truncate to 0 resets the zone; on vnvme, a zone the device makes read-only refuses appends and reads back, an offline one fails reads and shows as an empty file after a remount
 . /tests/lib.sh
 . /tests/pi-lib.sh
 nvme_only
@@ -101,6 +101,43 @@ expect_eq "$f size after truncate" "$(stat -c %s $f)" 0
 truncate -s 0 $f3 || fail "truncate -s 0 $f3"
 expect_eq "zone $zf3 state after truncate to 0" "$(zone $zf3 state)" EMPTY
 echo "  truncate to 0 resets the zone"
+
+# Zones the device takes Read Only or Offline on its own (vnvme's control socket).
+if [ -n "$CONTROL_TTY" ]; then
+    nsid=$(ns_var $i NSID)
+    # errors=zone-ro: an I/O error makes only that file read-only (the default,
+    # remount-ro, makes the whole file system read-only).
+    umount $mnt || fail "umount"
+    mount -t zonefs -o errors=zone-ro "$d" $mnt 2>/tmp/mount.err || fail "mount -o errors=zone-ro: $(cat /tmp/mount.err)"
+    f4=$mnt/seq/8
+    zf4=9
+    dd if=/tmp/b of=$f4 bs=65536 oflag=direct conv=notrunc 2>/tmp/dd.err || fail "write to $f4: $(cat /tmp/dd.err)"
+    host_ctl set-zone-state "{\"nsid\":$nsid,\"zone\":$zf4,\"state\":\"read-only\"}" >/tmp/ctl.out ||
+        fail "set-zone-state $zf4 read-only: $(cat /tmp/ctl.out)"
+    expect_eq "zone $zf4 state" "$(zone $zf4 state)" READONLY
+    if dd if=/tmp/b of=$f4 bs=4096 count=1 oflag=direct,append conv=notrunc 2>/dev/null; then
+        fail "an append to $f4 in a read-only zone succeeded"
+    fi
+    cmp -s /tmp/b $f4 || fail "$f4 in a read-only zone does not read back"
+    echo "  zone $zf4 made read-only by the device: $f4 refuses appends, reads back (mode $(stat -c %a $f4), size $(stat -c %s $f4))"
+    f5=$mnt/seq/9
+    zf5=10
+    dd if=/tmp/b of=$f5 bs=65536 oflag=direct conv=notrunc 2>/tmp/dd.err || fail "write to $f5: $(cat /tmp/dd.err)"
+    host_ctl set-zone-state "{\"nsid\":$nsid,\"zone\":$zf5,\"state\":\"offline\"}" >/tmp/ctl.out ||
+        fail "set-zone-state $zf5 offline: $(cat /tmp/ctl.out)"
+    if dd if=$d of=/dev/null bs=$lbs skip=$((zf5 * zsze)) count=1 iflag=direct 2>/dev/null; then
+        fail "a read of the offline zone $zf5 succeeded"
+    fi
+    umount $mnt || fail "umount"
+    mount -t zonefs "$d" $mnt 2>/tmp/mount.err || fail "mount with a read-only and an offline zone: $(cat /tmp/mount.err)"
+    expect_eq "$f5 size (offline zone) after a remount" "$(stat -c %s $f5)" 0
+    if cat $f5 >/dev/null 2>&1 && [ "$(stat -c %a $f5)" != 0 ]; then
+        fail "$f5 in an offline zone is readable (mode $(stat -c %a $f5))"
+    fi
+    echo "  zone $zf5 taken offline by the device: reads fail; after a remount $f5 has size 0, mode $(stat -c %a $f5); $f4 mode $(stat -c %a $f4), size $(stat -c %s $f4)"
+else
+    echo "  read-only and offline zones: not run on $DEVICE (they need vnvme's control socket to put a zone there)"
+fi
 umount $mnt || fail "umount"
 trap - EXIT
 blkzone reset "$d" 2>/dev/null || fail "blkzone reset at the end"

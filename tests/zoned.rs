@@ -131,3 +131,93 @@ fn zone_states_survive_restarts() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The control socket's zone commands: query-zones lists states and pointers (bounded),
+/// set-zone-state makes a zone read-only (writes then fail with Zone Is Read Only, reads
+/// work, the host may only take it offline) or offline (reads fail with Zone Is Offline),
+/// and both states come back from the zone file after a restart.
+#[test]
+fn control_socket_zone_states() {
+    let dir = std::env::temp_dir().join(format!("vnvme-t-zonectl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("z.img");
+    let ns = zoned_ns(&img, "1M");
+    let mut s = BinServer::start("zonectl", &[&ns], &["max_ioqpairs=2"], &[]);
+    let mut n = Nvme::new(&s.server);
+    n.create_io_queues(1, 16);
+    let data = put(&mut n, 1, 0, 8, 9);
+    let q = s.ok("query-zones", serde_json::json!({"nsid": 1}));
+    assert_eq!(
+        (&q["nr_zones"], &q["open"], &q["active"]),
+        (&4.into(), &1.into(), &1.into()),
+        "{q}"
+    );
+    assert_eq!(
+        (&q["zones"][0]["state"], &q["zones"][0]["wp"]),
+        (&"implicitly-open".into(), &8.into()),
+        "{q}"
+    );
+    let q = s.ok(
+        "query-zones",
+        serde_json::json!({"nsid": 1, "zone": 3, "count": 5}),
+    );
+    assert_eq!(q["zones"].as_array().unwrap().len(), 1, "{q}");
+    assert_eq!(q["zones"][0]["zslba"], 3 * ZONE);
+    for bad in [
+        serde_json::json!({"nsid": 1, "count": 0}),
+        serde_json::json!({"nsid": 1, "count": 1025}),
+        serde_json::json!({"nsid": 7}),
+        serde_json::json!({"nsid": 1, "zone": 9, "state": "offline"}),
+        serde_json::json!({"nsid": 1, "zone": 1, "state": "full"}),
+    ] {
+        let cmd = if bad.get("state").is_some() {
+            "set-zone-state"
+        } else {
+            "query-zones"
+        };
+        assert!(
+            s.ctl(cmd, bad.clone()).get("error").is_some(),
+            "{cmd} {bad}"
+        );
+    }
+    let r = s.ok(
+        "set-zone-state",
+        serde_json::json!({"nsid": 1, "zone": 0, "state": "read-only"}),
+    );
+    assert_eq!(
+        (&r["was"], &r["state"]),
+        (&"implicitly-open".into(), &"read-only".into()),
+        "{r}"
+    );
+    let q = s.ok("query-zones", serde_json::json!({"nsid": 1, "count": 1}));
+    assert_eq!((&q["open"], &q["active"]), (&0.into(), &0.into()), "{q}");
+    let w = n.alloc(512);
+    let c = n.exec(1, Sqe::new(IO_WRITE, 1).lba(8, 1).prp(w, 0));
+    assert_eq!(c.status, 0x41ba, "write to a read-only zone, with DNR");
+    assert_eq!(get(&mut n, 1, 0, 8), data, "a read-only zone reads");
+    assert_eq!(send(&mut n, 0, 4), 0x1bf, "reset of a read-only zone");
+    s.ok(
+        "set-zone-state",
+        serde_json::json!({"nsid": 1, "zone": 2, "state": "offline"}),
+    );
+    let r = n.alloc(512);
+    let c = n.exec(1, Sqe::new(IO_READ, 1).lba(2 * ZONE, 1).prp(r, 0));
+    assert_eq!(c.status, 0x41bb, "read of an offline zone, with DNR");
+    drop(n);
+    assert_eq!(s.stop(), 0);
+    let s = BinServer::start("zonectl2", &[&ns], &["max_ioqpairs=2"], &[]);
+    let mut n = Nvme::new(&s.server);
+    n.create_io_queues(1, 16);
+    let z = zones(&mut n);
+    assert_eq!(
+        (z[0].0, z[2].0),
+        (0xd, 0xf),
+        "read-only and offline after a restart: {z:?}"
+    );
+    // The host may take a read-only zone offline.
+    assert_eq!(send(&mut n, 0, 5), 0, "offline the read-only zone");
+    assert_eq!(zones(&mut n)[0].0, 0xf);
+    drop(n);
+    drop(s);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -22,10 +22,14 @@ use crate::hooks::Transport;
 use crate::nvme::names::{io_opcode_by_name, io_opcode_name};
 use crate::nvme::namespace::{Namespace, Origin};
 use crate::nvme::ns_table::{CreateSpec, FormatSpec};
+use crate::nvme::zones::ZoneState;
 use crate::nvme::Controller;
 
 /// Longest request line accepted (bytes, without the newline).
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// Most zones one `query-zones` reply lists (a namespace may have millions).
+pub const MAX_ZONES_PER_QUERY: u32 = 1024;
 
 /// An error reply: QMP's class names (`GenericError`, `CommandNotFound`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +116,16 @@ pub const COMMANDS: &[CommandInfo] = &[
         help: "mark blocks of an attached namespace unreadable, as Write Uncorrectable does: reads fail with Unrecovered Read Error until the blocks are written",
     },
     CommandInfo {
+        name: "query-zones",
+        args: "nsid, zone?, count?",
+        help: "a zoned namespace's geometry, open and active zone counts, and zones zone.. (default 0) as state, zslba, wp, cap; count 1-1024 (default 64)",
+    },
+    CommandInfo {
+        name: "set-zone-state",
+        args: "nsid, zone, state",
+        help: "make zone number zone of a zoned namespace read-only or offline, as a controller does on its own (saved in the zone file); returns the state it left",
+    },
+    CommandInfo {
         name: "set-copy-limits",
         args: "nsid, mssrl?, mcl?, msrc?",
         help: "change a namespace's copy limits now (Identify Namespace, the Copy checks) and post a Namespace Attribute Changed event",
@@ -195,6 +209,21 @@ fn parse_u64_str(s: &str) -> Option<u64> {
         Some(h) => u64::from_str_radix(h, 16).ok(),
         None => t.parse().ok(),
     }
+}
+
+/// A string.
+fn value_str(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(format!("{other} is not a string")),
+    }
+}
+
+/// The attached namespace `nsid`, or the error naming it.
+fn attached(ctx: &Context, nsid: u32) -> Result<Arc<Namespace>, CtlError> {
+    ctx.ctrl
+        .namespace(nsid)
+        .ok_or_else(|| CtlError::generic(format!("nsid: no attached namespace {nsid}")))
 }
 
 /// true/false (also on/off, yes/no, 1/0, as JSON or strings).
@@ -665,6 +694,64 @@ pub fn execute(ctx: &Context, name: &str, args: &Map<String, Value>) -> Result<V
                 .mark_unreadable(slba, blocks)
                 .map_err(|e| g(format!("slba/blocks: {e}")))?;
             Ok(json!({"unreadable_blocks": ns.volume().unreadable_summary().0}))
+        }
+        "query-zones" => {
+            a.only(&["nsid", "zone", "count"]).map_err(g)?;
+            let nsid = a.req("nsid", int::<u32>).map_err(g)?;
+            let first = a.opt("zone", int::<u32>).map_err(g)?.unwrap_or(0);
+            let count = a.opt("count", int::<u32>).map_err(g)?.unwrap_or(64);
+            if !(1..=MAX_ZONES_PER_QUERY).contains(&count) {
+                return Err(g(format!("count: {count} is not 1-{MAX_ZONES_PER_QUERY}")));
+            }
+            let ns = attached(ctx, nsid)?;
+            let Some(z) = ns.zones() else {
+                return Err(g(format!("nsid: namespace {nsid} is not zoned")));
+            };
+            let geo = z.geometry();
+            let (open, active) = z.counts();
+            let zones: Vec<Value> = z
+                .snapshot_range(first as usize, count as usize)
+                .iter()
+                .enumerate()
+                .map(|(k, i)| {
+                    json!({"zone": first as u64 + k as u64, "state": i.state.name(),
+                        "zslba": i.zslba, "wp": i.wp, "cap": i.cap})
+                })
+                .collect();
+            Ok(json!({
+                "nsid": nsid,
+                "nr_zones": geo.nr_zones,
+                "zone_size": geo.zone_size,
+                "zone_capacity": geo.zone_cap,
+                "max_open": geo.max_open,
+                "max_active": geo.max_active,
+                "open": open,
+                "active": active,
+                "zones": zones,
+            }))
+        }
+        "set-zone-state" => {
+            a.only(&["nsid", "zone", "state"]).map_err(g)?;
+            let nsid = a.req("nsid", int::<u32>).map_err(g)?;
+            let zone = a.req("zone", int::<u32>).map_err(g)?;
+            let state = match a.req("state", value_str).map_err(g)?.as_str() {
+                "read-only" => ZoneState::ReadOnly,
+                "offline" => ZoneState::Offline,
+                other => return Err(g(format!("state: {other:?} is not read-only or offline"))),
+            };
+            let ns = attached(ctx, nsid)?;
+            let Some(z) = ns.zones() else {
+                return Err(g(format!("nsid: namespace {nsid} is not zoned")));
+            };
+            let before = z.force_state(zone as usize, state).map_err(g)?;
+            log::info!(
+                "control: namespace {nsid} zone {zone}: {} -> {}",
+                before.name(),
+                state.name()
+            );
+            ns.save_zones()
+                .map_err(|e| g(format!("saving the zone file: {e}")))?;
+            Ok(json!({"nsid": nsid, "zone": zone, "was": before.name(), "state": state.name()}))
         }
         "set-copy-limits" => {
             a.only(&["nsid", "mssrl", "mcl", "msrc"]).map_err(g)?;

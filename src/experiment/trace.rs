@@ -536,7 +536,10 @@ mod tests {
         });
         let v: serde_json::Value = serde_json::from_str(&format_record(&r)).unwrap();
         assert_eq!(v["opcode_name"], "zone-mgmt-send");
-        assert_eq!((&v["zone_action"], &v["slba"]), (&"reset".into(), &4096.into()));
+        assert_eq!(
+            (&v["zone_action"], &v["slba"]),
+            (&"reset".into(), &4096.into())
+        );
         assert_eq!(v["select_all"], true);
         assert!(v.get("partial").is_none() && v.get("nlb").is_none());
         r.opcode = 0x7a;
@@ -547,7 +550,10 @@ mod tests {
             partial: true,
         });
         let v: serde_json::Value = serde_json::from_str(&format_record(&r)).unwrap();
-        assert_eq!((&v["zone_action"], &v["partial"]), (&"report".into(), &true.into()));
+        assert_eq!(
+            (&v["zone_action"], &v["partial"]),
+            (&"report".into(), &true.into())
+        );
         assert!(v.get("select_all").is_none());
         r.zone = None;
         assert!(!format_record(&r).contains("zone_action"));

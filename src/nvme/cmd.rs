@@ -975,11 +975,17 @@ mod tests {
         };
         assert_eq!((c.zone(), c.block()), (Some(want), None));
         s.cdw13 = 0x77;
-        assert_eq!(decode_io(&s).unwrap().zone().map(|z| z.action), Some("reserved"));
+        assert_eq!(
+            decode_io(&s).unwrap().zone().map(|z| z.action),
+            Some("reserved")
+        );
         let mut s = sqe(io_op::ZONE_MGMT_RECV);
         s.cdw13 = 1 | (1 << 16);
         let z = decode_io(&s).unwrap().zone().unwrap();
-        assert_eq!((z.action, z.partial, z.select_all), ("extended-report", true, false));
+        assert_eq!(
+            (z.action, z.partial, z.select_all),
+            ("extended-report", true, false)
+        );
         assert_eq!(decode_io(&sqe(io_op::READ)).unwrap().zone(), None);
     }
 

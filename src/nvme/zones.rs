@@ -600,12 +600,19 @@ impl Zones {
         put_u64(d, 24, wp);
     }
 
-    /// Every zone, for the control socket and the sidecar.
+    /// Every zone (tests; the control socket takes [`Zones::snapshot_range`]).
     pub fn snapshot(&self) -> Vec<ZoneInfo> {
+        self.snapshot_range(0, usize::MAX)
+    }
+
+    /// Zones `first`.. , at most `max` of them (none when `first` is past the last).
+    pub fn snapshot_range(&self, first: usize, max: usize) -> Vec<ZoneInfo> {
         let t = self.lock();
         t.zones
             .iter()
             .enumerate()
+            .skip(first)
+            .take(max)
             .map(|(i, z)| ZoneInfo {
                 zslba: self.zslba(i),
                 state: z.state,
@@ -658,8 +665,35 @@ impl Zones {
         }
     }
 
-    /// Puts zone `i` into `state` with write pointer `wp` (a restored sidecar, or the
-    /// control socket making a zone read-only or offline). Open states come back as
+    /// A transition the controller makes on its own (the control socket's
+    /// `set-zone-state`): zone `i` becomes Read Only or Offline from any state, giving up
+    /// its open and active resources; an Offline zone loses its descriptor extension.
+    /// Returns the state it left.
+    pub fn force_state(&self, i: usize, to: ZoneState) -> Result<ZoneState, String> {
+        if !matches!(to, ZoneState::ReadOnly | ZoneState::Offline) {
+            return Err(format!(
+                "state: {} is not one the controller enters on its own (read-only, offline)",
+                to.name()
+            ));
+        }
+        let mut t = self.lock();
+        if i >= t.zones.len() {
+            return Err(format!(
+                "zone: {i} does not exist ({} zones)",
+                t.zones.len()
+            ));
+        }
+        let before = t.zones[i].state;
+        if to == ZoneState::Offline {
+            t.zones[i].za &= !ZA_ZDEV;
+            self.clear_ext(&mut t, i);
+        }
+        self.set_state(&mut t, i, to);
+        t.mark(i);
+        Ok(before)
+    }
+
+    /// Puts zone `i` into `state` with write pointer `wp` (a restored sidecar). Open states come back as
     /// Closed (a restart closes every zone, as a power cycle does); a write pointer
     /// outside the zone's capacity is refused.
     pub fn restore_zone(&self, i: usize, state: ZoneState, wp: u64) -> Result<(), String> {
@@ -863,6 +897,40 @@ mod tests {
             z.report(0, ZoneFilter::All, false, false, 4).unwrap(),
             vec![4, 0, 0, 0]
         );
+    }
+
+    #[test]
+    fn forced_read_only_and_offline_zones_free_their_resources() {
+        let z = zones(2, 2);
+        z.begin_write(0, 4, false).unwrap();
+        z.send(ZoneAction::Open, 16, false, &[]).unwrap();
+        assert_eq!(z.counts(), (2, 2));
+        assert_eq!(
+            z.force_state(0, ZoneState::ReadOnly),
+            Ok(ZoneState::ImplicitlyOpen)
+        );
+        assert_eq!(z.counts(), (1, 1));
+        assert_eq!(
+            z.begin_write(4, 1, false),
+            Err(status::ZONE_IS_READ_ONLY.dnr())
+        );
+        assert_eq!(z.check_read(0, 4), Ok(()));
+        // Reset of a Read Only zone is not a transition the host may ask for.
+        assert_eq!(
+            z.send(ZoneAction::Reset, 0, false, &[]).map(|_| ()),
+            Err(status::INVALID_ZONE_STATE_TRANSITION.dnr())
+        );
+        assert_eq!(
+            z.force_state(1, ZoneState::Offline),
+            Ok(ZoneState::ExplicitlyOpen)
+        );
+        assert_eq!(z.counts(), (0, 0));
+        assert_eq!(z.check_read(16, 1), Err(status::ZONE_IS_OFFLINE.dnr()));
+        assert!(z.force_state(0, ZoneState::Full).is_err());
+        assert!(z.force_state(99, ZoneState::Offline).is_err());
+        let some = z.snapshot_range(1, 2);
+        assert_eq!((some.len(), some[0].state), (2, ZoneState::Offline));
+        assert!(z.snapshot_range(99, 5).is_empty());
     }
 
     #[test]
