@@ -200,6 +200,8 @@ pub struct Driver<B: Bus> {
     pub event_idx: bool,
     /// How long [`Driver::cmd`] and the commands built on it wait for a completion.
     pub timeout: Duration,
+    /// CC.CSS to enable with; `None`: 110b when CAP.CSS bit 6 offers it, else 000b.
+    pub css: Option<u32>,
     /// Guest memory the driver may hand out with [`Driver::alloc`].
     heap: Range<u64>,
 }
@@ -216,6 +218,7 @@ impl<B: Bus> Driver<B> {
             cqs: BTreeMap::new(),
             next_cid: 1,
             dbbuf: None,
+            css: None,
             event_idx: true,
             timeout: DEFAULT_TIMEOUT,
             heap,
@@ -316,7 +319,12 @@ impl<B: Bus> Driver<B> {
         self.write32(reg::AQA, (entries - 1) | ((entries - 1) << 16))?;
         self.write64(reg::ASQ, asq)?;
         self.write64(reg::ACQ, acq)?;
-        self.write32(reg::CC, CC_ENABLE)?;
+        // CC.CSS 110b when CAP.CSS bit 6 offers it (every I/O command set), as Linux
+        // does; else 000b (NVM).
+        let css = self
+            .css
+            .unwrap_or(if (self.cap >> 43) & 1 == 1 { 6 } else { 0 });
+        self.write32(reg::CC, CC_ENABLE | (css & 7) << 4)?;
         let timeout = self.timeout;
         let ready = poll_until(timeout, Duration::from_millis(1), || {
             let v = self.read32(reg::CSTS)?;

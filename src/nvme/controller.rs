@@ -298,6 +298,9 @@ impl Inner {
         if asqs < 2 || acqs < 2 {
             return Err("AQA: admin queues need at least 2 entries".into());
         }
+        self.shared
+            .all_command_sets
+            .store(cc::css(r.cc) == 6, Ordering::Release);
         let exec = Arc::new(Dispatcher(self.shared.clone()));
         self.shared
             .queues

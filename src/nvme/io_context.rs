@@ -15,6 +15,9 @@ pub(crate) struct IoCtx<'a> {
     pub cfg: &'a ControllerConfig,
     /// Volatile Write Cache enabled: when off every write is made durable.
     pub write_cache: bool,
+    /// CC.CSS 110b: the zoned command set is enabled (with 000b a zoned namespace takes
+    /// the NVM command set's commands only, as QEMU does).
+    pub all_command_sets: bool,
     /// Host Behavior Support Copy Descriptor Formats Enable when the command started.
     pub cdfe: u16,
     pub stats: &'a Stats,

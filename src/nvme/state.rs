@@ -32,6 +32,9 @@ pub(crate) struct Shared {
     pub aer: Mutex<AerState>,
     /// Volatile Write Cache enabled (feature 6); when off every write is made durable.
     pub write_cache: AtomicBool,
+    /// CC.CSS was 110b at the last enable (every I/O command set CAP.CSS names: the
+    /// zoned commands on a zoned namespace); 000b enables the NVM command set only.
+    pub all_command_sets: AtomicBool,
     pub stats: Stats,
     pub started: Instant,
     /// Experiment control: faults, latencies, counters and records (outside the model).
@@ -64,6 +67,7 @@ impl Shared {
             reset_cdfe: AtomicU16::new(cfg.cdfe),
             aer: Mutex::new(AerState::default()),
             write_cache: AtomicBool::new(true),
+            all_command_sets: AtomicBool::new(false),
             stats: Stats::default(),
             started: Instant::now(),
             hooks,
@@ -104,6 +108,7 @@ impl Shared {
             namespaces: &self.namespaces,
             cfg: &self.cfg,
             write_cache: self.write_cache.load(Ordering::Acquire),
+            all_command_sets: self.all_command_sets.load(Ordering::Acquire),
             cdfe: lock(&self.features).cdfe(),
             stats: &self.stats,
             hooks: &*self.hooks,

@@ -27,7 +27,16 @@ const PAGE: u64 = 4096;
 
 /// The zones of the namespace a zoned command names; a namespace of the NVM command set
 /// does not support the zoned opcodes (Invalid Opcode, as QEMU answers).
-fn zones_of(ns: &Namespace) -> Result<&Arc<Zones>, Status> {
+/// The zones of a zoned namespace for a zoned command: Invalid Opcode on an NVM
+/// namespace, and on a zoned one while CC.CSS enables the NVM command set only.
+fn zones_of<'a>(ctx: &IoCtx, ns: &'a Namespace) -> Result<&'a Arc<Zones>, Status> {
+    if !ctx.all_command_sets {
+        log::warn!(
+            "namespace {}: a zoned command while CC.CSS enables the NVM command set only",
+            ns.nsid
+        );
+        return Err(status::INVALID_OPCODE.dnr());
+    }
     ns.zones().ok_or(status::INVALID_OPCODE.dnr())
 }
 
@@ -99,7 +108,7 @@ pub(crate) fn append(ctx: &IoCtx, mem: &Mem, c: &RwCmd) -> Outcome {
 
 fn run_append(ctx: &IoCtx, mem: &Mem, c: &RwCmd) -> Result<u64, Status> {
     let ns = ctx.namespace(c.nsid)?;
-    let zones = zones_of(&ns)?;
+    let zones = zones_of(ctx, &ns)?;
     check_writable(&ns)?;
     let nlb = c.nlb as u64;
     let len = nlb * ns.block_size();
@@ -128,7 +137,7 @@ fn run_append(ctx: &IoCtx, mem: &Mem, c: &RwCmd) -> Result<u64, Status> {
 /// All). A reset deallocates the zone's blocks (they read as zeroes again).
 pub(crate) fn send(ctx: &IoCtx, mem: &Mem, c: &ZoneSendCmd) -> Result<u32, Status> {
     let ns = ctx.namespace(c.nsid)?;
-    let zones = zones_of(&ns)?;
+    let zones = zones_of(ctx, &ns)?;
     let action = c.action.ok_or(status::INVALID_FIELD.dnr())?;
     let changes_data = matches!(
         action,
@@ -171,7 +180,7 @@ pub(crate) fn send(ctx: &IoCtx, mem: &Mem, c: &ZoneSendCmd) -> Result<u32, Statu
 /// into the host's buffer (MDTS bounds it).
 pub(crate) fn receive(ctx: &IoCtx, mem: &Mem, c: &ZoneReceiveCmd) -> Result<u32, Status> {
     let ns = ctx.namespace(c.nsid)?;
-    let zones = zones_of(&ns)?;
+    let zones = zones_of(ctx, &ns)?;
     let action = c.action.ok_or(status::INVALID_FIELD.dnr())?;
     let filter = c.filter.ok_or(status::INVALID_FIELD.dnr())?;
     check_mdts(ctx, c.bytes)?;

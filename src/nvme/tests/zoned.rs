@@ -135,6 +135,27 @@ fn writes_follow_the_write_pointer_and_append_returns_the_lba() {
 }
 
 #[test]
+fn css_000b_gives_a_zoned_namespace_the_nvm_commands_only() {
+    let mut h = zoned_host();
+    assert!(write(&mut h, io_op::ZONE_APPEND, 0, 1).ok(), "CC.CSS 110b");
+    h.disable();
+    h.drv.css = Some(0);
+    h.enable();
+    h.io_pair(1, 16);
+    assert_eq!(st(&write(&mut h, io_op::ZONE_APPEND, 0, 1)), 0x4001);
+    assert_eq!(st(&send(&mut h, 1, 0, 4, false)), 0x4001);
+    assert_eq!(st(&report(&mut h, 0, 4096, 0, false).0), 0x4001);
+    // The namespace is still zoned: writes follow the write pointer.
+    assert!(write(&mut h, io_op::WRITE, 1, 1).ok());
+    assert_eq!(st(&write(&mut h, io_op::WRITE, 1, 1)), 0x41bc);
+    h.disable();
+    h.drv.css = None;
+    h.enable();
+    h.io_pair(1, 16);
+    assert!(send(&mut h, 1, 0, 4, false).ok(), "110b again: reset works");
+}
+
+#[test]
 fn filling_a_zone_makes_it_full_and_reports_show_each_state() {
     let mut h = zoned_host();
     // 1536 blocks = 6 writes of 256.
