@@ -1,7 +1,8 @@
 //! Zoned namespaces over the real sockets: the vnvme binary with a file-backed zoned
 //! namespace, the host driver writing, appending and finishing zones, and the zone
 //! states coming back after vnvme restarts (SIGKILL after a Flush, SIGTERM without
-//! one) from the zone file beside the image; a zone file of another geometry refused.
+//! one) from the zone file beside the image, and after a client reconnect; a zone file of
+//! another geometry refused; the control socket's zone commands.
 
 mod common;
 
@@ -77,6 +78,11 @@ fn zone_states_survive_restarts() {
     assert_eq!(n.exec(1, Sqe::new(IO_FLUSH, 1)).sc(), 0);
     let before = zones(&mut n);
     assert_eq!(before[..3], [(2, 8), (2, ZONE + 4), (0xe, u64::MAX)]);
+    drop(n);
+    // A client that reconnects (a QEMU restart) finds the zones as they were.
+    let mut n = Nvme::new(&s.server);
+    n.create_io_queues(1, 16);
+    assert_eq!(zones(&mut n), before, "after a reconnect");
     drop(n);
     // SIGKILL after the Flush: the open zones come back closed, pointers kept.
     let _ = s.child.kill();
