@@ -371,6 +371,54 @@ fn copy_limits_change_identify_namespace() {
 }
 
 #[test]
+fn trace_marks_sit_between_the_records() {
+    let mut s = server("ctl-mark", &[]);
+    let mut n = Nvme::new(&s.server);
+    n.create_io_queues(1, 16);
+    let buf = n.alloc(PAGE);
+    assert_eq!(
+        n.rw_prp(1, Sqe::new(IO_WRITE, 1).lba(10, 1), buf, LBS).sc(),
+        0
+    );
+    // A record is reported just after its completion is posted: wait for it.
+    assert_eq!(s.wait_io_records(1).len(), 1);
+    let m = s.ok("trace-mark", json!({"label": "point 1: mssrl=8"}));
+    assert_eq!(m["traced"], true, "{m}");
+    assert_eq!(
+        n.rw_prp(1, Sqe::new(IO_READ, 1).lba(10, 1), buf, LBS).sc(),
+        0
+    );
+    assert_eq!(s.wait_io_records(2).len(), 2);
+    s.ok("trace-mark", json!({"label": "end"}));
+    for bad in [
+        json!({"label": ""}),
+        json!({"label": "a\nb"}),
+        json!({"label": "x".repeat(201)}),
+        json!({}),
+    ] {
+        assert!(
+            s.ctl("trace-mark", bad.clone()).get("error").is_some(),
+            "{bad}"
+        );
+    }
+    assert_eq!(s.stop(), 0);
+    let lines = s.trace_lines();
+    let at = |f: &dyn Fn(&Value) -> bool| {
+        lines
+            .iter()
+            .position(f)
+            .unwrap_or_else(|| panic!("{lines:#?}"))
+    };
+    let w = at(&|v| v["opcode_name"] == "write");
+    let m1 = at(&|v| v["mark"] == "point 1: mssrl=8");
+    let r = at(&|v| v["opcode_name"] == "read" && v["qid"] == 1);
+    let m2 = at(&|v| v["mark"] == "end");
+    assert!(w < m1 && m1 < r && r < m2, "{lines:#?}");
+    assert_eq!(lines[m1]["time_us"], m["time_us"]);
+    assert!(lines[m1]["time_us"].as_u64() >= lines[w]["time_us"].as_u64());
+}
+
+#[test]
 fn trace_holds_exactly_the_commands_sent() {
     let mut s = server("ctl-trace", &[]);
     let mut n = Nvme::new(&s.server);

@@ -28,6 +28,9 @@ use crate::nvme::Controller;
 /// Longest request line accepted (bytes, without the newline).
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// Longest `trace-mark` label, in characters.
+pub const MAX_MARK_LABEL: usize = 200;
+
 /// Most zones one `query-zones` reply lists (a namespace may have millions).
 pub const MAX_ZONES_PER_QUERY: u32 = 1024;
 
@@ -114,6 +117,11 @@ pub const COMMANDS: &[CommandInfo] = &[
         name: "mark-unreadable",
         args: "nsid, slba, blocks",
         help: "mark blocks of an attached namespace unreadable, as Write Uncorrectable does: reads fail with Unrecovered Read Error until the blocks are written",
+    },
+    CommandInfo {
+        name: "trace-mark",
+        args: "label",
+        help: "write {\"time_us\", \"mark\": label} into the --trace stream between the records (label: 1-200 printable characters)",
     },
     CommandInfo {
         name: "query-zones",
@@ -694,6 +702,20 @@ pub fn execute(ctx: &Context, name: &str, args: &Map<String, Value>) -> Result<V
                 .mark_unreadable(slba, blocks)
                 .map_err(|e| g(format!("slba/blocks: {e}")))?;
             Ok(json!({"unreadable_blocks": ns.volume().unreadable_summary().0}))
+        }
+        "trace-mark" => {
+            a.only(&["label"]).map_err(g)?;
+            let label = a.req("label", value_str).map_err(g)?;
+            if label.is_empty()
+                || label.chars().count() > MAX_MARK_LABEL
+                || label.chars().any(|c| c.is_control())
+            {
+                return Err(g(format!(
+                    "label: must be 1-{MAX_MARK_LABEL} printable characters"
+                )));
+            }
+            let (time_us, traced) = ctx.lab.mark(&label);
+            Ok(json!({"time_us": time_us, "traced": traced}))
         }
         "query-zones" => {
             a.only(&["nsid", "zone", "count"]).map_err(g)?;

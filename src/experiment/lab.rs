@@ -74,6 +74,9 @@ pub struct CommandRecord {
 /// Receives every completed command, on the thread that completed it. Must not block.
 pub trait CommandObserver: Send + Sync {
     fn completed(&self, rec: &CommandRecord);
+    /// A label the experimenter put between records (control `trace-mark`), at
+    /// `time_us` on the records' clock. Observers without marks ignore it.
+    fn mark(&self, _time_us: u64, _label: &str) {}
 }
 
 /// Counters of one opcode on one namespace. Opcodes without a name are listed as
@@ -605,6 +608,19 @@ fn validate_fault(spec: &FaultSpec) -> Result<(), String> {
 }
 
 impl Experiment {
+    /// Puts `label` into the record stream now (`trace-mark`); returns its time on the
+    /// records' clock and whether an observer took it.
+    pub fn mark(&self, label: &str) -> (u64, bool) {
+        let time_us = Instant::now().duration_since(self.started).as_micros() as u64;
+        match read(&self.observer).clone() {
+            Some(obs) => {
+                obs.mark(time_us, label);
+                (time_us, true)
+            }
+            None => (time_us, false),
+        }
+    }
+
     /// Installs (or removes) the observer every completion is reported to. With none,
     /// completions cost nothing extra.
     pub fn set_observer(&self, obs: Option<Arc<dyn CommandObserver>>) {

@@ -238,20 +238,53 @@ struct Shared {
     stop: AtomicBool,
 }
 
+/// What the writer thread receives: a record, or a mark between records.
+enum Item {
+    Record(CommandRecord),
+    Mark { time_us: u64, label: String },
+}
+
+impl Item {
+    fn line(&self) -> String {
+        match self {
+            Item::Record(r) => format_record(r),
+            Item::Mark { time_us, label } => format_mark(*time_us, label),
+        }
+    }
+}
+
+/// The line of a mark: `{"time_us":N,"mark":"LABEL"}`.
+pub fn format_mark(time_us: u64, label: &str) -> String {
+    serde_json::json!({"time_us": time_us, "mark": label}).to_string()
+}
+
 /// The observer installed in the controller: never blocks.
 pub struct TraceObserver {
-    tx: SyncSender<CommandRecord>,
+    tx: SyncSender<Item>,
     shared: Arc<Shared>,
 }
 
-impl CommandObserver for TraceObserver {
-    fn completed(&self, rec: &CommandRecord) {
-        match self.tx.try_send(rec.clone()) {
+impl TraceObserver {
+    fn send(&self, item: Item) {
+        match self.tx.try_send(item) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+impl CommandObserver for TraceObserver {
+    fn completed(&self, rec: &CommandRecord) {
+        self.send(Item::Record(rec.clone()));
+    }
+
+    fn mark(&self, time_us: u64, label: &str) {
+        self.send(Item::Mark {
+            time_us,
+            label: label.to_string(),
+        });
     }
 }
 
@@ -347,21 +380,17 @@ fn report_dropped(w: &mut impl Write, shared: &Shared, total: &mut u64) -> io::R
     Ok(())
 }
 
-fn write_loop(
-    rx: Receiver<CommandRecord>,
-    out: Box<dyn Write + Send>,
-    shared: &Shared,
-) -> io::Result<()> {
+fn write_loop(rx: Receiver<Item>, out: Box<dyn Write + Send>, shared: &Shared) -> io::Result<()> {
     let mut w = BufWriter::with_capacity(1 << 16, out);
     let mut total = 0u64;
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(rec) => {
-                writeln!(w, "{}", format_record(&rec))?;
+            Ok(item) => {
+                writeln!(w, "{}", item.line())?;
                 // Write what else is queued, then flush once: lines reach the file
                 // promptly, and in batches under load.
-                while let Ok(rec) = rx.try_recv() {
-                    writeln!(w, "{}", format_record(&rec))?;
+                while let Ok(item) = rx.try_recv() {
+                    writeln!(w, "{}", item.line())?;
                 }
                 report_dropped(&mut w, shared, &mut total)?;
                 w.flush()?;
@@ -376,8 +405,8 @@ fn write_loop(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if shared.stop.load(Ordering::SeqCst) {
-            while let Ok(rec) = rx.try_recv() {
-                writeln!(w, "{}", format_record(&rec))?;
+            while let Ok(item) = rx.try_recv() {
+                writeln!(w, "{}", item.line())?;
             }
             break;
         }
