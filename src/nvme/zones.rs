@@ -491,11 +491,7 @@ impl Zones {
                 _ => return invalid,
             },
             ZoneAction::Offline => match before {
-                ReadOnly => {
-                    t.zones[i].za &= !ZA_ZDEV;
-                    self.clear_ext(t, i);
-                    self.set_state(t, i, Offline);
-                }
+                ReadOnly => self.take_offline(t, i),
                 Offline => {}
                 _ => return invalid,
             },
@@ -685,12 +681,18 @@ impl Zones {
         }
         let before = t.zones[i].state;
         if to == ZoneState::Offline {
-            t.zones[i].za &= !ZA_ZDEV;
-            self.clear_ext(&mut t, i);
+            self.take_offline(&mut t, i);
+        } else {
+            self.set_state(&mut t, i, to);
         }
-        self.set_state(&mut t, i, to);
-        t.mark(i);
         Ok(before)
+    }
+
+    /// Zone `i` goes Offline: its descriptor extension is gone with it.
+    fn take_offline(&self, t: &mut Table, i: usize) {
+        t.zones[i].za &= !ZA_ZDEV;
+        self.clear_ext(t, i);
+        self.set_state(t, i, ZoneState::Offline);
     }
 
     /// Puts zone `i` into `state` with write pointer `wp` (a restored sidecar). Open states come back as
